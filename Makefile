@@ -1,0 +1,32 @@
+# The two commands a new user needs (see README): `make demo` and `make test`.
+# Everything below installs what it needs into ./.venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: evaluate a recorded walk against an ELR-defined worksite.
+demo: $(STAMP)
+	$(BIN)/trackfence geofence check examples/sites/ecm1-kings-cross.toml \
+	    examples/fixes/ecm1-walk.csv --out out/ecm1-walk-decisions.csv
+
+## The tests (ruff first: a lint failure is a test failure).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+## Speed and memory against the peers, same run (not part of `make test`).
+bench: $(STAMP)
+	$(BIN)/pytest benchmarks --benchmark-enable --benchmark-only -p no:randomly \
+	    --benchmark-columns=min,median,max,ops --benchmark-sort=name -s
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .benchmarks
