@@ -102,7 +102,9 @@ class LocalFrame:
     def _inverse(self) -> Transformer:
         return _transformers(self.proj)[1]
 
-    def from_etrs89(self, lat_deg: np.ndarray, lon_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def from_etrs89(
+        self, lat_deg: np.ndarray, lon_deg: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """ETRS89 latitude/longitude to local metres. Invalid input gives NaN (see check_latlon)."""
         lat = np.asarray(lat_deg, dtype=np.float64)
         lon = np.asarray(lon_deg, dtype=np.float64)
@@ -142,7 +144,9 @@ class LocalFrame:
         lon, lat = self._inverse().transform(np.asarray(x_m, float), np.asarray(y_m, float))
         return np.asarray(lat), np.asarray(lon)
 
-    def from_bng(self, easting_m: np.ndarray, northing_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def from_bng(
+        self, easting_m: np.ndarray, northing_m: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """BNG to local metres through OSTN15 (raises off the grid, never approximates)."""
         lat, lon = ostn15.bng_to_etrs89(easting_m, northing_m)
         return self.from_etrs89(lat, lon)

@@ -55,6 +55,17 @@ def group_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np
     return owner, index
 
 
+#: Where in a boundary cell its reference point may sit (fractions of the cell), tried in
+#: order at build time until one has a certified side of every edge in the cell.
+REFERENCE_OFFSETS = np.array(
+    [(0.5731, 0.5419), (0.2917, 0.7383), (0.8137, 0.2269), (0.3541, 0.1877)], dtype=np.float64
+)
+#: Reference offset number meaning "no certain reference: always ask GEOS".
+NO_REFERENCE = 255
+#: Distance lists keep their first two edges in fixed slots (most lists have one or two).
+DISTANCE_SLOTS = 2
+
+
 @dataclass(frozen=True, eq=False)
 class FenceIndex:
     """An immutable, compiled view of a set of fences in one local metric frame.
@@ -74,34 +85,31 @@ class FenceIndex:
     # level 0: dense super-cell grid -> block number (block 0 is empty)
     super_cells_x: int
     root_block: np.ndarray  # int32 [super_y * super_x]
-    # level 1: blocks of FANOUT² coarse cells -> tile number, and distance list (or -1)
-    block_tile: np.ndarray  # int32 [blocks * FANOUT²]
-    block_distance_list: np.ndarray  # int32 [blocks * FANOUT²]
+    # level 1: blocks of FANOUT² coarse cells -> tile number (low 32 bits) and distance
+    # list + 1 (high 32 bits; 0 = none), packed so one gather fetches both
+    block_entry: np.ndarray  # int64 [blocks * FANOUT²]
     # level 2: tiles of FANOUT² fine cells -> fence number, OUTSIDE, or -2 - boundary cell
     tile_code: np.ndarray  # int32 [tiles * FANOUT²]
-    # boundary cells: label if no listed fence covers, then per-fence runs of edges
+    # boundary cells: the label if no listed fence covers, and a flat list of entries, one
+    # per (fence, edge) crossing the cell, grouped into runs of one fence in fence order
     boundary_fallback: np.ndarray  # int32 [cells]
-    boundary_run_start: np.ndarray  # int64 [cells + 1]
-    run_fence: np.ndarray  # int32 [runs]
-    run_ref_x: np.ndarray  # float64 [runs]
-    run_ref_y: np.ndarray
-    run_ref_inside: np.ndarray  # bool [runs]
-    run_ref_certain: np.ndarray  # bool [runs]: False -> always ask GEOS
-    run_edge_start: np.ndarray  # int64 [runs + 1]
-    run_edge: np.ndarray  # int32 -> fence edge
-    run_edge_ref_left: np.ndarray  # bool: reference point is left of the edge
+    boundary_entry_start: np.ndarray  # int32 [cells + 1]
+    entry_edge: np.ndarray  # int32 -> fence edge
+    entry_fence: np.ndarray  # int32
+    entry_run_first: np.ndarray  # bool: first entry of its fence's run
+    entry_reference: np.ndarray  # uint8: REFERENCE_OFFSETS row, or NO_REFERENCE
+    entry_reference_inside: np.ndarray  # bool: the fence covers the reference point
+    entry_reference_left: np.ndarray  # bool: the reference point is left of the edge
     edge_ax: np.ndarray  # fence edges, float64
     edge_ay: np.ndarray
     edge_bx: np.ndarray
     edge_by: np.ndarray
-    # distance lists: per block cell, the union-boundary edges that can be nearest
-    distance_start: np.ndarray  # int64 [lists + 1]
-    distance_edge: np.ndarray  # int32 -> union edge
-    union_ax: np.ndarray
-    union_ay: np.ndarray
-    union_dx: np.ndarray
-    union_dy: np.ndarray
-    union_inv_len2: np.ndarray
+    # distance lists, per block cell: the union-boundary edges that can be nearest, as
+    # segment parameters [ax, ay, dx, dy, 1/len²] in DISTANCE_SLOTS fixed slots, then overflow
+    distance_slots: np.ndarray  # float64 [5 * DISTANCE_SLOTS, lists]
+    distance_overflow_start: np.ndarray  # int32 [lists + 1]
+    distance_overflow_edge: np.ndarray  # int32 -> union edge
+    union_segments: np.ndarray  # float64 [5, union edges]
 
     @classmethod
     def build(
@@ -137,32 +145,55 @@ class FenceIndex:
 
     # ------------------------------------------------------------------ lookup
     def _cells(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Fine-cell integer coordinates, clamped into the grid's empty border."""
+        """Fine-cell integer coordinates; fixes off the grid are clamped into its empty border."""
         inv = 1.0 / self.cell_m
-        fx = np.subtract(x, self.origin_x_m)
-        fx *= inv
-        np.clip(fx, 0.0, self.fine_cells_x - 1, out=fx)
-        fy = np.subtract(y, self.origin_y_m)
-        fy *= inv
-        np.clip(fy, 0.0, self.fine_cells_y - 1, out=fy)
-        return fx.astype(np.int32), fy.astype(np.int32)
+        out = []
+        for values, origin, limit in (
+            (x, self.origin_x_m, self.fine_cells_x - 1),
+            (y, self.origin_y_m, self.fine_cells_y - 1),
+        ):
+            f = np.subtract(values, origin)
+            f *= inv
+            if f.size:
+                lo, hi = f.min(), f.max()
+                if np.isnan(lo) or np.isnan(hi):
+                    raise ValueError("coordinates must be finite (validate fixes before the index)")
+                if lo < 0 or hi > limit:
+                    np.clip(f, 0.0, limit, out=f)
+            out.append(f.astype(np.int32))
+        return out[0], out[1]
 
     def _lookup(
         self, x: np.ndarray, y: np.ndarray, want_distance: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         ix, iy = self._cells(x, y)
         shift2 = 2 * FANOUT_BITS
-        block = self.root_block[(iy >> shift2) * self.super_cells_x + (ix >> shift2)]
-        block_cell = (block << shift2) | (((iy >> FANOUT_BITS) & FANOUT_MASK) << FANOUT_BITS)
-        block_cell |= (ix >> FANOUT_BITS) & FANOUT_MASK
-        tile = self.block_tile[block_cell]
+        bx = ix >> FANOUT_BITS
+        by = iy >> FANOUT_BITS
+        super_cell = by >> FANOUT_BITS
+        super_cell *= self.super_cells_x
+        super_cell += bx >> FANOUT_BITS
+        block_cell = self.root_block[super_cell]
+        block_cell <<= shift2
+        by &= FANOUT_MASK
+        by <<= FANOUT_BITS
+        bx &= FANOUT_MASK
+        block_cell |= by
+        block_cell |= bx
+        entry = self.block_entry[block_cell]
+        tile = entry & 0xFFFFFFFF
+        tile <<= shift2
         iy &= FANOUT_MASK
         iy <<= FANOUT_BITS
         ix &= FANOUT_MASK
-        ix |= iy
-        ix |= tile << shift2
-        code = self.tile_code[ix]
-        distance_list = self.block_distance_list[block_cell] if want_distance else None
+        tile |= iy
+        tile |= ix
+        code = self.tile_code[tile]
+        distance_list = None
+        if want_distance:
+            entry >>= 32
+            entry -= 1
+            distance_list = entry
         return code, distance_list
 
     def _resolve_boundary(self, x: np.ndarray, y: np.ndarray, code: np.ndarray) -> None:
@@ -171,73 +202,81 @@ class FenceIndex:
         if at.size == 0:
             return
         cell = -2 - code[at]
-        px_fix = x[at]
-        py_fix = y[at]
-        run_first = self.boundary_run_start[cell]
-        run_count = self.boundary_run_start[cell + 1] - run_first
-        fix_of_run, run = group_ranges(run_first, run_count)
-        edge_first = self.run_edge_start[run]
-        edge_count = self.run_edge_start[run + 1] - edge_first
-        pair_run, slot = group_ranges(edge_first, edge_count)
-        edge = self.run_edge[slot]
+        fix_x = x[at]
+        fix_y = y[at]
+        first = self.boundary_entry_start[cell]
+        count = self.boundary_entry_start[cell + 1] - first
+        owner, slot = group_ranges(first, count)
+        edge = self.entry_edge[slot]
         ax = self.edge_ax[edge]
         ay = self.edge_ay[edge]
         bx = self.edge_bx[edge]
         by = self.edge_by[edge]
-        fix_of_pair = fix_of_run[pair_run]
-        px = px_fix[fix_of_pair]
-        py = py_fix[fix_of_pair]
-        run_of_pair = run[pair_run]
-        rx = self.run_ref_x[run_of_pair]
-        ry = self.run_ref_y[run_of_pair]
-        o_p, sure_p = orient(ax, ay, bx, by, px, py)
+        px = fix_x[owner]
+        py = fix_y[owner]
+        # the reference point is a fixed place in the fix's own cell
+        cx, cy = self._cells(fix_x, fix_y)
+        reference = self.entry_reference[slot]
+        offsets = REFERENCE_OFFSETS[np.minimum(reference, len(REFERENCE_OFFSETS) - 1)]
+        rx = self.origin_x_m + (cx[owner] + offsets[:, 0]) * self.cell_m
+        ry = self.origin_y_m + (cy[owner] + offsets[:, 1]) * self.cell_m
+        o_p, sure = orient(ax, ay, bx, by, px, py)
         o_a, sure_a = orient(rx, ry, px, py, ax, ay)
         o_b, sure_b = orient(rx, ry, px, py, bx, by)
-        crossing = ((o_p > 0) != self.run_edge_ref_left[slot]) & ((o_a > 0) != (o_b > 0))
-        uncertain = ~(sure_p & sure_a & sure_b)
-        pair_starts = np.cumsum(edge_count) - edge_count
-        parity = np.add.reduceat(crossing.astype(np.int32), pair_starts) & 1
-        run_uncertain = np.logical_or.reduceat(uncertain, pair_starts)
-        run_uncertain |= ~self.run_ref_certain[run]
-        inside = self.run_ref_inside[run] ^ parity.astype(bool)
-        if run_uncertain.any():
-            ask = np.flatnonzero(run_uncertain)
-            fix = fix_of_run[ask]
+        crossing = ((o_p > 0) != self.entry_reference_left[slot]) & ((o_a > 0) != (o_b > 0))
+        sure &= sure_a
+        sure &= sure_b
+        sure &= reference != NO_REFERENCE
+        runs = np.flatnonzero(self.entry_run_first[slot])
+        run_slot = slot[runs]
+        if runs.size == slot.size:  # every run has one edge: no grouping needed
+            inside = self.entry_reference_inside[run_slot] ^ crossing
+            uncertain = ~sure
+        else:
+            parity = np.add.reduceat(crossing.astype(np.int8), runs) & 1
+            inside = self.entry_reference_inside[run_slot] ^ parity.astype(bool)
+            uncertain = ~np.logical_and.reduceat(sure, runs)
+        run_fence = self.entry_fence[run_slot]
+        run_owner = owner[runs]
+        if uncertain.any():
+            ask = np.flatnonzero(uncertain)
+            fix = run_owner[ask]
             inside[ask] = shapely.intersects_xy(
-                self.geometries[self.run_fence[run[ask]]], px_fix[fix], py_fix[fix]
+                self.geometries[run_fence[ask]], fix_x[fix], fix_y[fix]
             )
-        no_fence = np.iinfo(np.int32).max
-        candidate = np.where(inside, self.run_fence[run], no_fence)
-        run_starts = np.cumsum(run_count) - run_count
-        best = np.minimum.reduceat(candidate, run_starts)
-        code[at] = np.where(best < no_fence, best, self.boundary_fallback[cell])
+        candidate = np.where(inside, run_fence, np.iinfo(np.int32).max)
+        if runs.size != at.size:  # some cells have runs of several fences: lowest wins
+            fix_first = np.flatnonzero(np.r_[True, run_owner[1:] != run_owner[:-1]])
+            candidate = np.minimum.reduceat(candidate, fix_first)
+        code[at] = np.where(
+            candidate < np.iinfo(np.int32).max, candidate, self.boundary_fallback[cell]
+        )
 
-    def _distance(
-        self, x: np.ndarray, y: np.ndarray, distance_list: np.ndarray
-    ) -> np.ndarray:
+    def _distance(self, x: np.ndarray, y: np.ndarray, distance_list: np.ndarray) -> np.ndarray:
         """Unsigned distance to the union boundary, capped at the horizon."""
         distance = np.full(x.shape, self.horizon_m, dtype=np.float64)
         at = np.flatnonzero(distance_list >= 0)
         if at.size == 0:
             return distance
         lists = distance_list[at]
-        first = self.distance_start[lists]
-        count = self.distance_start[lists + 1] - first
-        owner, slot = group_ranges(first, count)
-        edge = self.distance_edge[slot]
-        px = x[at][owner]
-        py = y[at][owner]
-        rx = px - self.union_ax[edge]
-        ry = py - self.union_ay[edge]
-        dx = self.union_dx[edge]
-        dy = self.union_dy[edge]
-        t = (rx * dx + ry * dy) * self.union_inv_len2[edge]
-        np.clip(t, 0.0, 1.0, out=t)
-        rx -= t * dx
-        ry -= t * dy
-        d2 = rx * rx + ry * ry
-        nearest = np.minimum.reduceat(d2, np.cumsum(count) - count)
-        distance[at] = np.minimum(np.sqrt(nearest), self.horizon_m)
+        px = x[at]
+        py = y[at]
+        # np.take keeps rows contiguous (plain fancy indexing here would not)
+        params = np.take(self.distance_slots, lists, axis=1)
+        nearest = _segment_distance2(px, py, params[0:5])
+        for k in range(1, DISTANCE_SLOTS):
+            np.minimum(nearest, _segment_distance2(px, py, params[5 * k : 5 * k + 5]), out=nearest)
+        first = self.distance_overflow_start[lists]
+        count = self.distance_overflow_start[lists + 1] - first
+        more = np.flatnonzero(count)
+        if more.size:
+            owner, slot = group_ranges(first[more], count[more])
+            seg = np.take(self.union_segments, self.distance_overflow_edge[slot], axis=1)
+            d2 = _segment_distance2(px[more][owner], py[more][owner], seg)
+            extra = np.minimum.reduceat(d2, np.cumsum(count[more]) - count[more])
+            nearest[more] = np.minimum(nearest[more], extra)
+        np.sqrt(nearest, out=nearest)
+        distance[at] = np.minimum(nearest, self.horizon_m)
         return distance
 
     # ------------------------------------------------------------------ public
@@ -266,3 +305,19 @@ class FenceIndex:
         distance = self._distance(x, y, distance_list)
         np.negative(distance, out=distance, where=code < 0)
         return code, distance
+
+
+def _segment_distance2(px: np.ndarray, py: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Squared distance from points to segments given as rows [ax, ay, dx, dy, 1/len²]."""
+    rx = px - seg[0]
+    ry = py - seg[1]
+    t = rx * seg[2]
+    t += ry * seg[3]
+    t *= seg[4]
+    np.clip(t, 0.0, 1.0, out=t)
+    rx -= t * seg[2]
+    ry -= t * seg[3]
+    rx *= rx
+    ry *= ry
+    rx += ry
+    return rx

@@ -15,13 +15,21 @@ import numpy as np
 import shapely
 
 from geofence.errors import FenceError
-from geofence.index import FANOUT, FANOUT_BITS, FANOUT_MASK, OUTSIDE, FenceIndex, group_ranges
+from geofence.index import (
+    DISTANCE_SLOTS,
+    FANOUT,
+    FANOUT_BITS,
+    FANOUT_MASK,
+    NO_REFERENCE,
+    OUTSIDE,
+    REFERENCE_OFFSETS,
+    FenceIndex,
+    group_ranges,
+)
 from geofence.predicates import orient
 
 #: How far (m) a fix may stray from its computed cell through rounding; far more than it can.
 _MARGIN_M = 1e-6
-#: Fractions of a cell tried for a boundary cell's reference point, in order.
-_REFERENCE_OFFSETS = ((0.5731, 0.5419), (0.2917, 0.7383), (0.8137, 0.2269), (0.3541, 0.1877))
 _NO_FENCE = np.iinfo(np.int32).max
 
 
@@ -167,7 +175,8 @@ def build_index(
     # --- B. per fence, each 16 m block cell is mixed (has boundary) or uniform --------------
     block_cells = grid.block_cells_x * grid.block_cells_y
     mixed_key = np.unique(
-        bnd_fence.astype(np.int64) * block_cells + grid.block_key(bnd_ix >> FANOUT_BITS, bnd_iy >> FANOUT_BITS)
+        bnd_fence.astype(np.int64) * block_cells
+        + grid.block_key(bnd_ix >> FANOUT_BITS, bnd_iy >> FANOUT_BITS)
     )
     fb = shapely.bounds(geoms).reshape(-1, 4)
     lo_x = np.floor((fb[:, 0] - grid.x0) / grid.block_m).astype(np.int64)
@@ -229,7 +238,9 @@ def build_index(
     )
     cell_in = (~rows & run_in[np.maximum(run_id, 0)]).reshape(n_q, cells_per_tile)
 
-    group_starts = np.flatnonzero(np.r_[True, q_group[1:] != q_group[:-1]]) if n_q else np.zeros(0, int)
+    group_starts = (
+        np.flatnonzero(np.r_[True, q_group[1:] != q_group[:-1]]) if n_q else np.zeros(0, int)
+    )
     candidate = np.where(cell_in, q_fence[:, None], _NO_FENCE)
     tile_label = (
         np.minimum.reduceat(candidate, group_starts, axis=0)
@@ -248,79 +259,112 @@ def build_index(
     fallback = mixed_codes[tile_bnd]
     mixed_codes[tile_bnd] = -2 - boundary_number[tile_bnd]
 
-    # --- D. boundary-cell runs: one per fence whose edge crosses, in fence order ------------
+    # --- D. boundary-cell entries: per fence crossing the cell (fence order), its edges ------
     rq, rlocal = np.nonzero(bnd_relevant)
     order = np.lexsort((q_fence[rq], rlocal, q_group[rq]))
     rq, rlocal = rq[order], rlocal[order]
     run_cell = boundary_number[q_group[rq], rlocal]
     n_cells = int(tile_bnd.sum())
-    boundary_run_start = np.zeros(n_cells + 1, dtype=np.int64)
-    np.cumsum(np.bincount(run_cell, minlength=n_cells), out=boundary_run_start[1:])
     run_fence = q_fence[rq]
     rix = ((q_block[rq] % grid.block_cells_x) << FANOUT_BITS) + (rlocal & FANOUT_MASK)
     riy = ((q_block[rq] // grid.block_cells_x) << FANOUT_BITS) + (rlocal >> FANOUT_BITS)
     run_key = run_fence.astype(np.int64) * fence_cells + grid.fine_key(rix, riy)
     first = np.searchsorted(fc_key, run_key, side="left")
     last = np.searchsorted(fc_key, run_key, side="right")
-    run_edge_start = np.zeros(run_key.size + 1, dtype=np.int64)
-    np.cumsum(last - first, out=run_edge_start[1:])
-    edge_run, slot = group_ranges(first, last - first)
-    run_edge = fc_edge[slot].astype(np.int32)
+    edge_count = last - first
+    entry_run, slot = group_ranges(first, edge_count)
+    entry_edge = fc_edge[slot].astype(np.int32)
+    run_first_entry = np.cumsum(edge_count) - edge_count
+    entry_run_first = np.zeros(entry_edge.size, dtype=bool)
+    entry_run_first[run_first_entry] = True
+    boundary_entry_start = np.zeros(n_cells + 1, dtype=np.int32)
+    np.cumsum(
+        np.bincount(run_cell, weights=edge_count, minlength=n_cells).astype(np.int64),
+        out=boundary_entry_start[1:],
+    )
 
-    ref_x = np.empty(run_key.size)
-    ref_y = np.empty(run_key.size)
-    ref_certain = np.zeros(run_key.size, dtype=bool)
-    ref_left = np.zeros(run_edge.size, dtype=bool)
-    todo = np.ones(run_key.size, dtype=bool)
-    for fx, fy in _REFERENCE_OFFSETS:
-        tx = grid.x0 + (rix + fx) * cell_m
-        ty = grid.y0 + (riy + fy) * cell_m
-        det, sure = orient(
-            ax[run_edge], ay[run_edge], bx[run_edge], by[run_edge], tx[edge_run], ty[edge_run]
-        )
-        run_sure = np.logical_and.reduceat(sure, run_edge_start[:-1]) if run_edge.size else sure
-        take = todo & run_sure
-        ref_x[take], ref_y[take] = tx[take], ty[take]
-        ref_certain |= take
-        ref_left[take[edge_run]] = (det > 0)[take[edge_run]]
-        todo &= ~take
+    # a reference point per run whose side of every edge of the run is certain
+    run_reference = np.full(run_key.size, NO_REFERENCE, dtype=np.uint8)
+    entry_left = np.zeros(entry_edge.size, dtype=bool)
+    ex = (ax[entry_edge], ay[entry_edge], bx[entry_edge], by[entry_edge])
+    for number, (fx, fy) in enumerate(REFERENCE_OFFSETS):
+        todo = run_reference == NO_REFERENCE
         if not todo.any():
             break
-    ref_x[todo] = grid.x0 + (rix[todo] + 0.5) * cell_m
-    ref_y[todo] = grid.y0 + (riy[todo] + 0.5) * cell_m
-    ref_inside = shapely.intersects_xy(geoms[run_fence], ref_x, ref_y)
+        tx = grid.x0 + (rix + fx) * cell_m
+        ty = grid.y0 + (riy + fy) * cell_m
+        det, sure = orient(*ex, tx[entry_run], ty[entry_run])
+        run_sure = np.logical_and.reduceat(sure, run_first_entry) if sure.size else sure
+        take = todo & run_sure
+        run_reference[take] = number
+        entry_left[take[entry_run]] = (det > 0)[take[entry_run]]
+    have = run_reference != NO_REFERENCE
+    ref_x = grid.x0 + (rix + REFERENCE_OFFSETS[np.where(have, run_reference, 0), 0]) * cell_m
+    ref_y = grid.y0 + (riy + REFERENCE_OFFSETS[np.where(have, run_reference, 0), 1]) * cell_m
+    run_inside = shapely.intersects_xy(geoms[run_fence], ref_x, ref_y)
 
     # --- E. distance lists per block cell, against the union's boundary ---------------------
     union = shapely.union_all(geoms) if geoms.size else shapely.Polygon()
-    uax, uay, ubx, uby, _ = ring_edges(np.array([union], dtype=object)) if not union.is_empty else (
-        np.zeros(0),
-    ) * 5
+    uax, uay, ubx, uby, _ = (
+        ring_edges(np.array([union], dtype=object)) if not union.is_empty else (np.zeros(0),) * 5
+    )
     d_piece_edge, d0x, d0y, d1x, d1y = _pieces(uax, uay, ubx, uby, grid.block_m)
     reach = horizon_m + 2 * _MARGIN_M
     span = 2 + math.ceil(2 * reach / grid.block_m)
-    dpiece, dcx, dcy = _touched_cells(d0x, d0y, d1x, d1y, grid.x0, grid.y0, grid.block_m, reach, span)
+    dpiece, dcx, dcy = _touched_cells(
+        d0x, d0y, d1x, d1y, grid.x0, grid.y0, grid.block_m, reach, span
+    )
     d_block, d_edge = _unique_pairs(grid.block_key(dcx, dcy), d_piece_edge[dpiece].astype(np.int64))
     bxlo = grid.x0 + (d_block % grid.block_cells_x) * grid.block_m - _MARGIN_M
     bylo = grid.y0 + (d_block // grid.block_cells_x) * grid.block_m - _MARGIN_M
     bxhi = bxlo + grid.block_m + 2 * _MARGIN_M
     byhi = bylo + grid.block_m + 2 * _MARGIN_M
-    segments = shapely.linestrings(
-        np.stack([np.column_stack([uax[d_edge], uay[d_edge]]), np.column_stack([ubx[d_edge], uby[d_edge]])], axis=1)
-    ) if d_edge.size else np.zeros(0, dtype=object)
-    min_d = shapely.distance(shapely.box(bxlo, bylo, bxhi, byhi), segments) if d_edge.size else np.zeros(0)
+    segments = (
+        shapely.linestrings(
+            np.stack(
+                [
+                    np.column_stack([uax[d_edge], uay[d_edge]]),
+                    np.column_stack([ubx[d_edge], uby[d_edge]]),
+                ],
+                axis=1,
+            )
+        )
+        if d_edge.size
+        else np.zeros(0, dtype=object)
+    )
+    min_d = (
+        shapely.distance(shapely.box(bxlo, bylo, bxhi, byhi), segments)
+        if d_edge.size
+        else np.zeros(0)
+    )
     max_d = np.zeros(d_edge.size)
     for cxx, cyy in ((bxlo, bylo), (bxhi, bylo), (bxlo, byhi), (bxhi, byhi)):
         max_d = np.maximum(
-            max_d, _point_segment_distance(cxx, cyy, uax[d_edge], uay[d_edge], ubx[d_edge], uby[d_edge])
+            max_d,
+            _point_segment_distance(cxx, cyy, uax[d_edge], uay[d_edge], ubx[d_edge], uby[d_edge]),
         )
     list_block, list_of = np.unique(d_block, return_inverse=True)
     bound = np.full(list_block.size, np.inf)
     np.minimum.at(bound, list_of, max_d)
     keep = min_d <= np.minimum(horizon_m, bound[list_of]) + 1e-9
     list_block_kept, kept_of = np.unique(d_block[keep], return_inverse=True)
-    distance_edge = d_edge[keep].astype(np.int32)
-    distance_start = np.zeros(list_block_kept.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(kept_of.reshape(-1), minlength=list_block_kept.size), out=distance_start[1:])
+    kept_of = kept_of.reshape(-1)
+    kept_edge = d_edge[keep]
+    list_len = np.bincount(kept_of, minlength=list_block_kept.size)
+    list_first = np.cumsum(list_len) - list_len
+    udx = ubx - uax
+    udy = uby - uay
+    len2 = udx * udx + udy * udy
+    union_segments = np.stack([uax, uay, udx, udy, 1.0 / np.where(len2 > 0, len2, 1.0)])
+    slots = []
+    for k in range(DISTANCE_SLOTS):  # short lists repeat their first edge: min is unchanged
+        pick = kept_edge[list_first + np.where(list_len > k, k, 0)]
+        slots.append(union_segments[:, pick])
+    distance_slots = np.concatenate(slots, axis=0) if slots else np.zeros((0, 0))
+    overflow = np.arange(kept_edge.size) - list_first[kept_of] >= DISTANCE_SLOTS
+    distance_overflow_edge = kept_edge[overflow].astype(np.int32)
+    distance_overflow_start = np.zeros(list_block_kept.size + 1, dtype=np.int32)
+    np.cumsum(np.maximum(list_len - DISTANCE_SLOTS, 0), out=distance_overflow_start[1:])
 
     # --- F. assemble the pyramid -----------------------------------------------------------
     uniform_blocks = all_blocks[(min_in != _NO_FENCE)]
@@ -336,7 +380,9 @@ def build_index(
     used_blocks = np.unique(np.concatenate([uniform_blocks, tile_block, list_block_kept]))
     bcx = used_blocks % grid.block_cells_x
     bcy = used_blocks // grid.block_cells_x
-    supers, super_of = np.unique((bcy >> FANOUT_BITS) * grid.super_x + (bcx >> FANOUT_BITS), return_inverse=True)
+    supers, super_of = np.unique(
+        (bcy >> FANOUT_BITS) * grid.super_x + (bcx >> FANOUT_BITS), return_inverse=True
+    )
     root_block = np.zeros(grid.super_x * grid.super_y, dtype=np.int32)
     root_block[supers] = np.arange(1, supers.size + 1, dtype=np.int32)
     n_blocks = supers.size + 1
@@ -344,16 +390,15 @@ def build_index(
     def block_slot(blocks: np.ndarray) -> np.ndarray:
         at = np.searchsorted(used_blocks, blocks)
         local = ((bcy[at] & FANOUT_MASK) << FANOUT_BITS) | (bcx[at] & FANOUT_MASK)
-        return (root_block[supers[super_of.reshape(-1)[at]]].astype(np.int64) << (2 * FANOUT_BITS)) | local
+        return (
+            root_block[supers[super_of.reshape(-1)[at]]].astype(np.int64) << (2 * FANOUT_BITS)
+        ) | local
 
-    block_tile = np.zeros(n_blocks * cells_per_tile, dtype=np.int32)
-    block_tile[block_slot(uniform_blocks)] = 1 + label_tile.reshape(-1)
-    block_tile[block_slot(tile_block)] = 1 + labels_used.size + np.arange(tile_block.size)
-    block_distance_list = np.full(n_blocks * cells_per_tile, -1, dtype=np.int32)
-    block_distance_list[block_slot(list_block_kept)] = np.arange(list_block_kept.size)
+    block_entry = np.zeros(n_blocks * cells_per_tile, dtype=np.int64)
+    block_entry[block_slot(uniform_blocks)] = 1 + label_tile.reshape(-1)
+    block_entry[block_slot(tile_block)] = 1 + labels_used.size + np.arange(tile_block.size)
+    block_entry[block_slot(list_block_kept)] |= np.arange(1, list_block_kept.size + 1) << 32
 
-    udx = ubx - uax
-    udy = uby - uay
     return FenceIndex(
         geometries=geoms,
         cell_m=float(cell_m),
@@ -364,28 +409,22 @@ def build_index(
         fine_cells_y=grid.fine_y,
         super_cells_x=grid.super_x,
         root_block=root_block,
-        block_tile=block_tile,
-        block_distance_list=block_distance_list,
+        block_entry=block_entry,
         tile_code=tile_code.reshape(-1),
         boundary_fallback=fallback.astype(np.int32),
-        boundary_run_start=boundary_run_start,
-        run_fence=run_fence.astype(np.int32),
-        run_ref_x=ref_x,
-        run_ref_y=ref_y,
-        run_ref_inside=ref_inside,
-        run_ref_certain=ref_certain,
-        run_edge_start=run_edge_start,
-        run_edge=run_edge,
-        run_edge_ref_left=ref_left,
+        boundary_entry_start=boundary_entry_start,
+        entry_edge=entry_edge,
+        entry_fence=run_fence[entry_run].astype(np.int32),
+        entry_run_first=entry_run_first,
+        entry_reference=run_reference[entry_run],
+        entry_reference_inside=run_inside[entry_run],
+        entry_reference_left=entry_left,
         edge_ax=ax,
         edge_ay=ay,
         edge_bx=bx,
         edge_by=by,
-        distance_start=distance_start,
-        distance_edge=distance_edge,
-        union_ax=uax,
-        union_ay=uay,
-        union_dx=udx,
-        union_dy=udy,
-        union_inv_len2=1.0 / np.where(udx * udx + udy * udy > 0, udx * udx + udy * udy, 1.0),
+        distance_slots=np.ascontiguousarray(distance_slots),
+        distance_overflow_start=distance_overflow_start,
+        distance_overflow_edge=distance_overflow_edge,
+        union_segments=union_segments,
     )

@@ -4,7 +4,8 @@ GB railway locations are an ELR plus a mileage. Mileages are written several
 ways and each is easy to misread by a factor of 22 (a chain is 22 yards):
 
 * waymark style ``"12.0440"``: miles, a point, then *four digits of yards*
-  (so ``12.0440`` is 12 miles 440 yards, not 12.044 miles);
+  (so ``12.0440`` is 12 miles 440 yards, not 12.044 miles); a few ELRs have
+  posts before their zero, written ``"-0.0044"`` (44 yards before zero);
 * ``"12m 440y"`` or ``"12 miles 440 yards"``;
 * ``"12m 20ch"`` or ``"12 miles 20 chains"`` (80 chains to the mile);
 * a table ``{miles = 12, yards = 440}`` or ``{miles = 12, chains = 20}``.
@@ -20,7 +21,7 @@ YARDS_PER_CHAIN = 22
 CHAINS_PER_MILE = 80
 METRES_PER_YARD = 0.9144
 
-_WAYMARK = re.compile(r"^\s*(\d+)\.(\d{4})\s*$")
+_WAYMARK = re.compile(r"^\s*(-?)(\d+)\.(\d{4})\s*$")
 _WORDS = re.compile(
     r"^\s*(?P<miles>\d+)\s*(?:m|mi|mile|miles)\b\s*"
     r"(?:(?P<count>\d+(?:\.\d+)?)\s*(?P<unit>y|yd|yds|yard|yards|ch|chain|chains)\b)?\s*$",
@@ -43,8 +44,9 @@ def parse_mileage_yd(value: object) -> float:
         )
     match = _WAYMARK.match(value)
     if match:
-        miles, yards = int(match.group(1)), int(match.group(2))
-        return _checked(miles, yards, 0, value)
+        sign = -1.0 if match.group(1) else 1.0
+        miles, yards = int(match.group(2)), int(match.group(3))
+        return sign * _checked(miles, yards, 0, value)
     match = _WORDS.match(value)
     if match:
         miles = int(match.group("miles"))
@@ -85,5 +87,6 @@ def _checked(miles: float, yards: float, chains: float, shown: object) -> float:
 
 def format_mileage(yards: float) -> str:
     """Yards from zero as the railway writes it: ``12m 0440y``."""
-    miles, rest = divmod(round(yards), YARDS_PER_MILE)
-    return f"{miles}m {rest:04d}y"
+    sign = "-" if yards < 0 else ""
+    miles, rest = divmod(round(abs(yards)), YARDS_PER_MILE)
+    return f"{sign}{miles}m {rest:04d}y"

@@ -100,9 +100,7 @@ def shifts_at(easting_m: np.ndarray, northing_m: np.ndarray) -> tuple[np.ndarray
     return interpolate(east_table), interpolate(north_table)
 
 
-def etrs89_to_bng(
-    lat_deg: np.ndarray, lon_deg: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def etrs89_to_bng(lat_deg: np.ndarray, lon_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ETRS89 latitude/longitude (degrees) to BNG easting/northing (m), OSTN15-exact."""
     lat = np.asarray(lat_deg, dtype=np.float64)
     lon = np.asarray(lon_deg, dtype=np.float64)
@@ -115,9 +113,7 @@ def etrs89_to_bng(
     return e0 + se, n0 + sn
 
 
-def bng_to_etrs89(
-    easting_m: np.ndarray, northing_m: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def bng_to_etrs89(easting_m: np.ndarray, northing_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """BNG easting/northing (m) to ETRS89 latitude/longitude (degrees), OSTN15-exact.
 
     The shift is a function of the pseudo-grid position, so the inverse iterates
@@ -133,8 +129,9 @@ def bng_to_etrs89(
     for _ in range(_INVERSE_MAX_ITERATIONS):
         se, sn = shifts_at(e0, n0)
         e1, n1 = e - se, n - sn
-        change = max(float(np.max(np.abs(e1 - e0), initial=0.0)),
-                     float(np.max(np.abs(n1 - n0), initial=0.0)))
+        change = max(
+            float(np.max(np.abs(e1 - e0), initial=0.0)), float(np.max(np.abs(n1 - n0), initial=0.0))
+        )
         e0, n0 = e1, n1
         if change < _INVERSE_TOLERANCE_M:
             break

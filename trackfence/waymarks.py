@@ -1,0 +1,15 @@
+"""The bundled waymark subset (OGL v3, see trackfence/data/README.md), loaded once."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from geofence.elr import Waymarks
+
+
+@cache
+def bundled_waymarks() -> Waymarks:
+    """Mileposts of the ELRs around London shipped with trackfence."""
+    text = resources.files("trackfence").joinpath("data/waymarks-london.csv").read_text("utf-8")
+    return Waymarks.from_csv_text(text)
