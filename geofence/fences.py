@@ -71,7 +71,7 @@ def corridor(centreline: np.ndarray, left_m: float, right_m: float, name: str) -
 
 
 def danger_zone(centreline: np.ndarray, half_width_m: float, name: str) -> shapely.Polygon:
-    """The strip within `half_width_m` of an open line's centreline (see Rules.danger_half_width_m)."""
+    """The strip within `half_width_m` of an open line's centreline (Rules.danger_half_width_m)."""
     if not (np.isfinite(half_width_m) and half_width_m > 0):
         raise FenceError(name, f"danger zone half-width must be positive, got {half_width_m}")
     return corridor(centreline, half_width_m, half_width_m, name)

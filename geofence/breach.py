@@ -1,0 +1,393 @@
+"""Per-device breach state, vectorised across devices: SAFE, WARNING, BREACH, LOST.
+
+The decision is asymmetric on purpose. Raising is immediate and pessimistic:
+the fix's uncertainty circle (reported accuracy × a factor) reaching the edge of
+the safe zone is enough. Clearing is slow and demanding: the circle must be
+back inside by a clearing margin, continuously, for a dwell time. GNSS jitter
+near a boundary therefore produces one alarm, not a flapping stream, and it
+never delays the first alarm. A device that stops reporting is LOST: protection
+lost is itself an alarm, never silence.
+
+This module is a pure function of (states, fixes, config): no clock, no I/O.
+Time comes in with the fixes, and `expire` is told what time it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+import numpy as np
+
+NO_TIME = np.iinfo(np.int64).min
+NO_SEQ = -1
+
+
+class State(IntEnum):
+    SAFE = 0
+    WARNING = 1
+    BREACH = 2
+    LOST = 3  # no accepted fix for lost_after_s (or none yet): the device is not protecting
+
+
+class EventKind(IntEnum):
+    ENTER = 0  # position moved into a safe-zone fence
+    EXIT = 1  # position moved out of the safe zone
+    WARNING = 2  # uncertainty circle came within the approach margin
+    SAFE = 3  # back out of the approach margin (WARNING -> SAFE)
+    BREACH = 4  # uncertainty circle reached the edge: tap on the shoulder
+    CLEAR = 5  # back inside by the clearing margin for the dwell time
+    LOST = 6  # no fix for lost_after_s
+    RECOVERED = 7  # first accepted fix after LOST
+
+
+@dataclass(frozen=True)
+class BreachConfig:
+    """How decisions are made; every number is a site setting."""
+
+    #: Reported horizontal accuracy is usually a 68 % radius; ×2 makes it about 95 %.
+    accuracy_factor: float = 2.0
+    #: Radius assumed when a fix reports no accuracy (pessimistic on purpose).
+    assumed_accuracy_m: float = 5.0
+    #: WARNING when the uncertainty circle is within this of the edge.
+    warning_margin_m: float = 2.0
+    #: WARNING ends only once the circle is this much further in than it started.
+    warning_hysteresis_m: float = 0.5
+    #: BREACH clears only when the circle is back inside by this much...
+    clearing_margin_m: float = 1.0
+    #: ...continuously for this long.
+    clearing_dwell_s: float = 5.0
+    #: A device with no accepted fix for this long is LOST.
+    lost_after_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(
+                    f"BreachConfig.{name} must be a non-negative number, got {value!r}"
+                )
+        if self.lost_after_s <= 0:
+            raise ValueError("BreachConfig.lost_after_s must be positive")
+
+
+@dataclass(frozen=True)
+class DeviceStates:
+    """State of every device, by device number (arrays of equal length)."""
+
+    state: np.ndarray  # int8 State
+    last_fix_ms: np.ndarray  # int64 time of the last accepted fix (NO_TIME if none)
+    last_seq: np.ndarray  # int64 sequence number of the last accepted fix (NO_SEQ if none)
+    clearing_since_ms: np.ndarray  # int64 when the clearing condition began (NO_TIME if not)
+    fence: np.ndarray  # int32 fence number of the last accepted fix (-1 outside)
+    distance_m: np.ndarray  # float64 signed distance of the last accepted fix
+
+    @classmethod
+    def new(cls, device_count: int) -> DeviceStates:
+        """Devices start LOST: none is protecting anyone until its first fix arrives."""
+        return cls(
+            state=np.full(device_count, State.LOST, dtype=np.int8),
+            last_fix_ms=np.full(device_count, NO_TIME, dtype=np.int64),
+            last_seq=np.full(device_count, NO_SEQ, dtype=np.int64),
+            clearing_since_ms=np.full(device_count, NO_TIME, dtype=np.int64),
+            fence=np.full(device_count, -1, dtype=np.int32),
+            distance_m=np.full(device_count, np.nan),
+        )
+
+    def grown(self, device_count: int) -> DeviceStates:
+        """The same states with room for more devices (new ones start LOST)."""
+        extra = device_count - self.state.size
+        if extra <= 0:
+            return self
+        fresh = DeviceStates.new(extra)
+        return DeviceStates(
+            *(
+                np.concatenate([getattr(self, f), getattr(fresh, f)])
+                for f in self.__dataclass_fields__
+            )
+        )
+
+    def copy(self) -> DeviceStates:
+        return DeviceStates(*(getattr(self, f).copy() for f in self.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class Events:
+    """Events, in the order they happened (device, then time)."""
+
+    device: np.ndarray  # int64
+    kind: np.ndarray  # int8 EventKind
+    time_ms: np.ndarray  # int64: the fix time that caused it (for LOST: when protection lapsed)
+    seq: np.ndarray  # int64 sequence number of the causing fix (NO_SEQ for LOST)
+    fence: np.ndarray  # int32
+    distance_m: np.ndarray  # float64 signed distance of the causing fix
+
+    def __len__(self) -> int:
+        return int(self.device.size)
+
+    @classmethod
+    def empty(cls) -> Events:
+        return cls(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int8),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int32),
+            np.zeros(0),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Events]) -> Events:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__)
+        )
+
+    def records(self) -> list[dict]:
+        return [
+            {
+                "device": int(d),
+                "event": EventKind(k).name.lower(),
+                "time_ms": int(t),
+                "seq": int(s),
+                "fence": int(f),
+                "distance_m": float(x),
+            }
+            for d, k, t, s, f, x in zip(
+                self.device,
+                self.kind,
+                self.time_ms,
+                self.seq,
+                self.fence,
+                self.distance_m,
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    states: DeviceStates
+    events: Events
+    accepted: np.ndarray  # bool per input fix: False for duplicates and out-of-order fixes
+    state_after: np.ndarray  # int8 per input fix: the device's state once this fix was applied
+
+
+def step(
+    states: DeviceStates,
+    device: np.ndarray,
+    time_ms: np.ndarray,
+    seq: np.ndarray,
+    distance_m: np.ndarray,
+    fence: np.ndarray,
+    accuracy_m: np.ndarray,
+    config: BreachConfig,
+) -> StepResult:
+    """Apply a batch of evaluated fixes (any order, several per device) to the device states.
+
+    Fixes are applied per device in (time, seq) order. A fix not newer than the
+    device's last accepted fix (a duplicate, or one that arrived late) is not
+    applied: it cannot flip state. Vectorised across devices: round k applies
+    each device's k-th fix of the batch.
+    """
+    device = np.asarray(device, dtype=np.int64)
+    n = device.size
+    time_ms = np.asarray(time_ms, dtype=np.int64)
+    seq = np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,))
+    distance_m = np.asarray(distance_m, dtype=np.float64)
+    fence = np.asarray(fence, dtype=np.int32)
+    accuracy = np.asarray(accuracy_m, dtype=np.float64)
+    if device.size and (device.min() < 0 or device.max() >= states.state.size):
+        raise IndexError("device number outside the device states (grow the states first)")
+    accuracy = np.where(
+        np.isfinite(accuracy) & (accuracy >= 0), accuracy, config.assumed_accuracy_m
+    )
+    # circle margin: how far inside the edge the whole uncertainty circle is
+    margin = distance_m - config.accuracy_factor * accuracy
+    margin = np.where(np.isfinite(margin), margin, -np.inf)  # unusable distance: assume the worst
+
+    out = states.copy()
+    accepted = np.zeros(n, dtype=bool)
+    state_after = np.zeros(n, dtype=np.int8)
+    order = np.lexsort((seq, time_ms, device))
+    sorted_device = device[order]
+    group_start = np.r_[0, np.flatnonzero(np.diff(sorted_device)) + 1] if n else np.zeros(0, int)
+    rank = (
+        np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
+        if n
+        else np.zeros(0, int)
+    )
+    events: list[Events] = []
+    for k in range(int(rank.max()) + 1 if n else 0):
+        pick = order[rank == k]  # at most one fix per device
+        events.append(
+            _apply(out, pick, device, time_ms, seq, distance_m, fence, margin, config, accepted)
+        )
+        state_after[pick] = out.state[device[pick]]
+    all_events = Events.concat(events)
+    if len(all_events):
+        by = np.lexsort((all_events.time_ms, all_events.device))
+        all_events = Events(*(getattr(all_events, f)[by] for f in Events.__dataclass_fields__))
+    return StepResult(out, all_events, accepted, state_after)
+
+
+def _apply(
+    s: DeviceStates,
+    pick: np.ndarray,
+    device: np.ndarray,
+    time_ms: np.ndarray,
+    seq: np.ndarray,
+    distance_m: np.ndarray,
+    fence: np.ndarray,
+    margin: np.ndarray,
+    config: BreachConfig,
+    accepted: np.ndarray,
+) -> Events:
+    d = device[pick]
+    t = time_ms[pick]
+    q = seq[pick]
+    newer = (t > s.last_fix_ms[d]) | ((t == s.last_fix_ms[d]) & (q > s.last_seq[d]))
+    pick, d, t, q = pick[newer], d[newer], t[newer], q[newer]
+    accepted[pick] = True
+    m = margin[pick]
+    f = fence[pick]
+    dist = distance_m[pick]
+    prev = s.state[d].copy()
+    prev_fence = s.fence[d].copy()
+    kinds: list[tuple[np.ndarray, int]] = []
+
+    recovered = prev == State.LOST
+    kinds.append((recovered, EventKind.RECOVERED))
+    base = np.where(recovered, State.SAFE, prev)
+
+    raise_now = m < 0
+    in_breach = base == State.BREACH
+    # clearing: inside by the clearing margin, held for the dwell time
+    clearing_ok = m >= config.clearing_margin_m
+    since = s.clearing_since_ms[d]
+    since = np.where(in_breach & clearing_ok, np.where(since == NO_TIME, t, since), NO_TIME)
+    cleared = in_breach & clearing_ok & ((t - since) >= config.clearing_dwell_s * 1000.0)
+    warn_level = np.where(
+        base == State.WARNING,
+        config.warning_margin_m + config.warning_hysteresis_m,
+        config.warning_margin_m,
+    )
+    calm = np.where(m < warn_level, State.WARNING, State.SAFE)
+    new = np.where(
+        in_breach, np.where(cleared, calm, State.BREACH), np.where(raise_now, State.BREACH, calm)
+    )
+
+    kinds.append(
+        (
+            (prev_fence < 0) & (f >= 0) | ((f >= 0) & (prev_fence >= 0) & (f != prev_fence)),
+            EventKind.ENTER,
+        )
+    )
+    kinds.append(((prev_fence >= 0) & (f < 0), EventKind.EXIT))
+    kinds.append((~in_breach & (new == State.BREACH), EventKind.BREACH))
+    kinds.append((cleared, EventKind.CLEAR))
+    kinds.append(((new == State.WARNING) & (base != State.WARNING), EventKind.WARNING))
+    kinds.append(((new == State.SAFE) & (base == State.WARNING), EventKind.SAFE))
+
+    s.state[d] = new
+    s.last_fix_ms[d] = t
+    s.last_seq[d] = q
+    s.clearing_since_ms[d] = np.where(new == State.BREACH, since, NO_TIME)
+    s.fence[d] = f
+    s.distance_m[d] = dist
+    parts = []
+    for mask, kind in kinds:
+        at = np.flatnonzero(mask)
+        parts.append(
+            Events(
+                d[at],
+                np.full(at.size, kind, np.int8),
+                t[at],
+                q[at],
+                f[at],
+                dist[at],
+            )
+        )
+    return Events.concat(parts)
+
+
+def expire(states: DeviceStates, now_ms: int, config: BreachConfig) -> tuple[DeviceStates, Events]:
+    """Mark LOST every device whose last accepted fix is older than lost_after_s at `now_ms`.
+
+    Devices that have never reported are already LOST and raise no new event.
+    """
+    lapse_ms = round(config.lost_after_s * 1000)
+    stale = (states.state != State.LOST) & (states.last_fix_ms <= now_ms - lapse_ms)
+    at = np.flatnonzero(stale)
+    if at.size == 0:
+        return states, Events.empty()
+    out = replace(
+        states, state=states.state.copy(), clearing_since_ms=states.clearing_since_ms.copy()
+    )
+    out.state[at] = State.LOST
+    out.clearing_since_ms[at] = NO_TIME
+    events = Events(
+        at.astype(np.int64),
+        np.full(at.size, EventKind.LOST, np.int8),
+        states.last_fix_ms[at] + lapse_ms,
+        np.full(at.size, NO_SEQ, np.int64),
+        states.fence[at],
+        states.distance_m[at],
+    )
+    return out, events
+
+
+def replay(
+    states: DeviceStates,
+    device: np.ndarray,
+    time_ms: np.ndarray,
+    seq: np.ndarray,
+    distance_m: np.ndarray,
+    fence: np.ndarray,
+    accuracy_m: np.ndarray,
+    config: BreachConfig,
+    tick_s: float | None = None,
+) -> StepResult:
+    """Run a recording through the state machine as the live service would have.
+
+    The live service checks for silent devices on a clock tick; a replay does the
+    same between time slices of `tick_s` (default a quarter of lost_after_s), so
+    a gap in a recording raises LOST just as it would have live, at most one tick late.
+    """
+    time_ms = np.asarray(time_ms, dtype=np.int64)
+    n = time_ms.size
+    if n == 0:
+        return StepResult(states, Events.empty(), np.zeros(0, bool), np.zeros(0, np.int8))
+    tick_ms = max(1, round((tick_s if tick_s is not None else config.lost_after_s / 4) * 1000))
+    device = np.asarray(device, dtype=np.int64)
+    seq = np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,))
+    order = np.argsort(time_ms, kind="stable")
+    slice_of = (time_ms[order] - time_ms[order[0]]) // tick_ms
+    bounds = np.r_[0, np.flatnonzero(np.diff(slice_of)) + 1, n]
+    accepted = np.zeros(n, dtype=bool)
+    state_after = np.zeros(n, dtype=np.int8)
+    events: list[Events] = []
+    for lo, hi in itertools.pairwise(bounds):
+        pick = order[lo:hi]
+        states, lost = expire(states, int(time_ms[pick].min()), config)
+        events.append(lost)
+        result = step(
+            states,
+            device[pick],
+            time_ms[pick],
+            seq[pick],
+            np.asarray(distance_m)[pick],
+            np.asarray(fence)[pick],
+            np.asarray(accuracy_m)[pick],
+            config,
+        )
+        states = result.states
+        events.append(result.events)
+        accepted[pick] = result.accepted
+        state_after[pick] = result.state_after
+    states, lost = expire(states, int(time_ms.max()), config)
+    events.append(lost)
+    return StepResult(states, Events.concat(events), accepted, state_after)

@@ -1,0 +1,81 @@
+"""The `trackfence` command: wiring only; the work is in geofence/ and friends."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from geofence.breach import BreachConfig
+from geofence.errors import GeofenceError
+from geofence.frames import DeviceDatum
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trackfence", description="Geofence safety platform for railway track workers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    geofence = commands.add_parser("geofence", help="evaluate fixes against a site's safe zone")
+    geo_commands = geofence.add_subparsers(dest="geofence_command", required=True)
+    check = geo_commands.add_parser(
+        "check",
+        help="per-fix decisions for a recorded CSV of fixes",
+        description="Decide every fix of a recorded CSV against a site: inside or not, which "
+        "fence, signed distance to the edge, and the device's alarm state after it.",
+    )
+    check.add_argument("site", type=Path, help="site file: TOML (see README) or GeoJSON")
+    check.add_argument(
+        "fixes", type=Path, help="CSV with device, time_ms or time, lat, lon[, accuracy_m, seq]"
+    )
+    check.add_argument(
+        "--out", type=Path, default=None, help="decisions CSV (default: FIXES-decisions.csv)"
+    )
+    check.add_argument(
+        "--rejects", type=Path, default=None, help="rejected rows CSV (default: OUT.rejects.csv)"
+    )
+    check.add_argument(
+        "--datum",
+        choices=[d.value for d in DeviceDatum],
+        default=DeviceDatum.ETRS89.value,
+        help="the devices' reference frame: ETRS89 (RTK networks) or WGS84 (standalone/SBAS, "
+        "moved to ETRS89 at each fix's epoch)",
+    )
+    for name, field in BreachConfig.__dataclass_fields__.items():
+        check.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=field.default,
+            help=f"decision setting {name} (default {field.default})",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "geofence" and args.geofence_command == "check":
+        return _check(args)
+    return 2  # pragma: no cover - argparse rejects other commands
+
+
+def _check(args: argparse.Namespace) -> int:
+    from trackfence.check import FixFileError, check_fixes
+    from trackfence.sites import load_site
+
+    out = args.out or args.fixes.with_name(args.fixes.stem + "-decisions.csv")
+    rejects = args.rejects or out.with_suffix(".rejects.csv")
+    try:
+        config = BreachConfig(**{n: getattr(args, n) for n in BreachConfig.__dataclass_fields__})
+        site = load_site(args.site)
+        count = check_fixes(site, args.fixes, out, rejects, DeviceDatum(args.datum), config)
+    except (GeofenceError, FixFileError, ValueError) as exc:
+        print(f"trackfence: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"trackfence: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 1 if count else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

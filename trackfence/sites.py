@@ -1,0 +1,69 @@
+"""Loading a site from disk: the I/O edge in front of geofence.site."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from geofence.errors import SiteError
+from geofence.site import Site, site_from_mapping, site_from_toml
+from trackfence.waymarks import bundled_waymarks
+
+
+def load_site(path: str | Path) -> Site:
+    """A site from a TOML site file, or from a GeoJSON file whose polygons are worksites.
+
+    In a GeoJSON site each feature is a worksite unless its properties say
+    `"kind": "exclusion"`; it has no rail lines, so no derived danger zones.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SiteError(str(path), f"cannot read the site file ({exc.strerror})") from None
+    if path.suffix.lower() in (".geojson", ".json"):
+        return _geojson_site(path, text)
+
+    def read_beside(name: str) -> str:
+        return (path.parent / name).read_text(encoding="utf-8")
+
+    return site_from_toml(text, waymarks=bundled_waymarks(), read_text=read_beside)
+
+
+def _geojson_site(path: Path, text: str) -> Site:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SiteError(str(path), f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    features = document.get("features") if isinstance(document, dict) else None
+    if document.get("type") != "FeatureCollection" or not isinstance(features, list):
+        features = [{"type": "Feature", "properties": {}, "geometry": document}]
+    crs = document.get("crs") if isinstance(document, dict) else None
+    worksites, exclusions, lons, lats = [], [], [], []
+    for i, feature in enumerate(features):
+        props = (feature.get("properties") or {}) if isinstance(feature, dict) else {}
+        name = str(props.get("name") or f"feature {i}")
+        collection = {"type": "FeatureCollection", "features": [feature]}
+        if crs is not None:
+            collection["crs"] = crs
+        item = {"name": name, "geojson": collection}
+        (exclusions if props.get("kind") == "exclusion" else worksites).append(item)
+        try:
+            coords = shapely.get_coordinates(shapely.from_geojson(json.dumps(feature["geometry"])))
+        except (KeyError, TypeError, shapely.errors.GEOSException):
+            continue  # reported properly when the site is built
+        lons.append(coords[:, 0])
+        lats.append(coords[:, 1])
+    site: dict = {"name": path.stem}
+    if lons and crs is None:
+        lon, lat = np.concatenate(lons), np.concatenate(lats)
+        if np.isfinite(lat).all() and (np.abs(lat) <= 90).all():
+            site["centre"] = {
+                "lat": float((lat.min() + lat.max()) / 2),
+                "lon": float((lon.min() + lon.max()) / 2),
+            }
+    data = {"site": site, "worksite": worksites, "exclusion": exclusions}
+    return site_from_mapping(data, waymarks=bundled_waymarks())
