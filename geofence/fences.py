@@ -115,7 +115,12 @@ ToLocal = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def geojson_polygons(
-    document: str | dict, from_lonlat: ToLocal, from_bng: ToLocal, name: str
+    document: str | dict,
+    from_lonlat: ToLocal,
+    from_bng: ToLocal,
+    name: str,
+    *,
+    check_valid: bool = True,
 ) -> list[tuple[str, shapely.Polygon | shapely.MultiPolygon]]:
     """Polygons of a GeoJSON object (geometry, Feature or FeatureCollection) in local metres.
 
@@ -144,6 +149,9 @@ def geojson_polygons(
             raise FenceError(label, "has non-finite coordinates")
         x, y = convert(coords[:, 0], coords[:, 1])
         local = shapely.set_coordinates(shape, np.column_stack([x, y]))
+        if not check_valid:
+            out.append((label, local))
+            continue
         if not local.is_valid:
             raise FenceError(label, f"is not a valid polygon ({shapely.is_valid_reason(local)})")
         if local.area <= 0:
@@ -152,6 +160,27 @@ def geojson_polygons(
     if not out:
         raise FenceError(name, "contains no polygons")
     return out
+
+
+def geojson_lonlat(document: str | dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """ETRS89 latitude/longitude of every position in a GeoJSON object (to centre a site on it).
+
+    Raises FenceError for what geojson_polygons would refuse: bad JSON, unknown CRS.
+    """
+    from geofence import ostn15
+
+    def identity(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return lat, lon
+
+    def bng(e: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return ostn15.bng_to_etrs89(e, n)
+
+    lats, lons = [], []
+    for _, geom in geojson_polygons(document, identity, bng, name, check_valid=False):
+        coords = shapely.get_coordinates(geom)
+        lats.append(coords[:, 0])
+        lons.append(coords[:, 1])
+    return np.concatenate(lats), np.concatenate(lons)
 
 
 def _converter(crs: object, from_lonlat: ToLocal, from_bng: ToLocal, name: str) -> ToLocal:

@@ -110,7 +110,8 @@ def _unique_pairs(major: np.ndarray, minor: np.ndarray) -> tuple[np.ndarray, np.
 def _point_segment_distance(px, py, ax, ay, bx, by):
     dx, dy = bx - ax, by - ay
     len2 = dx * dx + dy * dy
-    t = np.clip(((px - ax) * dx + (py - ay) * dy) / len2, 0.0, 1.0)
+    t = ((px - ax) * dx + (py - ay) * dy) / np.where(len2 > 0, len2, 1.0)
+    t = np.clip(t, 0.0, 1.0)
     return np.hypot(px - ax - t * dx, py - ay - t * dy)
 
 

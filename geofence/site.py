@@ -21,7 +21,14 @@ import shapely
 from geofence import ostn15
 from geofence.elr import Waymarks
 from geofence.errors import GeofenceError, SiteError
-from geofence.fences import Fence, FenceKind, corridor, danger_zone, geojson_polygons
+from geofence.fences import (
+    Fence,
+    FenceKind,
+    corridor,
+    danger_zone,
+    geojson_lonlat,
+    geojson_polygons,
+)
 from geofence.frames import DeviceDatum, LocalFrame, check_latlon
 from geofence.index import OUTSIDE, FenceIndex
 from geofence.mileage import parse_mileage_yd
@@ -511,7 +518,7 @@ def _frame(centre: object, raws: list[_Raw | None], problems: _Problems) -> Loca
                     problems.add(raw.where, "has latitude/longitude out of range")
                     continue
             else:
-                continue  # GeoJSON is placed once the frame exists
+                lat, lon = geojson_lonlat(raw.geojson, raw.name)  # type: ignore[arg-type]
         except GeofenceError as exc:
             problems.add(raw.where, str(exc))
             continue

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import shapely
-
 from geofence.errors import SiteError
 from geofence.site import Site, site_from_mapping, site_from_toml
 from trackfence.waymarks import bundled_waymarks
@@ -42,7 +39,7 @@ def _geojson_site(path: Path, text: str) -> Site:
     if document.get("type") != "FeatureCollection" or not isinstance(features, list):
         features = [{"type": "Feature", "properties": {}, "geometry": document}]
     crs = document.get("crs") if isinstance(document, dict) else None
-    worksites, exclusions, lons, lats = [], [], [], []
+    worksites, exclusions = [], []
     for i, feature in enumerate(features):
         props = (feature.get("properties") or {}) if isinstance(feature, dict) else {}
         name = str(props.get("name") or f"feature {i}")
@@ -51,19 +48,6 @@ def _geojson_site(path: Path, text: str) -> Site:
             collection["crs"] = crs
         item = {"name": name, "geojson": collection}
         (exclusions if props.get("kind") == "exclusion" else worksites).append(item)
-        try:
-            coords = shapely.get_coordinates(shapely.from_geojson(json.dumps(feature["geometry"])))
-        except (KeyError, TypeError, shapely.errors.GEOSException):
-            continue  # reported properly when the site is built
-        lons.append(coords[:, 0])
-        lats.append(coords[:, 1])
-    site: dict = {"name": path.stem}
-    if lons and crs is None:
-        lon, lat = np.concatenate(lons), np.concatenate(lats)
-        if np.isfinite(lat).all() and (np.abs(lat) <= 90).all():
-            site["centre"] = {
-                "lat": float((lat.min() + lat.max()) / 2),
-                "lon": float((lon.min() + lon.max()) / 2),
-            }
+    site = {"name": path.stem}
     data = {"site": site, "worksite": worksites, "exclusion": exclusions}
     return site_from_mapping(data, waymarks=bundled_waymarks())

@@ -1,0 +1,157 @@
+"""The breach state machine: raise at once, clear slowly, never flap, never stay silent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geofence.breach import BreachConfig, DeviceStates, EventKind, State, expire, replay, step
+
+CONFIG = BreachConfig(
+    accuracy_factor=2.0,
+    warning_margin_m=2.0,
+    clearing_margin_m=1.0,
+    clearing_dwell_s=5.0,
+    lost_after_s=10.0,
+)
+
+
+def run(distances, accuracy=0.25, dt_ms=1000, config=CONFIG, device=0, devices=1):
+    n = len(distances)
+    t = np.arange(n, dtype=np.int64) * dt_ms
+    fence = np.where(np.asarray(distances) >= 0, 0, -1)
+    return step(
+        DeviceStates.new(devices),
+        np.full(n, device),
+        t,
+        np.arange(n),
+        np.asarray(distances, float),
+        fence,
+        np.full(n, accuracy),
+        config,
+    )
+
+
+def kinds(result):
+    return [EventKind(k).name for k in result.events.kind]
+
+
+def test_breach_is_raised_when_the_uncertainty_circle_reaches_the_edge_not_later():
+    # circle radius 2 × 0.25 = 0.5 m: 0.6 m inside is WARNING, 0.4 m inside is BREACH
+    result = run([5.0, 0.6, 0.4])
+    assert result.state_after.tolist() == [State.SAFE, State.WARNING, State.BREACH]
+    assert kinds(result) == ["RECOVERED", "ENTER", "WARNING", "BREACH"]
+    assert result.events.time_ms[-1] == 2000  # the fix that caused it
+
+
+def test_jitter_around_the_edge_gives_one_alarm_not_a_stream():
+    rng = np.random.default_rng(0)
+    jitter = 0.3 + rng.normal(0, 0.4, 300)  # hovering about the edge for five minutes
+    result = run(list(jitter) + [6.0] * 10)
+    assert kinds(result).count("BREACH") == 1
+    assert kinds(result).count("CLEAR") == 1
+
+
+def test_clearing_needs_the_margin_for_the_whole_dwell():
+    # back inside by 1.5 m (margin 1.0 after the 0.5 m circle) for 4 s, a dip, then 6 s
+    result = run([-1.0, 2.0, 2.0, 2.0, 2.0, 1.2, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    clear_at = result.events.time_ms[result.events.kind == EventKind.CLEAR]
+    assert clear_at.tolist() == [11_000]  # 5 s after the condition resumed at 6 s
+
+
+def test_duplicates_and_late_fixes_do_not_flip_state():
+    states = DeviceStates.new(1)
+    first = step(states, [0, 0], [0, 1000], [0, 1], [5.0, -2.0], [0, -1], [0.2, 0.2], CONFIG)
+    assert first.states.state[0] == State.BREACH
+    # a redelivered copy and an older, safe-looking fix arrive afterwards
+    later = step(first.states, [0, 0], [1000, 500], [1, 5], [9.0, 9.0], [0, 0], [0.2, 0.2], CONFIG)
+    assert later.accepted.tolist() == [False, False]
+    assert later.states.state[0] == State.BREACH
+    assert len(later.events) == 0
+
+
+def test_a_silent_device_is_lost_and_recovers_on_its_next_fix():
+    result = run([5.0, 5.0])
+    states, lost = expire(result.states, 1000 + 9_999, CONFIG)
+    assert len(lost) == 0
+    states, lost = expire(states, 1000 + 10_000, CONFIG)
+    assert [EventKind(k).name for k in lost.kind] == ["LOST"]
+    assert lost.time_ms.tolist() == [11_000]
+    again = step(states, [0], [30_000], [2], [5.0], [0], [0.2], CONFIG)
+    assert [EventKind(k).name for k in again.events.kind] == ["RECOVERED"]
+    assert again.states.state[0] == State.SAFE
+
+
+def test_replay_raises_lost_for_a_gap_in_a_recording():
+    t = np.array([0, 1000, 2000, 30_000, 31_000])
+    r = replay(
+        DeviceStates.new(1),
+        np.zeros(5),
+        t,
+        np.arange(5),
+        np.full(5, 5.0),
+        np.zeros(5),
+        np.full(5, 0.2),
+        CONFIG,
+    )
+    lost = r.events.time_ms[r.events.kind == EventKind.LOST]
+    assert lost.tolist() == [12_000]
+
+
+def test_unknown_accuracy_is_treated_pessimistically():
+    result = run([8.0, 8.0], accuracy=np.nan)  # assumed 5 m × 2 = 10 m circle
+    assert result.state_after[0] == State.BREACH
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="clearing_dwell_s"):
+        BreachConfig(clearing_dwell_s=-1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.floats(-5, 8), st.integers(0, 5)), min_size=1, max_size=60
+    ),
+    st.integers(0, 10**6),
+)
+def test_batched_across_devices_equals_one_fix_at_a_time(fixes, seed):
+    """Vectorising over devices and batching must not change a single decision."""
+    rng = np.random.default_rng(seed)
+    device = np.array([f[0] for f in fixes])
+    distance = np.array([f[1] for f in fixes])
+    time_ms = np.cumsum([f[2] * 400 for f in fixes]).astype(np.int64)
+    seq = np.arange(len(fixes))
+    fence = np.where(distance >= 0, 0, -1)
+    accuracy = np.full(len(fixes), 0.3)
+    perm = rng.permutation(len(fixes))
+    batched = step(
+        DeviceStates.new(4),
+        device[perm],
+        time_ms[perm],
+        seq[perm],
+        distance[perm],
+        fence[perm],
+        accuracy[perm],
+        CONFIG,
+    )
+    states = DeviceStates.new(4)
+    events = []
+    for i in np.lexsort((seq, time_ms)):
+        r = step(
+            states,
+            device[i : i + 1],
+            time_ms[i : i + 1],
+            seq[i : i + 1],
+            distance[i : i + 1],
+            fence[i : i + 1],
+            accuracy[i : i + 1],
+            CONFIG,
+        )
+        states = r.states
+        events += r.events.records()
+    np.testing.assert_array_equal(batched.states.state, states.state)
+    key = lambda e: (e["device"], e["time_ms"], e["seq"], e["event"])  # noqa: E731
+    assert sorted(batched.events.records(), key=key) == sorted(events, key=key)
