@@ -60,7 +60,8 @@ def test_bad_rows_are_rejected_with_reasons_and_good_rows_still_decided(tmp_path
 def test_unusable_inputs_are_refused_with_a_clear_message(tmp_path):
     bad_site = tmp_path / "site.toml"
     bad_site.write_text(
-        '[site]\nname = "x"\n[[worksite]]\nname = "w"\nelr = "ZZZ9"\nfrom = "1m 0y"\nto = "2m 0y"\nleft_m = 1\nright_m = 1\n'
+        '[site]\nname = "x"\n[[worksite]]\nname = "w"\nelr = "ZZZ9"\n'
+        'from = "1m 0y"\nto = "2m 0y"\nleft_m = 1\nright_m = 1\n'
     )
     done = trackfence(
         "geofence", "check", str(bad_site), str(WALK), "--out", str(tmp_path / "o.csv")
