@@ -25,8 +25,8 @@ test: $(STAMP)
 
 ## Speed and memory against the peers, same run (not part of `make test`).
 bench: $(STAMP)
-	$(BIN)/pytest benchmarks --benchmark-enable --benchmark-only -p no:randomly \
-	    --benchmark-columns=min,median,max,ops --benchmark-sort=name -s
+	$(BIN)/pytest benchmarks -o addopts="" --benchmark-only \
+	    --benchmark-columns=min,median,max,ops --benchmark-sort=name
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .benchmarks
