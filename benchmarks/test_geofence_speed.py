@@ -52,7 +52,7 @@ def test_ours_classify(benchmark, workload, index, prepared_union):
 
 
 def test_ours_evaluate(benchmark, workload, index):
-    fence, distance = benchmark(index.evaluate, workload.x_m, workload.y_m)
+    _fence, distance = benchmark(index.evaluate, workload.x_m, workload.y_m)
     record("ours: evaluate (class + signed distance)", benchmark, workload.x_m.size)
     near = np.abs(distance) < 10.0
     NOTES["near"] = f"fixes within 10 m of a boundary: {near.mean():.0%}"
