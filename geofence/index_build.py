@@ -17,12 +17,22 @@ import shapely
 from geofence.errors import FenceError
 from geofence.index import (
     DISTANCE_SLOTS,
+    ENTRY_COUNT,
+    ENTRY_EDGE,
+    ENTRY_FALLBACK,
+    ENTRY_FENCE,
+    ENTRY_FIELDS,
+    ENTRY_FLAGS,
     FANOUT,
     FANOUT_BITS,
     FANOUT_MASK,
     NO_REFERENCE,
     OUTSIDE,
+    REFERENCE_INSIDE,
+    REFERENCE_LEFT,
     REFERENCE_OFFSETS,
+    RUN_FIRST,
+    SPANS_CELL,
     FenceIndex,
     group_ranges,
 )
@@ -97,6 +107,39 @@ def _touched_cells(x0, y0, x1, y1, grid_x0, grid_y0, size_m, reach_m, span):
             out_x.append(lo_x[ok] + dx)
             out_y.append(lo_y[ok] + dy)
     return np.concatenate(out_piece), np.concatenate(out_x), np.concatenate(out_y)
+
+
+def _spans_cell(grid: _Grid, ix, iy, ax, ay, bx, by) -> np.ndarray:
+    """Whether each edge runs right through its cell (grown by twice the query margin).
+
+    Both ends outside the grown cell, and the segment meeting it: then inside the
+    cell the edge is its whole line, and one orientation decides a crossing.
+    """
+    grow = 2 * _MARGIN_M
+    lo_x = grid.x0 + ix * grid.cell_m - grow
+    lo_y = grid.y0 + iy * grid.cell_m - grow
+    hi_x = lo_x + grid.cell_m + 2 * grow
+    hi_y = lo_y + grid.cell_m + 2 * grow
+
+    def outside(x, y):
+        return (x < lo_x) | (x > hi_x) | (y < lo_y) | (y > hi_y)
+
+    spans = outside(ax, ay) & outside(bx, by)
+    at = np.flatnonzero(spans)
+    if at.size:
+        boxes = shapely.box(lo_x[at], lo_y[at], hi_x[at], hi_y[at])
+        segments = shapely.linestrings(
+            np.stack([np.column_stack([ax[at], ay[at]]), np.column_stack([bx[at], by[at]])], axis=1)
+        )
+        spans[at] = shapely.intersects(boxes, segments)
+    return spans
+
+
+def _reduce_groups(ufunc: np.ufunc, rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """`ufunc.reduceat` over groups of rows starting at `starts`, also when there are none."""
+    if rows.shape[0] == 0:
+        return rows[:0]
+    return ufunc.reduceat(rows, starts, axis=0)
 
 
 def _unique_pairs(major: np.ndarray, minor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +262,7 @@ def build_index(
     )
     pos = np.searchsorted(q_lookup[q_order], bkey)
     pos = np.minimum(pos, max(n_q - 1, 0))
-    hit = (n_q > 0) & (q_lookup[q_order][pos] == bkey) if n_q else np.zeros(bkey.size, bool)
+    hit = q_lookup[q_order][pos] == bkey if n_q else np.zeros(bkey.size, bool)
     bnd_q = q_order[pos[hit]]
     bnd_local = ((bnd_iy[hit] & FANOUT_MASK) << FANOUT_BITS) | (bnd_ix[hit] & FANOUT_MASK)
     is_bnd[bnd_q, bnd_local] = True
@@ -239,22 +282,12 @@ def build_index(
     )
     cell_in = (~rows & run_in[np.maximum(run_id, 0)]).reshape(n_q, cells_per_tile)
 
-    group_starts = (
-        np.flatnonzero(np.r_[True, q_group[1:] != q_group[:-1]]) if n_q else np.zeros(0, int)
-    )
+    group_starts = np.flatnonzero(np.r_[True, q_group[1:] != q_group[:-1]])[: tile_block.size]
     candidate = np.where(cell_in, q_fence[:, None], _NO_FENCE)
-    tile_label = (
-        np.minimum.reduceat(candidate, group_starts, axis=0)
-        if n_q
-        else np.zeros((0, cells_per_tile), np.int32)
-    )
+    tile_label = _reduce_groups(np.minimum, candidate, group_starts)
     tile_label = np.minimum(tile_label, min_in[np.searchsorted(all_blocks, tile_block)][:, None])
     bnd_relevant = is_bnd & (q_fence[:, None] < tile_label[q_group])
-    tile_bnd = (
-        np.logical_or.reduceat(bnd_relevant, group_starts, axis=0)
-        if n_q
-        else np.zeros((0, cells_per_tile), bool)
-    )
+    tile_bnd = _reduce_groups(np.logical_or, bnd_relevant, group_starts)
     boundary_number = np.cumsum(tile_bnd.reshape(-1)).reshape(tile_bnd.shape) - 1
     mixed_codes = np.where(tile_label == _NO_FENCE, OUTSIDE, tile_label).astype(np.int32)
     fallback = mixed_codes[tile_bnd]
@@ -285,7 +318,7 @@ def build_index(
     )
 
     # a reference point per run whose side of every edge of the run is certain
-    run_reference = np.full(run_key.size, NO_REFERENCE, dtype=np.uint8)
+    run_reference = np.full(run_key.size, NO_REFERENCE, dtype=np.int32)
     entry_left = np.zeros(entry_edge.size, dtype=bool)
     ex = (ax[entry_edge], ay[entry_edge], bx[entry_edge], by[entry_edge])
     for number, (fx, fy) in enumerate(REFERENCE_OFFSETS):
@@ -303,6 +336,23 @@ def build_index(
     ref_x = grid.x0 + (rix + REFERENCE_OFFSETS[np.where(have, run_reference, 0), 0]) * cell_m
     ref_y = grid.y0 + (riy + REFERENCE_OFFSETS[np.where(have, run_reference, 0), 1]) * cell_m
     run_inside = shapely.intersects_xy(geoms[run_fence], ref_x, ref_y)
+
+    # one record per entry; the cell's count and fallback ride on every entry of the cell
+    entry_cell = run_cell[entry_run]
+    flags = run_reference[entry_run]
+    flags |= np.where(run_inside[entry_run], REFERENCE_INSIDE, 0)
+    flags |= np.where(entry_left, REFERENCE_LEFT, 0)
+    flags |= np.where(entry_run_first, RUN_FIRST, 0)
+    flags |= np.where(_spans_cell(grid, rix[entry_run], riy[entry_run], *ex), SPANS_CELL, 0)
+    boundary_entries = np.empty((entry_edge.size, ENTRY_FIELDS), dtype=np.int32)
+    boundary_entries[:, ENTRY_EDGE] = entry_edge
+    boundary_entries[:, ENTRY_FENCE] = run_fence[entry_run]
+    boundary_entries[:, ENTRY_FLAGS] = flags
+    boundary_entries[:, ENTRY_COUNT] = np.diff(boundary_entry_start)[entry_cell]
+    boundary_entries[:, ENTRY_FALLBACK] = fallback[entry_cell]
+    # tile codes point at the cell's first entry rather than the cell's number
+    in_boundary = mixed_codes <= -2
+    mixed_codes[in_boundary] = -2 - boundary_entry_start[-2 - mixed_codes[in_boundary]]
 
     # --- E. distance lists per block cell, against the union's boundary ---------------------
     union = shapely.union_all(geoms) if geoms.size else shapely.Polygon()
@@ -412,14 +462,7 @@ def build_index(
         root_block=root_block,
         block_entry=block_entry,
         tile_code=tile_code.reshape(-1),
-        boundary_fallback=fallback.astype(np.int32),
-        boundary_entry_start=boundary_entry_start,
-        entry_edge=entry_edge,
-        entry_fence=run_fence[entry_run].astype(np.int32),
-        entry_run_first=entry_run_first,
-        entry_reference=run_reference[entry_run],
-        entry_reference_inside=run_inside[entry_run],
-        entry_reference_left=entry_left,
+        boundary_entries=boundary_entries,
         edge_ax=ax,
         edge_ay=ay,
         edge_bx=bx,

@@ -12,7 +12,7 @@ a safe zone missing one of its danger zones would be wrong, not partial.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,9 +129,9 @@ def build_site(
     name: str,
     frame: LocalFrame,
     *,
-    lines: list[Line] = (),  # type: ignore[assignment]
-    worksites: list[Fence],
-    exclusions: list[Fence] = (),  # type: ignore[assignment]
+    lines: Sequence[Line] = (),
+    worksites: Sequence[Fence],
+    exclusions: Sequence[Fence] = (),
     rules: Rules | None = None,
     horizon_m: float = DEFAULT_HORIZON_M,
     cell_m: float = 1.0,

@@ -18,9 +18,9 @@ from typing import TextIO
 
 import numpy as np
 
-from geofence.breach import BreachConfig, DeviceStates, EventKind, State, replay
+from geofence.breach import BreachConfig, DeviceStates, EventKind, State, StepResult, replay
 from geofence.frames import DeviceDatum
-from geofence.site import Site
+from geofence.site import Evaluation, Site
 
 
 class FixFileError(ValueError):
@@ -137,7 +137,7 @@ def check_fixes(
         rows.accuracy_m[ok],
         config,
     )
-    _write_decisions(out_path, site, rows, names, evaluation, ok, result)
+    _write_decisions(out_path, site, rows, names, device_number, evaluation, ok, result)
     rejects.sort(key=lambda r: r.line)
     _write_rejects(rejects_path, rejects)
     events = result.events
@@ -158,7 +158,16 @@ def check_fixes(
     return len(rejects)
 
 
-def _write_decisions(out_path, site, rows, names, evaluation, ok, result) -> None:
+def _write_decisions(
+    out_path: Path,
+    site: Site,
+    rows: FixRows,
+    names: np.ndarray,
+    device_number: np.ndarray,
+    evaluation: Evaluation,
+    ok: np.ndarray,
+    result: StepResult,
+) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fence_names = site.fence_names
     danger_names = [f.name for f in site.danger_zones]
@@ -167,7 +176,6 @@ def _write_decisions(out_path, site, rows, names, evaluation, ok, result) -> Non
     ev = result.events
     for d, k, t, s in zip(ev.device, ev.kind, ev.time_ms, ev.seq, strict=True):
         events_by_fix.setdefault((int(d), int(t), int(s)), []).append(EventKind(k).name.lower())
-    device_number = np.unique(np.array(rows.device, dtype=object), return_inverse=True)[1]
     with out_path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(
