@@ -18,9 +18,12 @@ demo: $(STAMP)
 	$(BIN)/trackfence geofence check examples/sites/ecm1-kings-cross.toml \
 	    examples/fixes/ecm1-walk.csv --out out/ecm1-walk-decisions.csv
 
-## The tests (ruff first: a lint failure is a test failure).
+## The tests (ruff first: a lint failure is a test failure). The integration tests
+## run a real Mosquitto and TimescaleDB: provision-services installs them once per
+## machine (as root; about a minute the first time, nothing after).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	scripts/provision-services.sh
 	$(BIN)/pytest
 
 ## Speed and memory against the peers, same run (not part of `make test`).

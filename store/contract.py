@@ -1,0 +1,78 @@
+"""The storage contract both backends keep, and the URL that picks one."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from store.records import Alert, Batch, DeadLetter, Event, Fix
+
+
+class StoreError(RuntimeError):
+    """The store refused a request (bad input or a broken schema)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached now; the caller should spool and retry."""
+
+
+class Store(Protocol):
+    """What ingest, trials and reporting need of storage.
+
+    `write` is atomic and idempotent: writing the same batch twice (a broker
+    redelivery after a crash) leaves the store as if it were written once. It
+    returns only once the batch is durable.
+    """
+
+    def migrate(self) -> list[int]:
+        """Bring the schema to the newest version; returns the versions applied now."""
+        ...
+
+    def schema_version(self) -> int: ...
+
+    def write(self, batch: Batch) -> None: ...
+
+    def fixes(
+        self, device_id: str | None = None, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[Fix]: ...
+
+    def events(
+        self, device_id: str | None = None, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[Event]: ...
+
+    def alerts(self, device_id: str | None = None) -> list[Alert]: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def refresh_minutes(self) -> None:
+        """Bring the per-minute statistics up to date."""
+        ...
+
+    def minute_stats(self, device_id: str) -> list[tuple[int, int, float | None]]:
+        """(minute start ms, fixes, mean accuracy m) for one device, oldest first."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table: fixes, events, alerts, dead_letters."""
+        ...
+
+    def ping(self) -> bool:
+        """True if the store answers now (for health checks); never raises."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """A store from a URL: postgresql://… (TimescaleDB) or sqlite:///path (or sqlite://:memory:)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from store.timescale import TimescaleStore
+
+        return TimescaleStore(url)
+    if url.startswith("sqlite://"):
+        from store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite://")
+        return SqliteStore(
+            path.removeprefix("/") if path.startswith("/:memory:") else path or ":memory:"
+        )
+    raise StoreError(f"unknown store URL {url!r}: use postgresql://… or sqlite:///path")

@@ -1,0 +1,100 @@
+"""What is kept: fixes with their four hop times, breach events, alerts and dead letters.
+
+Times are UTC epoch milliseconds throughout (int), as devices send them; the
+backends store them as their native timestamp type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One position fix and the decision made on it.
+
+    The four times are the hops a fix travels: the device's fix time, when ingest
+    received it, when the geofence decided, and when an alert (if any) left.
+    """
+
+    device_id: str  # "supplier/device", unique across suppliers
+    supplier: str
+    seq: int  # the device's sequence number (-1 when the format has none)
+    fix_ms: int  # device fix time
+    received_ms: int  # ingest receive time
+    decided_ms: int  # decision time
+    alert_ms: int | None  # alert publish time, if this fix raised one
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    fix_type: str | None  # none, 2D, 3D, DGPS, RTK float, RTK fixed, RFID
+    satellites: int | None
+    hdop: float | None
+    battery_pct: float | None
+    firmware: str | None
+    source_format: str  # native, owntracks, nmea, rfid
+    site: str | None
+    x_m: float | None
+    y_m: float | None
+    fence: str | None  # safe-zone fence covering the fix, if any
+    distance_m: float | None  # signed distance to the safe-zone edge (+ inside)
+    state: str  # SAFE, WARNING, BREACH, LOST after this fix
+    accepted: bool  # False: a duplicate or out-of-order fix that did not change state
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    device_id: str
+    kind: str  # enter, exit, warning, safe, breach, clear, lost, recovered
+    event_ms: int  # the fix time that caused it (for lost: when protection lapsed)
+    seq: int
+    site: str | None
+    fence: str | None
+    distance_m: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A message published back to the wearer's device (the tap on the shoulder)."""
+
+    device_id: str
+    kind: str  # the event kind that caused it
+    event_ms: int
+    seq: int
+    published_ms: int
+    topic: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload that could not be decoded or validated, kept with the reason."""
+
+    received_ms: int
+    topic: str
+    reason: str  # short machine-readable reason, e.g. "json", "missing:lat", "range:lat"
+    detail: str  # human-readable explanation
+    payload: bytes
+
+
+@dataclass
+class Batch:
+    """Everything one micro-batch produced; written in one transaction."""
+
+    fixes: list[Fix] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.fixes) + len(self.events) + len(self.alerts) + len(self.dead_letters)
+
+    def extend(self, other: Batch) -> None:
+        self.fixes.extend(other.fixes)
+        self.events.extend(other.events)
+        self.alerts.extend(other.alerts)
+        self.dead_letters.extend(other.dead_letters)
+
+
+def columns(record_type: type) -> list[str]:
+    return [f.name for f in fields(record_type)]

@@ -1,0 +1,198 @@
+"""The embedded store: SQLite, for a one-machine trial with no server.
+
+WAL journal with synchronous=FULL: a write has returned only once it would
+survive a power cut, which is what "acknowledge after a durable write" needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from store.contract import StoreError, StoreUnavailableError
+from store.migrations import migrations
+from store.records import Alert, Batch, DeadLetter, Event, Fix, columns
+
+_FIX_COLUMNS = columns(Fix)
+_EVENT_COLUMNS = columns(Event)
+_ALERT_COLUMNS = columns(Alert)
+
+
+def _time_filter(
+    column: str, device_id: str | None, since_ms: int | None, until_ms: int | None
+) -> tuple[str, list]:
+    clauses, params = [], []
+    if device_id is not None:
+        clauses.append("device_id = ?")
+        params.append(device_id)
+    if since_ms is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        clauses.append(f"{column} < ?")
+        params.append(until_ms)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+        )
+
+    def migrate(self) -> list[int]:
+        applied = []
+        with self._lock:
+            done = {v for (v,) in self._db.execute("SELECT version FROM schema_migrations")}
+            for m in migrations("sqlite"):
+                if m.version in done:
+                    continue
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    for statement in _statements(m.sql):
+                        self._db.execute(statement)
+                    self._db.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (m.version, m.name, round(time.time() * 1000)),
+                    )
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._db.execute("ROLLBACK")
+                    raise StoreError(f"migration {m.version} ({m.name}) failed: {exc}") from exc
+                applied.append(m.version)
+        return applied
+
+    def schema_version(self) -> int:
+        with self._lock:
+            (version,) = self._db.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations"
+            ).fetchone()
+        return int(version)
+
+    def write(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._insert("fixes", _FIX_COLUMNS, batch.fixes)
+                self._insert("events", _EVENT_COLUMNS, batch.events)
+                self._insert("alerts", _ALERT_COLUMNS, batch.alerts)
+                self._db.executemany(
+                    "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [
+                        (
+                            d.received_ms,
+                            d.topic,
+                            d.reason,
+                            d.detail,
+                            d.payload,
+                            hashlib.sha256(d.payload).digest(),
+                        )
+                        for d in batch.dead_letters
+                    ],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite refused a batch, nothing kept: {exc}") from exc
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreUnavailableError(f"SQLite write failed, nothing kept: {exc}") from exc
+
+    def _insert(self, table: str, names: list[str], rows: Iterable) -> None:
+        marks = ", ".join("?" for _ in names)
+        self._db.executemany(
+            # ON CONFLICT, not OR IGNORE: only a repeated key may be skipped; a row that
+            # breaks NOT NULL must fail the batch, never vanish quietly
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            [tuple(getattr(r, n) for n in names) for r in rows],
+        )
+
+    def _select(self, sql: str, params: list) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def fixes(self, device_id=None, since_ms=None, until_ms=None) -> list[Fix]:
+        where, params = _time_filter("fix_ms", device_id, since_ms, until_ms)
+        rows = self._select(
+            f"SELECT {', '.join(_FIX_COLUMNS)} FROM fixes{where} ORDER BY device_id, fix_ms, seq",
+            params,
+        )
+        return [Fix(*r[:-1], bool(r[-1])) for r in rows]
+
+    def events(self, device_id=None, since_ms=None, until_ms=None) -> list[Event]:
+        where, params = _time_filter("event_ms", device_id, since_ms, until_ms)
+        rows = self._select(
+            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events{where} "
+            "ORDER BY device_id, event_ms, seq",
+            params,
+        )
+        return [Event(*r) for r in rows]
+
+    def alerts(self, device_id=None) -> list[Alert]:
+        where, params = _time_filter("event_ms", device_id, None, None)
+        rows = self._select(
+            f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts{where} ORDER BY device_id, event_ms",
+            params,
+        )
+        return [Alert(*r) for r in rows]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._select(
+            "SELECT received_ms, topic, reason, detail, payload FROM dead_letters "
+            "ORDER BY received_ms",
+            [],
+        )
+        return [DeadLetter(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            t: self._select(f"SELECT count(*) FROM {t}", [])[0][0]
+            for t in ("fixes", "events", "alerts", "dead_letters")
+        }
+
+    def refresh_minutes(self) -> None:
+        """Nothing to do: the embedded per-minute view is computed when read."""
+
+    def minute_stats(self, device_id: str) -> list[tuple[int, int, float | None]]:
+        rows = self._select(
+            "SELECT minute_ms, fixes, mean_accuracy_m FROM fix_minutes WHERE device_id = ? "
+            "ORDER BY minute_ms",
+            [device_id],
+        )
+        return [(int(m), int(n), a) for m, n, a in rows]
+
+    def ping(self) -> bool:
+        try:
+            self._select("SELECT 1", [])
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (our migrations have no semicolons in literals)."""
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]

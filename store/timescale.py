@@ -1,0 +1,340 @@
+"""TimescaleDB through psycopg 3: hypertables, batched COPY, idempotent upserts.
+
+A batch is COPYed into per-connection staging tables (times as epoch ms, exactly
+the record fields) and moved into the hypertables by one INSERT … SELECT … ON
+CONFLICT DO NOTHING per table, all in one transaction: a redelivered batch
+changes nothing, and a batch is either wholly durable or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+
+from store.contract import StoreError, StoreUnavailableError
+from store.migrations import migrations
+from store.records import Alert, Batch, DeadLetter, Event, Fix, columns
+
+_FIX_COLUMNS = columns(Fix)
+_EVENT_COLUMNS = columns(Event)
+_ALERT_COLUMNS = columns(Alert)
+_MS_COLUMNS = {"fix_ms", "received_ms", "decided_ms", "alert_ms", "event_ms", "published_ms"}
+_TIME_NAMES = {
+    "fix_ms": "fix_time",
+    "received_ms": "received_at",
+    "decided_ms": "decided_at",
+    "alert_ms": "alert_at",
+    "event_ms": "event_time",
+    "published_ms": "published_at",
+}
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS stage_fixes (
+    device_id text, supplier text, seq bigint, fix_ms bigint, received_ms bigint,
+    decided_ms bigint, alert_ms bigint, lat double precision, lon double precision,
+    accuracy_m double precision, fix_type text, satellites integer, hdop double precision,
+    battery_pct double precision, firmware text, source_format text, site text,
+    x_m double precision, y_m double precision, fence text, distance_m double precision,
+    state text, accepted boolean) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_events (
+    device_id text, kind text, event_ms bigint, seq bigint, site text, fence text,
+    distance_m double precision) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_alerts (
+    device_id text, kind text, event_ms bigint, seq bigint, published_ms bigint, topic text,
+    payload text) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_dead_letters (
+    received_ms bigint, topic text, reason text, detail text, payload bytea,
+    payload_sha256 bytea) ON COMMIT DELETE ROWS;
+"""
+
+
+def _to_time(name: str) -> str:
+    return f"to_timestamp({name} / 1000.0)" if name in _MS_COLUMNS else name
+
+
+def _from_time(name: str) -> str:
+    if name in _MS_COLUMNS:
+        return f"(round(EXTRACT(EPOCH FROM {_TIME_NAMES[name]}) * 1000))::bigint"
+    return name
+
+
+def _move(table: str, names: list[str]) -> str:
+    target = ", ".join(_TIME_NAMES.get(n, n) for n in names)
+    source = ", ".join(_to_time(n) for n in names)
+    return (
+        f"INSERT INTO {table} ({target}) SELECT {source} FROM stage_{table} ON CONFLICT DO NOTHING"
+    )
+
+
+class TimescaleStore:
+    def __init__(self, url: str, connect_timeout_s: float = 5.0) -> None:
+        self.url = url
+        self._timeout = connect_timeout_s
+        self._conn: psycopg.Connection | None = None
+
+    # ---------------------------------------------------------------- connection
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        try:
+            self._conn = psycopg.connect(self.url, connect_timeout=max(1, round(self._timeout)))
+        except psycopg.OperationalError as exc:
+            self._conn = None
+            raise StoreUnavailableError(f"TimescaleDB unreachable: {exc}".strip()) from exc
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def migrate(self) -> list[int]:
+        conn = self._connect()
+        applied = []
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+                done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+                for m in migrations("timescaledb"):
+                    if m.version in done:
+                        continue
+                    conn.execute(m.sql)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (m.version, m.name),
+                    )
+                    applied.append(m.version)
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailableError(f"TimescaleDB migration interrupted: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"TimescaleDB migration failed: {exc}") from exc
+        return applied
+
+    def schema_version(self) -> int:
+        row = self._query("SELECT coalesce(max(version), 0) FROM schema_migrations", ())
+        return int(row[0][0])
+
+    # ---------------------------------------------------------------- writing
+    def write(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                conn.execute(_STAGING)
+                with conn.cursor() as cur:
+                    self._copy(cur, "stage_fixes", _FIX_COLUMNS, batch.fixes)
+                    self._copy(cur, "stage_events", _EVENT_COLUMNS, batch.events)
+                    self._copy(cur, "stage_alerts", _ALERT_COLUMNS, batch.alerts)
+                    if batch.dead_letters:
+                        with cur.copy("COPY stage_dead_letters FROM STDIN") as copy:
+                            for d in batch.dead_letters:
+                                copy.write_row(
+                                    (
+                                        d.received_ms,
+                                        d.topic,
+                                        d.reason,
+                                        d.detail,
+                                        d.payload,
+                                        hashlib.sha256(d.payload).digest(),
+                                    )
+                                )
+                    if batch.fixes:
+                        cur.execute(_move("fixes", _FIX_COLUMNS))
+                    if batch.events:
+                        cur.execute(_move("events", _EVENT_COLUMNS))
+                    if batch.alerts:
+                        cur.execute(_move("alerts", _ALERT_COLUMNS))
+                    if batch.dead_letters:
+                        cur.execute(
+                            "INSERT INTO dead_letters SELECT to_timestamp(received_ms / 1000.0), "
+                            "topic, reason, detail, payload, payload_sha256 "
+                            "FROM stage_dead_letters ON CONFLICT DO NOTHING"
+                        )
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailableError(f"TimescaleDB write failed, nothing kept: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"TimescaleDB refused a batch: {exc}") from exc
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor, table: str, names: list[str], rows: list) -> None:
+        if not rows:
+            return
+        with cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(tuple(getattr(r, n) for n in names))
+
+    # ---------------------------------------------------------------- reading
+    def _query(self, sql: str, params: tuple | list) -> list[tuple]:
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                return conn.execute(sql, params).fetchall()
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailableError(f"TimescaleDB query failed: {exc}") from exc
+
+    def _select(self, table, names, time_name, device_id, since_ms, until_ms, order) -> list[tuple]:
+        clauses, params = [], []
+        if device_id is not None:
+            clauses.append("device_id = %s")
+            params.append(device_id)
+        if since_ms is not None:
+            clauses.append(f"{time_name} >= to_timestamp(%s / 1000.0)")
+            params.append(since_ms)
+        if until_ms is not None:
+            clauses.append(f"{time_name} < to_timestamp(%s / 1000.0)")
+            params.append(until_ms)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        select = ", ".join(_from_time(n) for n in names)
+        return self._query(f"SELECT {select} FROM {table}{where} ORDER BY {order}", params)
+
+    def fixes(self, device_id=None, since_ms=None, until_ms=None) -> list[Fix]:
+        rows = self._select(
+            "fixes",
+            _FIX_COLUMNS,
+            "fix_time",
+            device_id,
+            since_ms,
+            until_ms,
+            "device_id, fix_time, seq",
+        )
+        return [Fix(*r) for r in rows]
+
+    def events(self, device_id=None, since_ms=None, until_ms=None) -> list[Event]:
+        rows = self._select(
+            "events",
+            _EVENT_COLUMNS,
+            "event_time",
+            device_id,
+            since_ms,
+            until_ms,
+            "device_id, event_time, seq",
+        )
+        return [Event(*r) for r in rows]
+
+    def alerts(self, device_id=None) -> list[Alert]:
+        rows = self._select(
+            "alerts", _ALERT_COLUMNS, "event_time", device_id, None, None, "device_id, event_time"
+        )
+        return [Alert(*r) for r in rows]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = self._query(
+            "SELECT (round(EXTRACT(EPOCH FROM received_at) * 1000))::bigint, topic, reason, detail,"
+            " payload FROM dead_letters ORDER BY received_at",
+            (),
+        )
+        return [DeadLetter(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            t: int(self._query(f"SELECT count(*) FROM {t}", ())[0][0])
+            for t in ("fixes", "events", "alerts", "dead_letters")
+        }
+
+    def ping(self) -> bool:
+        try:
+            self._query("SELECT 1", ())
+            return True
+        except StoreError:
+            return False
+
+    # ---------------------------------------------------------------- operations
+    def edition(self) -> str:
+        """ "timescale" (Timescale License: continuous aggregates, policies, compression) or
+        "apache" (Debian's package: hypertables and chunk management only)."""
+        return str(self._query("SELECT current_setting('timescaledb.license', true)", ())[0][0])
+
+    def minute_is_continuous(self) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM timescaledb_information.continuous_aggregates "
+            "WHERE view_name = 'fix_minutes'",
+            (),
+        )
+        return bool(rows)
+
+    def refresh_minutes(self) -> None:
+        """Bring the per-minute statistics up to date now."""
+        continuous = self.minute_is_continuous()
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:  # CALL refuses transactions
+                if continuous:
+                    conn.execute("CALL refresh_continuous_aggregate('fix_minutes', NULL, NULL)")
+                else:
+                    conn.execute("REFRESH MATERIALIZED VIEW fix_minutes")
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(f"TimescaleDB unreachable: {exc}") from exc
+
+    def minute_stats(self, device_id: str) -> list[tuple[int, int, float | None]]:
+        """(minute start ms, fixes, mean accuracy m) for a device, from the aggregate."""
+        rows = self._query(
+            "SELECT (EXTRACT(EPOCH FROM minute) * 1000)::bigint, fixes, mean_accuracy_m "
+            "FROM fix_minutes WHERE device_id = %s ORDER BY minute",
+            (device_id,),
+        )
+        return [(int(m), int(n), a) for m, n, a in rows]
+
+    def drop_older_than(self, table: str, keep_days: int) -> int:
+        """Retention: drop whole chunks of `table` older than `keep_days`; returns chunks dropped.
+
+        Works on both editions (drop_chunks); run it from a schedule. With the Timescale
+        License edition `set_retention` hands the schedule to TimescaleDB instead.
+        """
+        self._check_days(table, keep_days)
+        rows = self._query(
+            "SELECT drop_chunks(%s::regclass, older_than => make_interval(days => %s))",
+            (table, keep_days),
+        )
+        return len(rows)
+
+    def set_retention(self, table: str, keep_days: int) -> None:
+        """A TimescaleDB retention policy (Timescale License edition only)."""
+        self._needs_license("a retention policy")
+        self._check_days(table, keep_days)
+        self._query(
+            "SELECT add_retention_policy(%s, make_interval(days => %s), if_not_exists => true)",
+            (table, keep_days),
+        )
+
+    def set_compression(self, table: str, after_days: int) -> None:
+        """Compress chunks older than `after_days`, segmented by device (Timescale License only)."""
+        self._needs_license("compression")
+        if table not in ("fixes", "events", "alerts"):
+            raise StoreError(f"compression is offered for fixes, events and alerts, not {table!r}")
+        self._check_days(table, after_days)
+        self._query(
+            f"ALTER TABLE {table} SET (timescaledb.compress, "
+            "timescaledb.compress_segmentby = 'device_id')",
+            (),
+        )
+        self._query(
+            "SELECT add_compression_policy(%s, make_interval(days => %s), if_not_exists => true)",
+            (table, after_days),
+        )
+
+    def _needs_license(self, what: str) -> None:
+        if self.edition() != "timescale":
+            raise StoreError(
+                f"{what} needs TimescaleDB's Timescale License edition; this server runs the "
+                "Apache edition (use drop_older_than for retention)"
+            )
+
+    @staticmethod
+    def _check_days(table: str, days: int) -> None:
+        if table not in ("fixes", "events", "alerts", "dead_letters"):
+            raise StoreError(f"unknown table {table!r}")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise StoreError(f"days must be a whole number of days ≥ 1, got {days!r}")
+
+    def close(self) -> None:
+        self._drop()

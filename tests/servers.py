@@ -1,0 +1,200 @@
+"""Real servers for the integration tests: Mosquitto and TimescaleDB on loopback.
+
+Each runs on a free 127.0.0.1 port with its own configuration and data folder,
+and stops when the test session ends. scripts/provision-services.sh installs
+them (the README's test command runs it); if they are missing the tests fail
+and say so, rather than skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from contextlib import closing, suppress
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+TSDB_ROOT = Path(os.environ.get("TRACKFENCE_TSDB_ROOT", "/var/cache/trackfence/trixie-timescaledb"))
+PG_BIN = "/usr/lib/postgresql/17/bin"
+
+
+class ServerMissing(RuntimeError):  # noqa: N818 - reads as a sentence in test output
+    pass
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
+
+
+class Mosquitto:
+    """A broker using the shipped config, with only its listener and data folder moved."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(self.binary).exists():
+            raise ServerMissing("mosquitto is not installed: run scripts/provision-services.sh")
+        self.folder = Path(tempfile.mkdtemp(prefix="tf-mosquitto-"))
+        if os.geteuid() == 0:
+            # started as root, Mosquitto drops to its own user: let it write its data
+            with suppress(KeyError):
+                os.chown(self.folder, pwd.getpwnam("mosquitto").pw_uid, -1)
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def config_text(self) -> str:
+        lines = []
+        for line in MOSQUITTO_CONF.read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            if key == "persistence_location":
+                line = f"persistence_location {self.folder}/"
+            elif key == "listener":
+                line = f"listener {self.port} 127.0.0.1"
+            elif key == "log_dest":
+                line = f"log_dest file {self.folder}/mosquitto.log"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> Mosquitto:
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text(self.config_text())
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop (saving the persistence file) and start again on the same port and data."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+class TimescaleDB:
+    """PostgreSQL 17 with TimescaleDB from the cached trixie root, run as its postgres user."""
+
+    def __init__(self) -> None:
+        if not (TSDB_ROOT / ".ready").exists():
+            raise ServerMissing(
+                f"no TimescaleDB root at {TSDB_ROOT}: run scripts/provision-services.sh (as root)"
+            )
+        if os.geteuid() != 0:
+            raise ServerMissing("starting TimescaleDB from its root needs root (chroot)")
+        self.inside = f"/tmp/tf-pg-{uuid.uuid4().hex[:10]}"
+        self.folder = TSDB_ROOT / self.inside.lstrip("/")
+        self.port = free_port()
+        self._mounted_proc = False
+
+    def _chroot(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["chroot", "--userspec=postgres:postgres", str(TSDB_ROOT), *args],
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def start(self) -> TimescaleDB:
+        proc = TSDB_ROOT / "proc"
+        if not os.path.ismount(proc):
+            subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+            self._mounted_proc = True
+        self.folder.mkdir(parents=True)
+        uid = _uid_in_root("postgres")
+        os.chown(self.folder, uid, -1)
+        self._chroot(
+            f"{PG_BIN}/initdb", "-D", self.inside, "-A", "trust", "-U", "postgres", "--no-sync"
+        )
+        self._pg_ctl_start()
+        self._chroot(
+            f"{PG_BIN}/psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-c",
+            "CREATE DATABASE trackfence",
+        )
+        return self
+
+    def _pg_ctl_start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.inside}"
+            " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+            " -c max_connections=200 -c timescaledb.max_background_workers=4"
+        )
+        done = self._chroot(
+            f"{PG_BIN}/pg_ctl",
+            "-D",
+            self.inside,
+            "-l",
+            f"{self.inside}/log",
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+            check=False,
+        )
+        if done.returncode != 0:
+            log = (self.folder / "log").read_text() if (self.folder / "log").exists() else ""
+            raise RuntimeError(f"TimescaleDB did not start: {done.stderr}\n{log[-2000:]}")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._chroot(f"{PG_BIN}/pg_ctl", "-D", self.inside, "-w", "-m", mode, "stop", check=False)
+
+    def restart(self) -> None:
+        self._pg_ctl_start()
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self._mounted_proc:
+            subprocess.run(["umount", str(TSDB_ROOT / "proc")], check=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/trackfence"
+
+
+def _uid_in_root(user: str) -> int:
+    for line in (TSDB_ROOT / "etc" / "passwd").read_text().splitlines():
+        parts = line.split(":")
+        if parts[0] == user:
+            return int(parts[2])
+    return pwd.getpwnam(user).pw_uid  # pragma: no cover

@@ -1,0 +1,170 @@
+"""One contract, two backends: the same tests against real TimescaleDB and embedded SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from store import Alert, Batch, DeadLetter, Event, Fix, StoreError, open_store
+from store.sqlite import SqliteStore
+from store.timescale import TimescaleStore
+
+T0 = 1_795_000_000_000  # November 2026, UTC ms
+
+
+def fix(device: str, seq: int, t_ms: int, **changes) -> Fix:
+    base = Fix(
+        device_id=device,
+        supplier=device.split("/")[0],
+        seq=seq,
+        fix_ms=t_ms,
+        received_ms=t_ms + 40,
+        decided_ms=t_ms + 41,
+        alert_ms=None,
+        lat=51.5577,
+        lon=-0.1088,
+        accuracy_m=0.4,
+        fix_type="RTK fixed",
+        satellites=21,
+        hdop=0.7,
+        battery_pct=88.0,
+        firmware="2.4.1",
+        source_format="native",
+        site="ECM1 test",
+        x_m=12.5,
+        y_m=-387.25,
+        fence="Down Fast possession",
+        distance_m=2.5,
+        state="SAFE",
+        accepted=True,
+    )
+    return replace(base, **changes)
+
+
+@pytest.fixture(params=["timescaledb", "sqlite"])
+def store(request, tmp_path):
+    if request.param == "timescaledb":
+        server = request.getfixturevalue("timescaledb")
+        # a fresh database per test, so tests do not see each other's rows
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        s = TimescaleStore(server.url.rsplit("/", 1)[0] + f"/{name}")
+    else:
+        s = SqliteStore(tmp_path / "trial.sqlite")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def test_migrations_are_versioned_and_run_once(store):
+    assert store.schema_version() == 2
+    assert store.migrate() == []
+
+
+def test_fixes_round_trip_every_field_and_hop_time(store):
+    device = f"acme/{uuid.uuid4().hex[:6]}"
+    written = [
+        fix(device, 1, T0),
+        fix(device, 2, T0 + 100, alert_ms=T0 + 145, state="BREACH", distance_m=-0.3, fence=None),
+        fix(
+            device,
+            3,
+            T0 + 200,
+            accuracy_m=None,
+            fix_type=None,
+            satellites=None,
+            hdop=None,
+            battery_pct=None,
+            firmware=None,
+            site=None,
+            x_m=None,
+            y_m=None,
+            distance_m=None,
+            accepted=False,
+        ),
+    ]
+    store.write(Batch(fixes=written))
+    assert store.fixes(device) == written
+    assert store.fixes(device, since_ms=T0 + 100, until_ms=T0 + 200) == written[1:2]
+
+
+def test_a_redelivered_batch_changes_nothing(store):
+    device = f"acme/{uuid.uuid4().hex[:6]}"
+    batch = Batch(
+        fixes=[fix(device, i, T0 + i * 100) for i in range(50)],
+        events=[Event(device, "breach", T0 + 300, 3, "s", None, -0.2)],
+        alerts=[
+            Alert(device, "breach", T0 + 300, 3, T0 + 345, f"trackside/v1/{device}/alert", "{}")
+        ],
+        dead_letters=[DeadLetter(T0, "trackside/v1/acme/x/fix", "json", "not JSON", b"\xff\x00{")],
+    )
+    store.write(batch)
+    before = store.counts()
+    store.write(batch)  # the broker redelivers after a crash
+    doubled = Batch(fixes=batch.fixes + batch.fixes)  # and duplicates inside one batch
+    store.write(doubled)
+    assert store.counts() == before
+    assert before["fixes"] >= 50 and len(store.fixes(device)) == 50
+    assert store.dead_letters()[-1].payload == b"\xff\x00{"  # raw bytes kept exactly
+
+
+def test_distinct_fixes_are_all_kept(store):
+    device = f"acme/{uuid.uuid4().hex[:6]}"
+    same_time = [fix(device, 1, T0), fix(device, 2, T0)]  # two sequence numbers, one time
+    store.write(Batch(fixes=same_time))
+    assert len(store.fixes(device)) == 2
+
+
+def test_a_batch_is_all_or_nothing(store):
+    device = f"acme/{uuid.uuid4().hex[:6]}"
+    good = fix(device, 1, T0)
+    bad = fix(device, 2, T0 + 100, state=None)  # violates NOT NULL
+    with pytest.raises(StoreError):
+        store.write(Batch(fixes=[good, bad]))
+    assert store.fixes(device) == []
+    store.write(Batch(fixes=[good]))  # and the store still works
+    assert store.fixes(device) == [good]
+
+
+def test_events_alerts_and_dead_letters_are_kept(store):
+    device = f"acme/{uuid.uuid4().hex[:6]}"
+    events = [
+        Event(device, "breach", T0 + 1000, 10, "ECM1", "Down Fast possession", 0.4),
+        Event(device, "clear", T0 + 9000, 90, "ECM1", "Down Fast possession", 2.1),
+    ]
+    alert = Alert(
+        device,
+        "breach",
+        T0 + 1000,
+        10,
+        T0 + 1003,
+        f"trackside/v1/{device}/alert",
+        '{"kind": "breach"}',
+    )
+    store.write(Batch(events=events, alerts=[alert]))
+    assert store.events(device) == events
+    assert store.events(device, since_ms=T0 + 2000) == events[1:]
+    assert store.alerts(device) == [alert]
+
+
+def test_per_minute_statistics(store):
+    device = f"acme/{uuid.uuid4().hex[:6]}"
+    minute = 60_000
+    start = (T0 // minute) * minute
+    fixes = [fix(device, i, start + i * 15_000, accuracy_m=0.2 * (i + 1)) for i in range(6)]
+    store.write(Batch(fixes=fixes))
+    store.refresh_minutes()
+    stats = store.minute_stats(device)
+    assert [(m - start, n) for m, n, _ in stats] == [(0, 4), (minute, 2)]
+    assert stats[0][2] == pytest.approx((0.2 + 0.4 + 0.6 + 0.8) / 4)
+
+
+def test_store_urls():
+    assert isinstance(open_store("sqlite://:memory:"), SqliteStore)
+    with pytest.raises(StoreError, match="unknown store URL"):
+        open_store("mysql://x")
