@@ -10,12 +10,13 @@ picks the backend from the URL. This package imports nothing else of ours.
 """
 
 from store.contract import Store, StoreError, StoreUnavailableError, open_store
-from store.records import Alert, Batch, DeadLetter, Event, Fix
+from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix
 
 __all__ = [
     "Alert",
     "Batch",
     "DeadLetter",
+    "DeviceState",
     "Event",
     "Fix",
     "Store",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from store.records import Alert, Batch, DeadLetter, Event, Fix
+from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix
 
 
 class StoreError(RuntimeError):
@@ -42,6 +42,10 @@ class Store(Protocol):
     def alerts(self, device_id: str | None = None) -> list[Alert]: ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
+
+    def latest_device_states(self) -> list[DeviceState]:
+        """Each device's last accepted fix (by fix time, then seq) and its state."""
+        ...
 
     def refresh_minutes(self) -> None:
         """Bring the per-minute statistics up to date."""

@@ -77,6 +77,18 @@ class DeadLetter:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """A device's last accepted fix and the state it left: what a restarted worker resumes."""
+
+    device_id: str
+    fix_ms: int
+    seq: int
+    state: str
+    fence: str | None
+    distance_m: float | None
+
+
 @dataclass
 class Batch:
     """Everything one micro-batch produced; written in one transaction."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
-from store.records import Alert, Batch, DeadLetter, Event, Fix, columns
+from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix, columns
 
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
@@ -168,6 +168,15 @@ class SqliteStore:
             t: self._select(f"SELECT count(*) FROM {t}", [])[0][0]
             for t in ("fixes", "events", "alerts", "dead_letters")
         }
+
+    def latest_device_states(self) -> list[DeviceState]:
+        rows = self._select(
+            "SELECT device_id, fix_ms, seq, state, fence, distance_m FROM ("
+            " SELECT *, row_number() OVER (PARTITION BY device_id ORDER BY fix_ms DESC, seq DESC)"
+            " AS newest FROM fixes WHERE accepted) WHERE newest = 1 ORDER BY device_id",
+            [],
+        )
+        return [DeviceState(*r) for r in rows]
 
     def refresh_minutes(self) -> None:
         """Nothing to do: the embedded per-minute view is computed when read."""

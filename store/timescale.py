@@ -14,7 +14,7 @@ import psycopg
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
-from store.records import Alert, Batch, DeadLetter, Event, Fix, columns
+from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix, columns
 
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
@@ -175,13 +175,19 @@ class TimescaleStore:
 
     # ---------------------------------------------------------------- reading
     def _query(self, sql: str, params: tuple | list) -> list[tuple]:
-        conn = self._connect()
-        try:
-            with conn.transaction():
-                return conn.execute(sql, params).fetchall()
-        except psycopg.OperationalError as exc:
-            self._drop()
-            raise StoreUnavailableError(f"TimescaleDB query failed: {exc}") from exc
+        """Run a read; a connection the server dropped since last use is renewed once."""
+        for attempt in (1, 2):
+            conn = self._connect()
+            try:
+                with conn.transaction():
+                    return conn.execute(sql, params).fetchall()
+            except psycopg.OperationalError as exc:
+                self._drop()
+                if attempt == 2:
+                    raise StoreUnavailableError(f"TimescaleDB query failed: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"TimescaleDB refused a query: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _select(self, table, names, time_name, device_id, since_ms, until_ms, order) -> list[tuple]:
         clauses, params = [], []
@@ -235,6 +241,15 @@ class TimescaleStore:
             (),
         )
         return [DeadLetter(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    def latest_device_states(self) -> list[DeviceState]:
+        rows = self._query(
+            "SELECT DISTINCT ON (device_id) device_id, "
+            "(round(EXTRACT(EPOCH FROM fix_time) * 1000))::bigint, seq, state, fence, distance_m "
+            "FROM fixes WHERE accepted ORDER BY device_id, fix_time DESC, seq DESC",
+            (),
+        )
+        return [DeviceState(*r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         return {

@@ -164,6 +164,23 @@ def test_per_minute_statistics(store):
     assert stats[0][2] == pytest.approx((0.2 + 0.4 + 0.6 + 0.8) / 4)
 
 
+def test_latest_device_states_for_a_restarted_worker(store):
+    a, b = f"acme/{uuid.uuid4().hex[:6]}", f"acme/{uuid.uuid4().hex[:6]}"
+    store.write(
+        Batch(
+            fixes=[
+                fix(a, 1, T0, state="SAFE"),
+                fix(a, 2, T0 + 1000, state="BREACH", distance_m=-0.4),
+                fix(a, 3, T0 + 500, state="SAFE", accepted=False),  # late: did not change state
+                fix(b, 9, T0 + 200, state="WARNING"),
+            ]
+        )
+    )
+    latest = {s.device_id: s for s in store.latest_device_states()}
+    assert (latest[a].seq, latest[a].state, latest[a].fix_ms) == (2, "BREACH", T0 + 1000)
+    assert latest[b].state == "WARNING"
+
+
 def test_store_urls():
     assert isinstance(open_store("sqlite://:memory:"), SqliteStore)
     with pytest.raises(StoreError, match="unknown store URL"):

@@ -48,6 +48,21 @@ def _parser() -> argparse.ArgumentParser:
             default=field.default,
             help=f"decision setting {name} (default {field.default})",
         )
+    ingest = commands.add_parser(
+        "ingest",
+        help="run the live service: devices over MQTT in, alerts out, everything stored",
+        description="Subscribe to supplier devices, decide every fix against its site, alert the "
+        "wearer, and keep fixes, events and alerts (see README: Ingest service).",
+    )
+    ingest.add_argument("--config", type=Path, help="settings TOML ([ingest], [[site]], …)")
+    ingest.add_argument("--broker", help="mqtt://HOST:PORT (env TRACKFENCE_BROKER)")
+    ingest.add_argument("--db", help="postgresql://… or sqlite:///FILE (env TRACKFENCE_DB)")
+    ingest.add_argument(
+        "--client-id", help="persistent MQTT session name (env TRACKFENCE_CLIENT_ID)"
+    )
+    ingest.add_argument("--spool", help="folder for batches while the database is away")
+    ingest.add_argument("--site", type=Path, help="a single site file, for every device")
+    ingest.add_argument("-v", "--verbose", action="store_true", help="log every alarm and batch")
     return parser
 
 
@@ -55,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "geofence" and args.geofence_command == "check":
         return _check(args)
+    if args.command == "ingest":
+        return _ingest(args)
     return 2  # pragma: no cover - argparse rejects other commands
 
 
@@ -75,6 +92,45 @@ def _check(args: argparse.Namespace) -> int:
         print(f"trackfence: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     return 1 if count else 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from ingest.service import IngestService
+    from ingest.settings import SettingsError, load_settings
+    from store import StoreError
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(
+            args.config,
+            overrides={
+                "broker": args.broker,
+                "db": args.db,
+                "client_id": args.client_id,
+                "spool": args.spool,
+            },
+        )
+        if args.site is not None:
+            settings.sites = [(str(args.site.resolve()), ["*"])]
+        service = IngestService(settings)
+    except (SettingsError, GeofenceError, StoreError, ValueError) as exc:
+        print(f"trackfence ingest: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
+    service.start()
+    try:
+        service.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

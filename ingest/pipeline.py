@@ -1,0 +1,321 @@
+"""One micro-batch of raw messages in; decisions, alerts to send and a batch to keep out.
+
+No sockets and no clock of its own (the caller passes `clock`), so the same code
+decides live, in replays and in tests. Decoding is per message (it has to be);
+everything after it is vectorised over the batch: one frame conversion and one
+geofence evaluation per site, one state-machine step for all devices.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from geofence.breach import (
+    BreachConfig,
+    DeviceStates,
+    EventKind,
+    Events,
+    State,
+    expire,
+    step,
+)
+from ingest.codecs import DecodedFix, DecodeError, decode_fix
+from ingest.deployment import Deployment
+from ingest.topics import DEAD_LETTER_TOPIC, alert_topic, parse
+from store import Batch, DeadLetter, DeviceState, Event, Fix
+
+#: Events that are sent to the wearer's device as an alert.
+ALERTING = {EventKind.BREACH, EventKind.CLEAR, EventKind.WARNING, EventKind.LOST}
+_MESSAGES = {
+    EventKind.BREACH: "Stop: you are leaving the safe zone",
+    EventKind.CLEAR: "Back in the safe zone",
+    EventKind.WARNING: "Careful: near the edge of the safe zone",
+    EventKind.LOST: "Geofence protection lost: no position",
+}
+
+
+@dataclass(frozen=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    received_ms: int
+
+
+@dataclass(frozen=True)
+class PendingAlert:
+    """An alert decided but not yet published; the service stamps the publish time."""
+
+    device_id: str
+    kind: str
+    event_ms: int
+    seq: int
+    topic: str
+    payload: str
+
+
+@dataclass
+class Decided:
+    batch: Batch = field(default_factory=Batch)
+    alerts: list[PendingAlert] = field(default_factory=list)
+    dead_letter_messages: list[bytes] = field(default_factory=list)  # for DEAD_LETTER_TOPIC
+    reasons: Counter = field(default_factory=Counter)  # dead-letter reasons
+    dead_letter_topic: str = DEAD_LETTER_TOPIC
+
+
+class Pipeline:
+    """Holds the device states between batches; everything else comes in with each call."""
+
+    def __init__(self, deployment: Deployment, config: BreachConfig) -> None:
+        self.deployment = deployment
+        self.config = config
+        self.device_ids: list[str] = []
+        self._number: dict[str, int] = {}
+        self._site_of: list[str | None] = []
+        self.states = DeviceStates.new(0)
+
+    # ------------------------------------------------------------------ devices
+    def _device(self, device_id: str) -> int:
+        number = self._number.get(device_id)
+        if number is None:
+            number = len(self.device_ids)
+            self._number[device_id] = number
+            self.device_ids.append(device_id)
+            self._site_of.append(self.deployment.site_of(device_id))
+        return number
+
+    def restore(self, saved: list[DeviceState]) -> None:
+        """Resume from the store's last accepted fix per device (after a restart)."""
+        for s in saved:
+            self._device(s.device_id)
+        self.states = self.states.grown(len(self.device_ids))
+        for s in saved:
+            d = self._number[s.device_id]
+            site = self._site_of[d]
+            fences = self.deployment.sites[site].fence_names if site else []
+            self.states.state[d] = State[s.state] if s.state in State.__members__ else State.LOST
+            self.states.last_fix_ms[d] = s.fix_ms
+            self.states.last_seq[d] = s.seq
+            self.states.fence[d] = fences.index(s.fence) if s.fence in fences else -1
+            self.states.distance_m[d] = np.nan if s.distance_m is None else s.distance_m
+
+    # ------------------------------------------------------------------ deciding
+    def decide(self, messages: list[Inbound], clock: Callable[[], int]) -> Decided:
+        out = Decided()
+        fixes: list[tuple[DecodedFix, int]] = []  # (fix, received_ms)
+        offline: list[tuple[int, int]] = []  # (device number, received_ms)
+        for m in messages:
+            topic = parse(m.topic)
+            if topic is None:
+                self._dead(
+                    out, m, "topic", f"topic {m.topic!r} is not trackside/v1/SUPPLIER/DEVICE/KIND"
+                )
+                continue
+            if topic.kind == "status":
+                went_offline = self._status(m.payload)
+                if went_offline is None:
+                    self._dead(out, m, "status", "status must be JSON with a boolean 'online'")
+                elif went_offline:
+                    offline.append((self._device(topic.device_id), m.received_ms))
+                continue
+            try:
+                fix = decode_fix(topic, m.payload, m.received_ms, self.deployment.rfid_readers)
+            except DecodeError as exc:
+                self._dead(out, m, exc.reason, exc.detail)
+                continue
+            fixes.append((fix, m.received_ms))
+        if fixes:
+            self._decide_fixes(fixes, clock, out)
+        if offline:
+            self._offline(offline, out)
+        return out
+
+    @staticmethod
+    def _status(payload: bytes) -> bool | None:
+        """True if the status says the device went offline (its last will), None if unreadable."""
+        try:
+            obj = json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(obj, dict) or not isinstance(obj.get("online"), bool):
+            return None
+        return not obj["online"]
+
+    def _dead(self, out: Decided, m: Inbound, reason: str, detail: str) -> None:
+        out.reasons[reason] += 1
+        out.batch.dead_letters.append(DeadLetter(m.received_ms, m.topic, reason, detail, m.payload))
+        out.dead_letter_messages.append(
+            json.dumps(
+                {
+                    "topic": m.topic,
+                    "reason": reason,
+                    "detail": detail,
+                    "received_ms": m.received_ms,
+                    "payload": m.payload.decode("utf-8", "replace")[:512],
+                }
+            ).encode()
+        )
+
+    def _decide_fixes(
+        self, fixes: list[tuple[DecodedFix, int]], clock: Callable[[], int], out: Decided
+    ) -> None:
+        n = len(fixes)
+        device = np.array([self._device(f.device_id) for f, _ in fixes], dtype=np.int64)
+        self.states = self.states.grown(len(self.device_ids))
+        lat = np.array([f.lat for f, _ in fixes])
+        lon = np.array([f.lon for f, _ in fixes])
+        time_ms = np.array([f.fix_ms for f, _ in fixes], dtype=np.int64)
+        seq = np.array([f.seq for f, _ in fixes], dtype=np.int64)
+        accuracy = np.array([np.nan if f.accuracy_m is None else f.accuracy_m for f, _ in fixes])
+        x = np.full(n, np.nan)
+        y = np.full(n, np.nan)
+        distance = np.full(n, np.nan)
+        fence = np.full(n, -1, dtype=np.int32)
+        site_names = np.array([self._site_of[d] or "" for d in device], dtype=object)
+        for name in set(site_names) - {""}:
+            site = self.deployment.sites[name]
+            at = np.flatnonzero(site_names == name)
+            datums = np.array([self.deployment.datum_of(fixes[i][0].supplier) for i in at])
+            for datum in set(datums):
+                sub = at[datums == datum]
+                x[sub], y[sub] = site.locate(lat[sub], lon[sub], datum, time_ms[sub])
+            ev = site.evaluate(x[at], y[at])
+            distance[at] = ev.distance_m
+            fence[at] = ev.fence
+        assigned = site_names != ""
+        result = step(
+            self.states,
+            device[assigned],
+            time_ms[assigned],
+            seq[assigned],
+            distance[assigned],
+            fence[assigned],
+            accuracy[assigned],
+            self.config,
+        )
+        decided_ms = clock()
+        self.states = result.states
+        state_after = np.full(n, -1, dtype=np.int8)
+        accepted = np.ones(n, dtype=bool)
+        state_after[assigned] = result.state_after
+        accepted[assigned] = result.accepted
+        for i, (f, received_ms) in enumerate(fixes):
+            site = site_names[i] or None
+            fence_name = (
+                self.deployment.sites[site].fence_names[fence[i]]
+                if site and fence[i] >= 0
+                else None
+            )
+            out.batch.fixes.append(
+                Fix(
+                    device_id=f.device_id,
+                    supplier=f.supplier,
+                    seq=f.seq,
+                    fix_ms=f.fix_ms,
+                    received_ms=received_ms,
+                    decided_ms=decided_ms,
+                    alert_ms=None,
+                    lat=f.lat,
+                    lon=f.lon,
+                    accuracy_m=f.accuracy_m,
+                    fix_type=f.fix_type,
+                    satellites=f.satellites,
+                    hdop=f.hdop,
+                    battery_pct=f.battery_pct,
+                    firmware=f.firmware,
+                    source_format=f.source_format,
+                    site=site,
+                    x_m=_finite(x[i]),
+                    y_m=_finite(y[i]),
+                    fence=fence_name,
+                    distance_m=_finite(distance[i]),
+                    state=State(state_after[i]).name if state_after[i] >= 0 else "UNASSIGNED",
+                    accepted=bool(accepted[i]),
+                )
+            )
+        self._events(result.events, out)
+
+    def _offline(self, offline: list[tuple[int, int]], out: Decided) -> None:
+        """A last will: the device is gone now, not lost_after_s from now."""
+        self.states = self.states.grown(len(self.device_ids))
+        devices = np.array([d for d, _ in offline])
+        keep = self.states.state[devices] != State.LOST
+        if not keep.any():
+            return
+        devices = devices[keep]
+        when = np.array([t for _, t in offline])[keep]
+        events = Events(
+            devices.astype(np.int64),
+            np.full(devices.size, EventKind.LOST, np.int8),
+            when.astype(np.int64),
+            np.full(devices.size, -1, np.int64),
+            self.states.fence[devices],
+            self.states.distance_m[devices],
+        )
+        self.states.state[devices] = State.LOST
+        self._events(events, out)
+
+    def expire(self, now_ms: int) -> Decided:
+        """Raise LOST for devices silent for lost_after_s (call it on a clock tick)."""
+        out = Decided()
+        self.states, events = expire(self.states, now_ms, self.config)
+        self._events(events, out)
+        return out
+
+    def _events(self, events: Events, out: Decided) -> None:
+        for d, k, t, s, f, dist in zip(
+            events.device,
+            events.kind,
+            events.time_ms,
+            events.seq,
+            events.fence,
+            events.distance_m,
+            strict=True,
+        ):
+            device_id = self.device_ids[int(d)]
+            site_name = self._site_of[int(d)]
+            site = self.deployment.sites[site_name] if site_name else None
+            fence_name = site.fence_names[int(f)] if site is not None and f >= 0 else None
+            kind = EventKind(int(k))
+            out.batch.events.append(
+                Event(
+                    device_id,
+                    kind.name.lower(),
+                    int(t),
+                    int(s),
+                    site_name,
+                    fence_name,
+                    _finite(dist),
+                )
+            )
+            if kind in ALERTING:
+                supplier, name = device_id.split("/", 1)
+                payload = {
+                    "device": name,
+                    "kind": kind.name.lower(),
+                    "event_ms": int(t),
+                    "seq": int(s),
+                    "site": site_name,
+                    "fence": fence_name,
+                    "distance_m": _finite(dist),
+                    "message": _MESSAGES[kind],
+                }
+                out.alerts.append(
+                    PendingAlert(
+                        device_id,
+                        kind.name.lower(),
+                        int(t),
+                        int(s),
+                        alert_topic(supplier, name),
+                        json.dumps(payload, separators=(",", ":")),
+                    )
+                )
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None

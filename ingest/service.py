@@ -1,0 +1,285 @@
+"""`trackfence ingest`: the live service (MQTT in, alerts out, every fix kept).
+
+The order of work for each micro-batch is the no-loss promise:
+
+1. decide (geofence + state machine), 2. publish alerts at QoS 1 (safety first:
+   alerts do not wait for storage), 3. write the batch durably (TimescaleDB, or
+   the local spool when it is unreachable), 4. only then acknowledge the batch's
+   messages to the broker (paho 2 manual acknowledgement).
+
+A crash anywhere before 4 leaves the messages unacknowledged in the broker's
+persistent session, and they come again on reconnect; the store's idempotent
+keys make the second pass a no-op. How many messages may be in flight
+unacknowledged is bounded by MQTT v5's Receive Maximum, which is also what
+bounds memory when both the database and the spool are unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.pipeline import Decided, Inbound, Pipeline
+from ingest.settings import IngestSettings
+from ingest.spool import Spool, SpoolFullError
+from ingest.topics import subscriptions
+from store import Alert, Batch, Store, StoreError, StoreUnavailableError, open_store
+
+log = logging.getLogger("trackfence.ingest")
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we are away
+RECEIVE_MAXIMUM = 4000  # unacknowledged messages the broker may send us at once
+TICK_MS = 250  # how often silent devices are checked and the spool replayed
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: Store | None = None,
+        clock_ms: Callable[[], int] = wall_ms,
+        shared_group: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock_ms = clock_ms
+        self.pipeline = Pipeline(settings.deployment(), settings.decisions)
+        self.store = store if store is not None else open_store(settings.db)
+        self.spool = Spool(settings.spool, max_bytes=int(settings.spool_max_mb * 2**20))
+        self.counters: Counter = Counter()
+        self.alarms: set[str] = set()
+        self._inbox: queue.Queue[tuple[Inbound, int, int]] = queue.Queue()
+        self._held: list[tuple[Batch, list[tuple[int, int]]]] = []  # written nowhere yet
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._schema_ready = False
+        self._subscriptions = subscriptions(shared_group)
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if settings.username:
+            self.client.username_pw_set(settings.username, settings.password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # ------------------------------------------------------------------ MQTT callbacks
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        client.subscribe([(topic, 1) for topic in self._subscriptions])
+        self.connected.set()
+        log.info("connected to the broker (session present: %s)", flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("lost the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        inbound = Inbound(message.topic, bytes(message.payload), self.clock_ms())
+        self._inbox.put((inbound, message.mid, message.qos))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._prepare_store()
+        host, port = self.settings.broker_host_port
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.client.connect_async(host, port, keepalive=15, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._worker = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+        self._worker.start()
+
+    def _prepare_store(self) -> None:
+        try:
+            self.store.migrate()
+            self.pipeline.restore(self.store.latest_device_states())
+            self._schema_ready = True
+        except StoreUnavailableError as exc:
+            self._alarm("database-unreachable", str(exc))
+
+    def request_stop(self) -> None:
+        """Ask the worker to finish (safe from a signal handler)."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then leave the broker cleanly (unacknowledged stays queued)."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.store.close()
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    # ------------------------------------------------------------------ the work
+    def _run(self) -> None:
+        next_tick = self.clock_ms() + TICK_MS
+        max_wait_s = self.settings.batch_max_wait_ms / 1000
+        while not self._stop.is_set():
+            taken: list[tuple[Inbound, int, int]] = []
+            try:
+                taken.append(self._inbox.get(timeout=0.05))
+                deadline = time.monotonic() + max_wait_s
+                while len(taken) < self.settings.batch_max_fixes:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    taken.append(self._inbox.get(timeout=remaining))
+            except queue.Empty:
+                pass
+            try:
+                if taken:
+                    decided = self.pipeline.decide([t[0] for t in taken], self.clock_ms)
+                    self._finish(decided, [(mid, qos) for _, mid, qos in taken])
+                now = self.clock_ms()
+                if now >= next_tick:
+                    next_tick = now + TICK_MS
+                    self._finish(self.pipeline.expire(now), [])
+                    self._catch_up()
+            except Exception:  # the service must not die on one bad batch
+                log.exception(
+                    "a batch failed; its messages stay unacknowledged and will come again"
+                )
+                self.counters["batch_failures"] += 1
+
+    def _finish(self, decided: Decided, acks: list[tuple[int, int]]) -> None:
+        batch = decided.batch
+        self.counters.update({f"dead_letter:{r}": n for r, n in decided.reasons.items()})
+        self.counters["fixes"] += len(batch.fixes)
+        if decided.alerts:
+            alert_ms: dict[tuple[str, int, int], int] = {}  # (device, seq, fix time)
+            for pending in decided.alerts:
+                self.client.publish(pending.topic, pending.payload, qos=1)
+                published = self.clock_ms()
+                batch.alerts.append(
+                    Alert(
+                        pending.device_id,
+                        pending.kind,
+                        pending.event_ms,
+                        pending.seq,
+                        published,
+                        pending.topic,
+                        pending.payload,
+                    )
+                )
+                alert_ms.setdefault((pending.device_id, pending.seq), published)
+            batch.fixes = [
+                replace(f, alert_ms=alert_ms[(f.device_id, f.seq)])
+                if (f.device_id, f.seq) in alert_ms and f.accepted
+                else f
+                for f in batch.fixes
+            ]
+            self.counters["alerts"] += len(decided.alerts)
+        for message in decided.dead_letter_messages:
+            self.client.publish(decided.dead_letter_topic, message, qos=1)
+        if not len(batch) and not acks:
+            return
+        if self._keep(batch):
+            self._ack(acks)
+        else:
+            self._held.append((batch, acks))
+
+    def _keep(self, batch: Batch) -> bool:
+        """Make the batch durable somewhere; False if nowhere can take it now."""
+        if not len(batch):
+            return True
+        if self._schema_ready and not self._held and self.spool.depth == 0:
+            try:
+                self.store.write(batch)
+                self._clear("database-unreachable")
+                return True
+            except StoreUnavailableError as exc:
+                self._alarm("database-unreachable", str(exc))
+            except StoreError as exc:
+                self._refuse(batch, exc)
+                return True
+        try:
+            self.spool.put(batch)
+            self._clear("spool-full")
+            self.counters["spooled_batches"] += 1
+            return True
+        except SpoolFullError as exc:
+            self._alarm("spool-full", str(exc))
+            return False
+
+    def _catch_up(self) -> None:
+        """Retry held batches, then replay the spool into the database, oldest first."""
+        while self._held:
+            batch, acks = self._held[0]
+            if not self._keep_held(batch):
+                return
+            self._held.pop(0)
+            self._ack(acks)
+        if not self._schema_ready:
+            self._prepare_store()
+            if not self._schema_ready:
+                return
+        while (entry := self.spool.oldest()) is not None:
+            path, batch = entry
+            try:
+                self.store.write(batch)
+            except StoreUnavailableError as exc:
+                self._alarm("database-unreachable", str(exc))
+                return
+            except StoreError as exc:
+                self._refuse(batch, exc)
+            self.spool.done(path)
+            self.counters["replayed_batches"] += 1
+        self._clear("database-unreachable")
+
+    def _keep_held(self, batch: Batch) -> bool:
+        try:
+            self.spool.put(batch)
+            return True
+        except SpoolFullError:
+            return False
+
+    def _refuse(self, batch: Batch, exc: Exception) -> None:
+        """A batch the database rejects (not unreachable): keep it aside for an operator."""
+        folder = Path(self.settings.spool) / "refused"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{self.clock_ms()}.batch").write_bytes(pickle.dumps(batch))
+        self._alarm("batch-refused", str(exc))
+        self.counters["refused_batches"] += 1
+
+    def _ack(self, acks: list[tuple[int, int]]) -> None:
+        for mid, qos in acks:
+            if qos > 0:
+                self.client.ack(mid, qos)
+
+    def _alarm(self, name: str, detail: str) -> None:
+        if name not in self.alarms:
+            log.error("ALARM %s: %s", name, detail)
+        self.alarms.add(name)
+
+    def _clear(self, name: str) -> None:
+        if name in self.alarms:
+            log.warning("alarm cleared: %s", name)
+            self.alarms.discard(name)

@@ -1,0 +1,166 @@
+"""Ingest settings: a TOML file, then environment variables, then command-line flags.
+
+[ingest]
+broker = "mqtt://127.0.0.1:1883"        # TRACKFENCE_BROKER
+db = "postgresql://…"                    # TRACKFENCE_DB (or sqlite:///trial.sqlite)
+client_id = "trackfence-ingest-1"        # TRACKFENCE_CLIENT_ID; keep it stable: it names
+                                         # the persistent session the broker queues for
+username = "ingest"                      # TRACKFENCE_MQTT_USERNAME / _PASSWORD
+batch_max_fixes = 500                    # a micro-batch closes at this many messages...
+batch_max_wait_ms = 5                    # ...or this long after its first
+spool = "/var/lib/trackfence/spool"     # TRACKFENCE_SPOOL
+spool_max_mb = 512
+
+[[site]]
+file = "examples/sites/ecm1-kings-cross.toml"
+devices = ["*"]                          # supplier/device patterns working here
+
+[supplier.acme]
+datum = "WGS84"                          # or ETRS89 (RTK network corrections)
+
+[[rfid_reader]]
+id = "gate-3"
+lat = 51.5571
+lon = -0.1093
+range_m = 2.5
+
+[decisions]                              # geofence.breach.BreachConfig
+lost_after_s = 10
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+from geofence.breach import BreachConfig
+from geofence.frames import DeviceDatum
+from ingest.codecs import RfidReader
+from ingest.deployment import Deployment
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass
+class IngestSettings:
+    broker: str = "mqtt://127.0.0.1:1883"
+    db: str = "sqlite:///trackfence.sqlite"
+    client_id: str = "trackfence-ingest"
+    username: str | None = None
+    password: str | None = None
+    batch_max_fixes: int = 500
+    batch_max_wait_ms: float = 5.0
+    spool: str = "spool"
+    spool_max_mb: float = 512.0
+    sites: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, device patterns)
+    supplier_datum: dict[str, str] = field(default_factory=dict)
+    rfid_readers: list[RfidReader] = field(default_factory=list)
+    decisions: BreachConfig = field(default_factory=BreachConfig)
+    base: Path = field(default_factory=Path.cwd)  # relative site files resolve from here
+
+    @property
+    def broker_host_port(self) -> tuple[str, int]:
+        parsed = urlparse(self.broker)
+        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+            raise SettingsError(f"broker {self.broker!r} must look like mqtt://HOST:PORT")
+        return parsed.hostname, parsed.port or 1883
+
+    def deployment(self) -> Deployment:
+        from trackfence.sites import load_site
+
+        if not self.sites:
+            raise SettingsError("no [[site]] configured: an ingest worker needs at least one site")
+        loaded, assignments = {}, []
+        for file, patterns in self.sites:
+            site = load_site(self.base / file)
+            if site.name in loaded:
+                raise SettingsError(f"two sites are named {site.name!r}")
+            loaded[site.name] = site
+            assignments += [(p, site.name) for p in patterns]
+        try:
+            datums = {s: DeviceDatum(d) for s, d in self.supplier_datum.items()}
+        except ValueError as exc:
+            raise SettingsError(f"[supplier] datum: {exc} (use ETRS89 or WGS84)") from None
+        return Deployment(
+            loaded, assignments, datums, rfid_readers={r.reader_id: r for r in self.rfid_readers}
+        )
+
+
+_ENV = {
+    "TRACKFENCE_BROKER": "broker",
+    "TRACKFENCE_DB": "db",
+    "TRACKFENCE_CLIENT_ID": "client_id",
+    "TRACKFENCE_MQTT_USERNAME": "username",
+    "TRACKFENCE_MQTT_PASSWORD": "password",
+    "TRACKFENCE_SPOOL": "spool",
+}
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> IngestSettings:
+    settings = IngestSettings()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"cannot read settings {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"settings {path} are not valid TOML ({exc})") from None
+        settings.base = path.parent
+        _apply_file(settings, data)
+    for var, name in _ENV.items():
+        value = (env if env is not None else os.environ).get(var)
+        if value:
+            setattr(settings, name, value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            setattr(settings, name, value)
+    return settings
+
+
+def _apply_file(settings: IngestSettings, data: Mapping) -> None:
+    unknown = set(data) - {"ingest", "site", "supplier", "rfid_reader", "decisions"}
+    if unknown:
+        raise SettingsError(f"unknown settings table(s): {', '.join(sorted(unknown))}")
+    simple = {f.name: f.type for f in fields(IngestSettings)}
+    for key, value in (data.get("ingest") or {}).items():
+        if key not in simple or key in (
+            "sites",
+            "supplier_datum",
+            "rfid_readers",
+            "decisions",
+            "base",
+        ):
+            raise SettingsError(f"[ingest].{key}: unknown setting")
+        setattr(settings, key, value)
+    for i, site in enumerate(data.get("site") or []):
+        if not isinstance(site.get("file"), str):
+            raise SettingsError(f"site[{i}].file: the site file is required")
+        patterns = site.get("devices", ["*"])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise SettingsError(f"site[{i}].devices: a list of supplier/device patterns")
+        settings.sites.append((site["file"], patterns))
+    for supplier, table in (data.get("supplier") or {}).items():
+        settings.supplier_datum[supplier] = str(table.get("datum", "ETRS89"))
+    for i, r in enumerate(data.get("rfid_reader") or []):
+        try:
+            settings.rfid_readers.append(
+                RfidReader(str(r["id"]), float(r["lat"]), float(r["lon"]), float(r["range_m"]))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SettingsError(f"rfid_reader[{i}]: needs id, lat, lon, range_m ({exc})") from None
+    if "decisions" in data:
+        try:
+            settings.decisions = BreachConfig(**data["decisions"])
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"[decisions]: {exc}") from None
