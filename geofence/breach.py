@@ -78,6 +78,7 @@ class DeviceStates:
 
     state: np.ndarray  # int8 State
     last_fix_ms: np.ndarray  # int64 time of the last accepted fix (NO_TIME if none)
+    last_heard_ms: np.ndarray  # int64 when that fix was received (liveness is about hearing)
     last_seq: np.ndarray  # int64 sequence number of the last accepted fix (NO_SEQ if none)
     clearing_since_ms: np.ndarray  # int64 when the clearing condition began (NO_TIME if not)
     fence: np.ndarray  # int32 fence number of the last accepted fix (-1 outside)
@@ -89,6 +90,7 @@ class DeviceStates:
         return cls(
             state=np.full(device_count, State.LOST, dtype=np.int8),
             last_fix_ms=np.full(device_count, NO_TIME, dtype=np.int64),
+            last_heard_ms=np.full(device_count, NO_TIME, dtype=np.int64),
             last_seq=np.full(device_count, NO_SEQ, dtype=np.int64),
             clearing_since_ms=np.full(device_count, NO_TIME, dtype=np.int64),
             fence=np.full(device_count, -1, dtype=np.int32),
@@ -185,8 +187,12 @@ def step(
     fence: np.ndarray,
     accuracy_m: np.ndarray,
     config: BreachConfig,
+    heard_ms: np.ndarray | None = None,
 ) -> StepResult:
     """Apply a batch of evaluated fixes (any order, several per device) to the device states.
+
+    `heard_ms` is when each fix was received (default: its fix time, as in a replay):
+    a device is alive while it is heard from, whatever its own clock says.
 
     Fixes are applied per device in (time, seq) order. A fix not newer than the
     device's last accepted fix (a duplicate, or one that arrived late) is not
@@ -200,6 +206,7 @@ def step(
     distance_m = np.asarray(distance_m, dtype=np.float64)
     fence = np.asarray(fence, dtype=np.int32)
     accuracy = np.asarray(accuracy_m, dtype=np.float64)
+    heard = time_ms if heard_ms is None else np.asarray(heard_ms, dtype=np.int64)
     if device.size and (device.min() < 0 or device.max() >= states.state.size):
         raise IndexError("device number outside the device states (grow the states first)")
     accuracy = np.where(
@@ -224,7 +231,9 @@ def step(
     for k in range(int(rank.max()) + 1 if n else 0):
         pick = order[rank == k]  # at most one fix per device
         events.append(
-            _apply(out, pick, device, time_ms, seq, distance_m, fence, margin, config, accepted)
+            _apply(
+                out, pick, device, time_ms, heard, seq, distance_m, fence, margin, config, accepted
+            )
         )
         state_after[pick] = out.state[device[pick]]
     all_events = Events.concat(events)
@@ -239,6 +248,7 @@ def _apply(
     pick: np.ndarray,
     device: np.ndarray,
     time_ms: np.ndarray,
+    heard_ms: np.ndarray,
     seq: np.ndarray,
     distance_m: np.ndarray,
     fence: np.ndarray,
@@ -294,6 +304,7 @@ def _apply(
 
     s.state[d] = new
     s.last_fix_ms[d] = t
+    s.last_heard_ms[d] = heard_ms[pick]
     s.last_seq[d] = q
     s.clearing_since_ms[d] = np.where(new == State.BREACH, since, NO_TIME)
     s.fence[d] = f
@@ -315,12 +326,15 @@ def _apply(
 
 
 def expire(states: DeviceStates, now_ms: int, config: BreachConfig) -> tuple[DeviceStates, Events]:
-    """Mark LOST every device whose last accepted fix is older than lost_after_s at `now_ms`.
+    """Mark LOST every device not heard from (an accepted fix) for lost_after_s at `now_ms`.
 
+    Silence is measured on the receiving clock, so a device whose own clock is wrong
+    is not lost while it keeps reporting. The LOST event is stamped on the device's
+    clock (last fix time + lost_after_s), which every worker of a group agrees on.
     Devices that have never reported are already LOST and raise no new event.
     """
     lapse_ms = round(config.lost_after_s * 1000)
-    stale = (states.state != State.LOST) & (states.last_fix_ms <= now_ms - lapse_ms)
+    stale = (states.state != State.LOST) & (states.last_heard_ms <= now_ms - lapse_ms)
     at = np.flatnonzero(stale)
     if at.size == 0:
         return states, Events.empty()

@@ -9,7 +9,7 @@ geofence evaluation per site, one state-machine step for all devices.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +44,10 @@ class Inbound:
     topic: str
     payload: bytes
     received_ms: int
+    #: Whether this copy's effects (storing it, alerting, dead-lettering) are this worker's.
+    #: In a group of workers every worker applies every message to its device states, but
+    #: only the worker the shared subscription chose performs its effects.
+    effects: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,32 @@ class Decided:
     reasons: Counter = field(default_factory=Counter)  # dead-letter reasons
     dead_letter_topic: str = DEAD_LETTER_TOPIC
 
+    def merge(self, other: Decided) -> None:
+        self.batch.extend(other.batch)
+        self.alerts.extend(other.alerts)
+        self.dead_letter_messages.extend(other.dead_letter_messages)
+        self.reasons.update(other.reasons)
+
+
+#: How many messages a replicated worker remembers while waiting for their other copy.
+REMEMBERED_MESSAGES = 50_000
+_EMITTED = object()  # marker: this message's effects have been emitted
+
 
 class Pipeline:
     """Holds the device states between batches; everything else comes in with each call."""
 
-    def __init__(self, deployment: Deployment, config: BreachConfig) -> None:
+    def __init__(
+        self, deployment: Deployment, config: BreachConfig, replicated: bool = False
+    ) -> None:
+        """`replicated`: one of a group of workers, each seeing every message once for its
+        device states and, through the shared subscription, some messages a second time
+        for their effects (README: "Scaling out")."""
         self.deployment = deployment
         self.config = config
+        self.replicated = replicated
+        self._remembered: OrderedDict[tuple[str, bytes], object] = OrderedDict()
+        self.late_effect_copies = 0
         self.device_ids: list[str] = []
         self._number: dict[str, int] = {}
         self._site_of: list[str | None] = []
@@ -99,6 +122,7 @@ class Pipeline:
             fences = self.deployment.sites[site].fence_names if site else []
             self.states.state[d] = State[s.state] if s.state in State.__members__ else State.LOST
             self.states.last_fix_ms[d] = s.fix_ms
+            self.states.last_heard_ms[d] = s.received_ms
             self.states.last_seq[d] = s.seq
             self.states.fence[d] = fences.index(s.fence) if s.fence in fences else -1
             self.states.distance_m[d] = np.nan if s.distance_m is None else s.distance_m
@@ -106,33 +130,69 @@ class Pipeline:
     # ------------------------------------------------------------------ deciding
     def decide(self, messages: list[Inbound], clock: Callable[[], int]) -> Decided:
         out = Decided()
-        fixes: list[tuple[DecodedFix, int]] = []  # (fix, received_ms)
-        offline: list[tuple[int, int]] = []  # (device number, received_ms)
+        if not self.replicated:
+            for fragment in self._decide_new(messages, clock):
+                out.merge(fragment)
+            return out
+        # each message is applied to the device states once, whichever copy comes first;
+        # its effects are emitted when (and only when) the effects copy is here
+        new: list[Inbound] = []
+        position: dict[tuple[str, bytes], int] = {}
+        plan: list[tuple[tuple[str, bytes], bool]] = []
         for m in messages:
+            key = (m.topic, m.payload)
+            if key not in position and key not in self._remembered:
+                position[key] = len(new)
+                new.append(m)
+            plan.append((key, m.effects))
+        for key, fragment in zip(position, self._decide_new(new, clock), strict=True):
+            self._remembered[key] = fragment
+        for key, effects in plan:
+            entry = self._remembered.get(key)
+            if effects and isinstance(entry, Decided):
+                out.merge(entry)
+                self._remembered[key] = _EMITTED
+        while len(self._remembered) > REMEMBERED_MESSAGES:
+            _, dropped = self._remembered.popitem(last=False)
+            if isinstance(dropped, Decided):
+                self.late_effect_copies += 1  # its effects copy never came to us: another's
+        return out
+
+    def _decide_new(self, messages: list[Inbound], clock: Callable[[], int]) -> list[Decided]:
+        """Decide messages not seen before; one fragment of output per message."""
+        fragments = [Decided() for _ in messages]
+        fixes: list[tuple[DecodedFix, int, int]] = []  # (fix, received_ms, message)
+        offline: list[tuple[int, int, int]] = []  # (device number, received_ms, message)
+        for i, m in enumerate(messages):
             topic = parse(m.topic)
             if topic is None:
                 self._dead(
-                    out, m, "topic", f"topic {m.topic!r} is not trackside/v1/SUPPLIER/DEVICE/KIND"
+                    fragments[i],
+                    m,
+                    "topic",
+                    f"topic {m.topic!r} is not trackside/v1/SUPPLIER/DEVICE/KIND",
                 )
                 continue
             if topic.kind == "status":
                 went_offline = self._status(m.payload)
                 if went_offline is None:
-                    self._dead(out, m, "status", "status must be JSON with a boolean 'online'")
+                    self._dead(
+                        fragments[i], m, "status", "status must be JSON with a boolean 'online'"
+                    )
                 elif went_offline:
-                    offline.append((self._device(topic.device_id), m.received_ms))
+                    offline.append((self._device(topic.device_id), m.received_ms, i))
                 continue
             try:
                 fix = decode_fix(topic, m.payload, m.received_ms, self.deployment.rfid_readers)
             except DecodeError as exc:
-                self._dead(out, m, exc.reason, exc.detail)
+                self._dead(fragments[i], m, exc.reason, exc.detail)
                 continue
-            fixes.append((fix, m.received_ms))
+            fixes.append((fix, m.received_ms, i))
         if fixes:
-            self._decide_fixes(fixes, clock, out)
+            self._decide_fixes(fixes, clock, fragments)
         if offline:
-            self._offline(offline, out)
-        return out
+            self._offline(offline, fragments)
+        return fragments
 
     @staticmethod
     def _status(payload: bytes) -> bool | None:
@@ -161,16 +221,20 @@ class Pipeline:
         )
 
     def _decide_fixes(
-        self, fixes: list[tuple[DecodedFix, int]], clock: Callable[[], int], out: Decided
+        self,
+        fixes: list[tuple[DecodedFix, int, int]],
+        clock: Callable[[], int],
+        fragments: list[Decided],
     ) -> None:
         n = len(fixes)
-        device = np.array([self._device(f.device_id) for f, _ in fixes], dtype=np.int64)
+        device = np.array([self._device(f.device_id) for f, _, _ in fixes], dtype=np.int64)
         self.states = self.states.grown(len(self.device_ids))
-        lat = np.array([f.lat for f, _ in fixes])
-        lon = np.array([f.lon for f, _ in fixes])
-        time_ms = np.array([f.fix_ms for f, _ in fixes], dtype=np.int64)
-        seq = np.array([f.seq for f, _ in fixes], dtype=np.int64)
-        accuracy = np.array([np.nan if f.accuracy_m is None else f.accuracy_m for f, _ in fixes])
+        lat = np.array([f.lat for f, _, _ in fixes])
+        lon = np.array([f.lon for f, _, _ in fixes])
+        time_ms = np.array([f.fix_ms for f, _, _ in fixes], dtype=np.int64)
+        received = np.array([r for _, r, _ in fixes], dtype=np.int64)
+        seq = np.array([f.seq for f, _, _ in fixes], dtype=np.int64)
+        accuracy = np.array([np.nan if f.accuracy_m is None else f.accuracy_m for f, _, _ in fixes])
         x = np.full(n, np.nan)
         y = np.full(n, np.nan)
         distance = np.full(n, np.nan)
@@ -196,6 +260,7 @@ class Pipeline:
             fence[assigned],
             accuracy[assigned],
             self.config,
+            heard_ms=received[assigned],
         )
         decided_ms = clock()
         self.states = result.states
@@ -203,14 +268,16 @@ class Pipeline:
         accepted = np.ones(n, dtype=bool)
         state_after[assigned] = result.state_after
         accepted[assigned] = result.accepted
-        for i, (f, received_ms) in enumerate(fixes):
+        caused_by: dict[tuple[int, int, int], int] = {}  # (device, fix time, seq) -> message
+        for i, (f, received_ms, message) in enumerate(fixes):
+            caused_by.setdefault((int(device[i]), f.fix_ms, f.seq), message)
             site = site_names[i] or None
             fence_name = (
                 self.deployment.sites[site].fence_names[fence[i]]
                 if site and fence[i] >= 0
                 else None
             )
-            out.batch.fixes.append(
+            fragments[message].batch.fixes.append(
                 Fix(
                     device_id=f.device_id,
                     supplier=f.supplier,
@@ -237,17 +304,21 @@ class Pipeline:
                     accepted=bool(accepted[i]),
                 )
             )
-        self._events(result.events, out)
+        self._events(
+            result.events,
+            lambda d, t, q: fragments[caused_by[(d, t, q)]],
+        )
 
-    def _offline(self, offline: list[tuple[int, int]], out: Decided) -> None:
+    def _offline(self, offline: list[tuple[int, int, int]], fragments: list[Decided]) -> None:
         """A last will: the device is gone now, not lost_after_s from now."""
         self.states = self.states.grown(len(self.device_ids))
-        devices = np.array([d for d, _ in offline])
+        devices = np.array([d for d, _, _ in offline])
+        message_of = {d: i for d, _, i in offline}
         keep = self.states.state[devices] != State.LOST
         if not keep.any():
             return
         devices = devices[keep]
-        when = np.array([t for _, t in offline])[keep]
+        when = np.array([t for _, t, _ in offline])[keep]
         events = Events(
             devices.astype(np.int64),
             np.full(devices.size, EventKind.LOST, np.int8),
@@ -257,16 +328,17 @@ class Pipeline:
             self.states.distance_m[devices],
         )
         self.states.state[devices] = State.LOST
-        self._events(events, out)
+        self._events(events, lambda d, t, q: fragments[message_of[d]])
 
     def expire(self, now_ms: int) -> Decided:
         """Raise LOST for devices silent for lost_after_s (call it on a clock tick)."""
         out = Decided()
         self.states, events = expire(self.states, now_ms, self.config)
-        self._events(events, out)
+        self._events(events, lambda d, t, q: out)
         return out
 
-    def _events(self, events: Events, out: Decided) -> None:
+    def _events(self, events: Events, target: Callable[[int, int, int], Decided]) -> None:
+        """Turn state-machine events into records and alerts, each in the output of its cause."""
         for d, k, t, s, f, dist in zip(
             events.device,
             events.kind,
@@ -281,6 +353,7 @@ class Pipeline:
             site = self.deployment.sites[site_name] if site_name else None
             fence_name = site.fence_names[int(f)] if site is not None and f >= 0 else None
             kind = EventKind(int(k))
+            out = target(int(d), int(t), int(s))
             out.batch.events.append(
                 Event(
                     device_id,

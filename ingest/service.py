@@ -42,6 +42,14 @@ log = logging.getLogger("trackfence.ingest")
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we are away
 RECEIVE_MAXIMUM = 4000  # unacknowledged messages the broker may send us at once
 TICK_MS = 250  # how often silent devices are checked and the spool replayed
+STATE_FEED = 1  # subscription identifier: every message, for the device states
+EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
+
+
+def _identifier(number: int) -> Properties:
+    props = Properties(PacketTypes.SUBSCRIBE)
+    props.SubscriptionIdentifier = number
+    return props
 
 
 def wall_ms() -> int:
@@ -54,11 +62,13 @@ class IngestService:
         settings: IngestSettings,
         store: Store | None = None,
         clock_ms: Callable[[], int] = wall_ms,
-        shared_group: str | None = None,
     ) -> None:
         self.settings = settings
         self.clock_ms = clock_ms
-        self.pipeline = Pipeline(settings.deployment(), settings.decisions)
+        self.group = settings.group or None
+        self.pipeline = Pipeline(
+            settings.deployment(), settings.decisions, replicated=bool(self.group)
+        )
         self.store = store if store is not None else open_store(settings.db)
         self.spool = Spool(settings.spool, max_bytes=int(settings.spool_max_mb * 2**20))
         self.counters: Counter = Counter()
@@ -68,7 +78,6 @@ class IngestService:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._schema_ready = False
-        self._subscriptions = subscriptions(shared_group)
         self.connected = threading.Event()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -88,7 +97,15 @@ class IngestService:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
-        client.subscribe([(topic, 1) for topic in self._subscriptions])
+        if self.group:
+            # every message once for the device states (identifier 1), and this worker's
+            # share of them again, for their effects (identifier 2)
+            client.subscribe([(t, 1) for t in subscriptions()], properties=_identifier(STATE_FEED))
+            client.subscribe(
+                [(t, 1) for t in subscriptions(self.group)], properties=_identifier(EFFECTS_FEED)
+            )
+        else:
+            client.subscribe([(t, 1) for t in subscriptions()])
         self.connected.set()
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
@@ -98,7 +115,11 @@ class IngestService:
             log.warning("lost the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        inbound = Inbound(message.topic, bytes(message.payload), self.clock_ms())
+        effects = True
+        if self.group:
+            ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
+            effects = EFFECTS_FEED in ids
+        inbound = Inbound(message.topic, bytes(message.payload), self.clock_ms(), effects)
         self._inbox.put((inbound, message.mid, message.qos))
 
     # ------------------------------------------------------------------ lifecycle

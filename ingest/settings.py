@@ -52,6 +52,7 @@ class IngestSettings:
     broker: str = "mqtt://127.0.0.1:1883"
     db: str = "sqlite:///trackfence.sqlite"
     client_id: str = "trackfence-ingest"
+    group: str | None = None  # shared-subscription group of several workers (None: work alone)
     username: str | None = None
     password: str | None = None
     batch_max_fixes: int = 500
@@ -96,6 +97,7 @@ _ENV = {
     "TRACKFENCE_BROKER": "broker",
     "TRACKFENCE_DB": "db",
     "TRACKFENCE_CLIENT_ID": "client_id",
+    "TRACKFENCE_GROUP": "group",
     "TRACKFENCE_MQTT_USERNAME": "username",
     "TRACKFENCE_MQTT_PASSWORD": "password",
     "TRACKFENCE_SPOOL": "spool",

@@ -87,6 +87,7 @@ class DeviceState:
     state: str
     fence: str | None
     distance_m: float | None
+    received_ms: int
 
 
 @dataclass

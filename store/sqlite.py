@@ -171,7 +171,7 @@ class SqliteStore:
 
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._select(
-            "SELECT device_id, fix_ms, seq, state, fence, distance_m FROM ("
+            "SELECT device_id, fix_ms, seq, state, fence, distance_m, received_ms FROM ("
             " SELECT *, row_number() OVER (PARTITION BY device_id ORDER BY fix_ms DESC, seq DESC)"
             " AS newest FROM fixes WHERE accepted) WHERE newest = 1 ORDER BY device_id",
             [],

@@ -245,7 +245,8 @@ class TimescaleStore:
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._query(
             "SELECT DISTINCT ON (device_id) device_id, "
-            "(round(EXTRACT(EPOCH FROM fix_time) * 1000))::bigint, seq, state, fence, distance_m "
+            "(round(EXTRACT(EPOCH FROM fix_time) * 1000))::bigint, seq, state, fence, distance_m, "
+            "(round(EXTRACT(EPOCH FROM received_at) * 1000))::bigint "
             "FROM fixes WHERE accepted ORDER BY device_id, fix_time DESC, seq DESC",
             (),
         )

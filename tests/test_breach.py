@@ -155,3 +155,17 @@ def test_batched_across_devices_equals_one_fix_at_a_time(fixes, seed):
     np.testing.assert_array_equal(batched.states.state, states.state)
     key = lambda e: (e["device"], e["time_ms"], e["seq"], e["event"])  # noqa: E731
     assert sorted(batched.events.records(), key=key) == sorted(events, key=key)
+
+
+def test_a_device_with_a_slow_clock_is_not_lost_while_it_keeps_reporting():
+    states = DeviceStates.new(1)
+    slow_ms = 60_000  # the device's clock runs a minute behind the receiver's
+    for k in range(5):
+        heard = 1_000_000 + k * 1000
+        r = step(states, [0], [heard - slow_ms], [k], [5.0], [0], [0.2], CONFIG, heard_ms=[heard])
+        states = r.states
+        states, lost = expire(states, heard + 500, CONFIG)
+        assert len(lost) == 0 and states.state[0] == State.SAFE
+    states, lost = expire(states, 1_004_000 + 10_000, CONFIG)  # now it really falls silent
+    assert [EventKind(k).name for k in lost.kind] == ["LOST"]
+    assert lost.time_ms.tolist() == [1_004_000 - slow_ms + 10_000]  # stamped on its own clock

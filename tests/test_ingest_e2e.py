@@ -308,3 +308,57 @@ def test_a_database_outage_loses_nothing_and_alerts_keep_flowing(
     pub.close()
     alerts.close()
     store.close()
+
+
+def test_two_workers_share_the_load_and_agree_on_every_device(
+    tmp_path, mosquitto, database, example_site
+):
+    workers = []
+    for n in range(2):
+        folder = tmp_path / f"w{n}"
+        folder.mkdir()
+        settings = load_settings(settings_file(folder, mosquitto.url, database, example_site))
+        settings.group = "ingest"
+        workers.append(IngestService(settings))
+    for w in workers:
+        w.start()
+        assert w.connected.wait(10)
+    time.sleep(0.3)
+    alerts = Listener(mosquitto.port, "trackside/v1/acme/+/alert")
+    pub = Publisher(mosquitto.port)
+    devices = [f"s{j}-{uuid.uuid4().hex[:4]}" for j in range(20)]
+    t0 = now_ms() - 300_000
+    walk = [-2.0] * 10 + [0.0, 1.5, 3.0, 3.0, 3.0, 1.5, 0.0] + [-2.5] * 23  # out and back
+    infos = []
+    for k, lateral in enumerate(walk):
+        for j, dev in enumerate(devices):
+            lat, lon = site_latlon(example_site, 420.0 + 5 * j + 0.5 * k, lateral)
+            infos.append(
+                pub.send(f"trackside/v1/acme/{dev}/fix", native(dev, k, t0 + k * 1000, lat, lon))
+            )
+    for info in infos:
+        info.wait_for_publish(10)
+    store = TimescaleStore(database)
+    total = len(devices) * len(walk)
+    try:
+        assert wait_until(lambda: store.counts()["fixes"] == total, 30)
+        time.sleep(1.0)
+        assert store.counts()["fixes"] == total
+        assert len({(f.device_id, f.seq) for f in store.fixes()}) == total
+        breaches = [e for e in store.events() if e.kind == "breach"]
+        assert sorted(e.device_id for e in breaches) == sorted(f"acme/{d}" for d in devices)
+        breach_messages = [json.loads(p) for _, p, _ in alerts.messages if b'"breach"' in p]
+        assert sorted(m["device"] for m in breach_messages) == sorted(devices)  # one each
+        assert all(w.counters["fixes"] > 0 for w in workers)  # both did real work
+        assert sum(w.counters["fixes"] for w in workers) == total
+        a, b = (w.pipeline for w in workers)
+        for dev in devices:
+            da, db = a._number[f"acme/{dev}"], b._number[f"acme/{dev}"]
+            assert a.states.state[da] == b.states.state[db]
+            assert a.states.last_seq[da] == b.states.last_seq[db] == len(walk) - 1
+    finally:
+        for w in workers:
+            w.stop()
+        pub.close()
+        alerts.close()
+        store.close()

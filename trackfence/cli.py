@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         "--client-id", help="persistent MQTT session name (env TRACKFENCE_CLIENT_ID)"
     )
     ingest.add_argument("--spool", help="folder for batches while the database is away")
+    ingest.add_argument(
+        "--group", help="share the load with other workers of this group (env TRACKFENCE_GROUP)"
+    )
     ingest.add_argument("--site", type=Path, help="a single site file, for every device")
     ingest.add_argument("-v", "--verbose", action="store_true", help="log every alarm and batch")
     return parser
