@@ -61,7 +61,12 @@ class Mosquitto:
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
-    def config_text(self) -> str:
+    def config_text(self, auth_folder: Path | None = None) -> str:
+        """The shipped config with only its paths and listener moved.
+
+        Without `auth_folder` the broker admits anonymous clients (the shipped auth.conf
+        is left out); with it, that folder plays the role of conf.d.
+        """
         lines = []
         for line in MOSQUITTO_CONF.read_text().splitlines():
             key = line.split(" ", 1)[0]
@@ -71,16 +76,28 @@ class Mosquitto:
                 line = f"listener {self.port} 127.0.0.1"
             elif key == "log_dest":
                 line = f"log_dest file {self.folder}/mosquitto.log"
+            elif key == "include_dir":
+                line = f"include_dir {auth_folder}" if auth_folder else "allow_anonymous true"
             lines.append(line)
         return "\n".join(lines) + "\n"
 
-    def start(self) -> Mosquitto:
+    def start(self, auth_folder: Path | None = None) -> Mosquitto:
+        self.auth_folder = (
+            auth_folder if auth_folder is not None else getattr(self, "auth_folder", None)
+        )
         conf = self.folder / "mosquitto.conf"
-        conf.write_text(self.config_text())
+        conf.write_text(self.config_text(self.auth_folder))
         self.process = subprocess.Popen(
             [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.process.kill()
+            _, err = self.process.communicate(timeout=5)
+            raise RuntimeError(
+                f"Mosquitto did not start: {err.decode(errors='replace')[-2000:]}"
+            ) from None
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

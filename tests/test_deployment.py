@@ -1,0 +1,140 @@
+"""docker-compose.yml agrees with the code, and the shipped broker ACL really fences suppliers."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from contextlib import suppress
+from pathlib import Path
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.settings import _ENV, load_settings
+from tests.conftest import ROOT
+from tests.devices import wait_until
+from tests.servers import MOSQUITTO_CONF, Mosquitto
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+INGESTS = {k: v for k, v in COMPOSE["services"].items() if k.startswith("ingest")}
+
+
+def test_compose_has_the_broker_the_database_and_two_workers():
+    assert {"mosquitto", "timescaledb"} <= set(COMPOSE["services"])
+    assert len(INGESTS) >= 2
+
+
+def test_workers_use_only_settings_the_code_reads_and_agree_with_the_servers():
+    broker_port = next(
+        int(line.split()[1])
+        for line in MOSQUITTO_CONF.read_text().splitlines()
+        if line.startswith("listener ")
+    )
+    db = COMPOSE["services"]["timescaledb"]["environment"]
+    client_ids = set()
+    for name, service in INGESTS.items():
+        env = service["environment"]
+        assert set(env) <= set(_ENV), f"{name} sets variables the code never reads"
+        settings = load_settings(env=env)
+        broker = urlparse(settings.broker)
+        assert (broker.hostname, broker.port) == ("mosquitto", broker_port)
+        database = urlparse(env["TRACKFENCE_DB"].replace("${POSTGRES_PASSWORD}", "pw"))
+        assert database.hostname == "timescaledb" and database.path == f"/{db['POSTGRES_DB']}"
+        assert database.username == db["POSTGRES_USER"]
+        assert settings.group == "ingest" and settings.username == "ingest"
+        client_ids.add(settings.client_id)
+        config = service["command"][service["command"].index("--config") + 1]
+        local = ROOT / config.removeprefix("/srv/trackfence/")
+        for site in tomllib.loads(local.read_text())["site"]:
+            assert (ROOT / site["file"].removeprefix("/srv/trackfence/")).exists()
+    assert len(client_ids) == len(INGESTS)  # each worker its own persistent session
+
+
+def test_every_file_the_broker_mounts_is_shipped_or_made_by_the_credentials_script():
+    for mount in COMPOSE["services"]["mosquitto"]["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            path = ROOT / source
+            assert path.exists() or path.name == "passwd"  # passwd: deploy/make-credentials.sh
+
+
+# ---------------------------------------------------------------- the ACL, on a real broker
+@pytest.fixture(scope="module")
+def secured_broker():
+    # not pytest's tmp_path: its parent is root-only, and Mosquitto reads as its own user
+    folder = Path(tempfile.mkdtemp(prefix="tf-mosquitto-auth-"))
+    auth = (ROOT / "deploy/mosquitto/conf.d/auth.conf").read_text()
+    (folder / "auth.conf").write_text(auth.replace("/mosquitto/config/", f"{folder}/"))
+    shutil.copy(ROOT / "deploy/mosquitto/acl", folder / "acl")
+    passwd = folder / "passwd"
+    passwd.touch()
+    for user in ("ingest", "acme", "gnssco"):
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, f"{user}-pw"], check=True)
+    if os.geteuid() == 0:
+        with suppress(KeyError):
+            uid = pwd.getpwnam("mosquitto").pw_uid
+            for p in (folder, *folder.iterdir()):
+                os.chown(p, uid, -1)
+    broker = Mosquitto()
+    conf_dir = folder / "conf.d"
+    conf_dir.mkdir()
+    shutil.move(folder / "auth.conf", conf_dir / "auth.conf")
+    if os.geteuid() == 0:
+        with suppress(KeyError):
+            os.chown(conf_dir, pwd.getpwnam("mosquitto").pw_uid, -1)
+    broker.start(auth_folder=conf_dir)
+    yield broker
+    broker.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def client(port: int, user: str | None, received: list | None = None) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    if user:
+        c.username_pw_set(user, f"{user}-pw")
+    if received is not None:
+        c.on_message = lambda cl, u, m: received.append(m.topic)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def test_anonymous_clients_are_refused(secured_broker):
+    refused = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, u, f, reason, p: refused.append(reason.is_failure)
+    c.connect("127.0.0.1", secured_broker.port)
+    c.loop_start()
+    assert wait_until(lambda: refused, 5) and refused == [True]
+    c.loop_stop()
+
+
+def test_a_supplier_publishes_and_reads_only_under_its_own_prefix(secured_broker):
+    seen_by_ingest: list[str] = []
+    ingest = client(secured_broker.port, "ingest", seen_by_ingest)
+    ingest.subscribe("trackside/v1/+/+/fix", qos=1)
+    acme_alerts: list[str] = []
+    acme = client(secured_broker.port, "acme", acme_alerts)
+    acme.subscribe("trackside/v1/acme/+/alert", qos=1)
+    acme.subscribe("trackside/v1/gnssco/+/alert", qos=1)  # not its own: refused
+    assert wait_until(lambda: ingest.is_connected() and acme.is_connected(), 5)
+    import time
+
+    time.sleep(0.3)
+    acme.publish("trackside/v1/acme/ac-1/fix", b"{}", qos=1).wait_for_publish(5)
+    acme.publish("trackside/v1/gnssco/gn-1/fix", b"{}", qos=1).wait_for_publish(5)  # spoofing
+    ingest.publish("trackside/v1/acme/ac-1/alert", b"{}", qos=1).wait_for_publish(5)
+    ingest.publish("trackside/v1/gnssco/gn-1/alert", b"{}", qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    assert seen_by_ingest == ["trackside/v1/acme/ac-1/fix"]
+    assert acme_alerts == ["trackside/v1/acme/ac-1/alert"]
+    for c in (ingest, acme):
+        c.disconnect()
+        c.loop_stop()
