@@ -75,6 +75,8 @@ class IngestService:
         self.alarms: set[str] = set()
         self._inbox: queue.Queue[tuple[Inbound, int, int]] = queue.Queue()
         self._held: list[tuple[Batch, list[tuple[int, int]]]] = []  # written nowhere yet
+        self._writes: queue.Queue = queue.Queue()  # (batch, acks) from decider to writer
+        self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._schema_ready = False
@@ -131,8 +133,10 @@ class IngestService:
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect_async(host, port, keepalive=15, clean_start=False, properties=props)
         self.client.loop_start()
-        self._worker = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+        self._worker = threading.Thread(target=self._run, name="ingest-decider", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._worker.start()
+        self._writer.start()
 
     def _prepare_store(self) -> None:
         try:
@@ -151,6 +155,8 @@ class IngestService:
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=30)
+        if self._writer is not None:
+            self._writer.join(timeout=60)
         self.client.disconnect()
         self.client.loop_stop()
         self.store.close()
@@ -159,20 +165,23 @@ class IngestService:
         while not self._stop.wait(0.5):
             pass
 
-    # ------------------------------------------------------------------ the work
+    # ------------------------------------------------------------------ deciding
     def _run(self) -> None:
+        """The decider: micro-batch, decide, alert; storage happens on the writer thread."""
         next_tick = self.clock_ms() + TICK_MS
         max_wait_s = self.settings.batch_max_wait_ms / 1000
         while not self._stop.is_set():
             taken: list[tuple[Inbound, int, int]] = []
             try:
                 taken.append(self._inbox.get(timeout=0.05))
+                # whatever else is already here joins the batch; optionally wait a little
                 deadline = time.monotonic() + max_wait_s
                 while len(taken) < self.settings.batch_max_fixes:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    taken.append(self._inbox.get(timeout=remaining))
+                    if remaining > 0:
+                        taken.append(self._inbox.get(timeout=remaining))
+                    else:
+                        taken.append(self._inbox.get_nowait())
             except queue.Empty:
                 pass
             try:
@@ -183,19 +192,20 @@ class IngestService:
                 if now >= next_tick:
                     next_tick = now + TICK_MS
                     self._finish(self.pipeline.expire(now), [])
-                    self._catch_up()
             except Exception:  # the service must not die on one bad batch
                 log.exception(
                     "a batch failed; its messages stay unacknowledged and will come again"
                 )
                 self.counters["batch_failures"] += 1
+        self._writes.put(None)  # let the writer finish what it has, then stop
 
     def _finish(self, decided: Decided, acks: list[tuple[int, int]]) -> None:
+        """Publish the alerts now (safety does not wait for storage), then hand on to the writer."""
         batch = decided.batch
         self.counters.update({f"dead_letter:{r}": n for r, n in decided.reasons.items()})
         self.counters["fixes"] += len(batch.fixes)
         if decided.alerts:
-            alert_ms: dict[tuple[str, int, int], int] = {}  # (device, seq, fix time)
+            published_at: dict[tuple[str, int, int], int] = {}  # (device, seq, fix time)
             for pending in decided.alerts:
                 self.client.publish(pending.topic, pending.payload, qos=1)
                 published = self.clock_ms()
@@ -210,28 +220,66 @@ class IngestService:
                         pending.payload,
                     )
                 )
-                alert_ms.setdefault((pending.device_id, pending.seq), published)
+                published_at.setdefault(
+                    (pending.device_id, pending.seq, pending.event_ms), published
+                )
             batch.fixes = [
-                replace(f, alert_ms=alert_ms[(f.device_id, f.seq)])
-                if (f.device_id, f.seq) in alert_ms and f.accepted
+                replace(f, alert_ms=published_at[key])
+                if (key := (f.device_id, f.seq, f.fix_ms)) in published_at
                 else f
                 for f in batch.fixes
             ]
             self.counters["alerts"] += len(decided.alerts)
         for message in decided.dead_letter_messages:
             self.client.publish(decided.dead_letter_topic, message, qos=1)
-        if not len(batch) and not acks:
-            return
-        if self._keep(batch):
-            self._ack(acks)
-        else:
+        if len(batch) or acks:
+            self._writes.put((batch, acks))
+
+    # ------------------------------------------------------------------ keeping
+    def _write_loop(self) -> None:
+        """The writer: coalesce waiting batches, make them durable, then acknowledge them."""
+        while True:
+            try:
+                first = self._writes.get(timeout=TICK_MS / 1000)
+            except queue.Empty:
+                self._guard(self._catch_up)
+                continue
+            items = [first]
+            while True:  # everything else waiting goes in the same write
+                try:
+                    items.append(self._writes.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in items
+            merged, acks = Batch(), []
+            for item in items:
+                if item is not None:
+                    merged.extend(item[0])
+                    acks.extend(item[1])
+            self._guard(lambda: self._store_and_ack(merged, acks))  # noqa: B023
+            if stopping:
+                return
+
+    def _guard(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("storage step failed; unacknowledged messages will come again")
+            self.counters["batch_failures"] += 1
+
+    def _store_and_ack(self, batch: Batch, acks: list[tuple[int, int]]) -> None:
+        if self._held or not self._keep(batch):
             self._held.append((batch, acks))
+            self._catch_up()
+            return
+        self._ack(acks)
+        self.counters["writes"] += 1
 
     def _keep(self, batch: Batch) -> bool:
         """Make the batch durable somewhere; False if nowhere can take it now."""
         if not len(batch):
             return True
-        if self._schema_ready and not self._held and self.spool.depth == 0:
+        if self._schema_ready and self.spool.depth == 0:
             try:
                 self.store.write(batch)
                 self._clear("database-unreachable")
@@ -254,7 +302,7 @@ class IngestService:
         """Retry held batches, then replay the spool into the database, oldest first."""
         while self._held:
             batch, acks = self._held[0]
-            if not self._keep_held(batch):
+            if not self._keep(batch):
                 return
             self._held.pop(0)
             self._ack(acks)
@@ -274,13 +322,6 @@ class IngestService:
             self.spool.done(path)
             self.counters["replayed_batches"] += 1
         self._clear("database-unreachable")
-
-    def _keep_held(self, batch: Batch) -> bool:
-        try:
-            self.spool.put(batch)
-            return True
-        except SpoolFullError:
-            return False
 
     def _refuse(self, batch: Batch, exc: Exception) -> None:
         """A batch the database rejects (not unreachable): keep it aside for an operator."""
