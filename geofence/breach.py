@@ -42,6 +42,24 @@ class EventKind(IntEnum):
     RECOVERED = 7  # first accepted fix after LOST
 
 
+# Plain integers for the hot path (enum attribute access is slow in a tight loop).
+_SAFE, _WARNING, _BREACH, _LOST = (
+    int(x) for x in (State.SAFE, State.WARNING, State.BREACH, State.LOST)
+)
+_EVENT_ORDER = np.array(
+    [
+        EventKind.RECOVERED,
+        EventKind.ENTER,
+        EventKind.EXIT,
+        EventKind.BREACH,
+        EventKind.CLEAR,
+        EventKind.WARNING,
+        EventKind.SAFE,
+    ],
+    dtype=np.int8,
+)
+
+
 @dataclass(frozen=True)
 class BreachConfig:
     """How decisions are made; every number is a site setting."""
@@ -267,62 +285,46 @@ def _apply(
     dist = distance_m[pick]
     prev = s.state[d].copy()
     prev_fence = s.fence[d].copy()
-    kinds: list[tuple[np.ndarray, int]] = []
 
-    recovered = prev == State.LOST
-    kinds.append((recovered, EventKind.RECOVERED))
-    base = np.where(recovered, State.SAFE, prev)
-
+    recovered = prev == _LOST
+    base = np.where(recovered, _SAFE, prev)
     raise_now = m < 0
-    in_breach = base == State.BREACH
+    in_breach = base == _BREACH
     # clearing: inside by the clearing margin, held for the dwell time
     clearing_ok = m >= config.clearing_margin_m
     since = s.clearing_since_ms[d]
     since = np.where(in_breach & clearing_ok, np.where(since == NO_TIME, t, since), NO_TIME)
     cleared = in_breach & clearing_ok & ((t - since) >= config.clearing_dwell_s * 1000.0)
+    was_warning = base == _WARNING
     warn_level = np.where(
-        base == State.WARNING,
-        config.warning_margin_m + config.warning_hysteresis_m,
-        config.warning_margin_m,
+        was_warning, config.warning_margin_m + config.warning_hysteresis_m, config.warning_margin_m
     )
-    calm = np.where(m < warn_level, State.WARNING, State.SAFE)
-    new = np.where(
-        in_breach, np.where(cleared, calm, State.BREACH), np.where(raise_now, State.BREACH, calm)
-    )
+    calm = np.where(m < warn_level, _WARNING, _SAFE)
+    new = np.where(in_breach, np.where(cleared, calm, _BREACH), np.where(raise_now, _BREACH, calm))
+    inside, was_inside = f >= 0, prev_fence >= 0
 
-    kinds.append(
-        (
-            (prev_fence < 0) & (f >= 0) | ((f >= 0) & (prev_fence >= 0) & (f != prev_fence)),
-            EventKind.ENTER,
-        )
+    # one row per event kind, in the order events of one fix are reported
+    happened = np.stack(
+        [
+            recovered,
+            inside & (~was_inside | (f != prev_fence)),  # ENTER
+            was_inside & ~inside,  # EXIT
+            ~in_breach & (new == _BREACH),  # BREACH
+            cleared,  # CLEAR
+            (new == _WARNING) & ~was_warning,  # WARNING
+            (new == _SAFE) & was_warning,  # SAFE
+        ]
     )
-    kinds.append(((prev_fence >= 0) & (f < 0), EventKind.EXIT))
-    kinds.append((~in_breach & (new == State.BREACH), EventKind.BREACH))
-    kinds.append((cleared, EventKind.CLEAR))
-    kinds.append(((new == State.WARNING) & (base != State.WARNING), EventKind.WARNING))
-    kinds.append(((new == State.SAFE) & (base == State.WARNING), EventKind.SAFE))
 
     s.state[d] = new
     s.last_fix_ms[d] = t
     s.last_heard_ms[d] = heard_ms[pick]
     s.last_seq[d] = q
-    s.clearing_since_ms[d] = np.where(new == State.BREACH, since, NO_TIME)
+    s.clearing_since_ms[d] = np.where(new == _BREACH, since, NO_TIME)
     s.fence[d] = f
     s.distance_m[d] = dist
-    parts = []
-    for mask, kind in kinds:
-        at = np.flatnonzero(mask)
-        parts.append(
-            Events(
-                d[at],
-                np.full(at.size, kind, np.int8),
-                t[at],
-                q[at],
-                f[at],
-                dist[at],
-            )
-        )
-    return Events.concat(parts)
+    row, at = np.nonzero(happened)
+    return Events(d[at], _EVENT_ORDER[row], t[at], q[at], f[at], dist[at])
 
 
 def expire(states: DeviceStates, now_ms: int, config: BreachConfig) -> tuple[DeviceStates, Events]:

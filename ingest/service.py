@@ -40,7 +40,9 @@ from store import Alert, Batch, Store, StoreError, StoreUnavailableError, open_s
 log = logging.getLogger("trackfence.ingest")
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we are away
-RECEIVE_MAXIMUM = 4000  # unacknowledged messages the broker may send us at once
+#: Unacknowledged messages the broker may send us at once: what keeps deliveries flowing
+#: while a batch is written (acks wait for the write), and the bound on memory held.
+RECEIVE_MAXIMUM = 10_000
 TICK_MS = 250  # how often silent devices are checked and the spool replayed
 STATE_FEED = 1  # subscription identifier: every message, for the device states
 EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
@@ -167,25 +169,41 @@ class IngestService:
 
     # ------------------------------------------------------------------ deciding
     def _run(self) -> None:
-        """The decider: micro-batch, decide, alert; storage happens on the writer thread."""
+        """The decider: micro-batch, decide, alert; storage happens on the writer thread.
+
+        A batch is whatever is waiting. Under load it may also wait for more, up to
+        batch_max_wait_ms, but only while it holds less than that much time's worth of
+        arrivals: at 1,000 fixes/s a lone fix goes at once; at 10,000/s a batch gathers
+        ~10, which amortises the per-batch cost without adding latency when it is quiet.
+        """
         next_tick = self.clock_ms() + TICK_MS
         max_wait_s = self.settings.batch_max_wait_ms / 1000
+        rate = 0.0  # messages a second (exponentially weighted)
+        last = time.monotonic()
         while not self._stop.is_set():
             taken: list[tuple[Inbound, int, int]] = []
             try:
                 taken.append(self._inbox.get(timeout=0.05))
-                # whatever else is already here joins the batch; optionally wait a little
-                deadline = time.monotonic() + max_wait_s
+                started = time.monotonic()
                 while len(taken) < self.settings.batch_max_fixes:
-                    remaining = deadline - time.monotonic()
-                    if remaining > 0:
-                        taken.append(self._inbox.get(timeout=remaining))
-                    else:
+                    try:
                         taken.append(self._inbox.get_nowait())
+                        continue
+                    except queue.Empty:
+                        pass
+                    remaining = started + max_wait_s - time.monotonic()
+                    if remaining <= 0 or len(taken) >= rate * max_wait_s:
+                        break
+                    taken.append(self._inbox.get(timeout=remaining))
             except queue.Empty:
                 pass
+            now_s = time.monotonic()
+            if taken:
+                rate = 0.8 * rate + 0.2 * len(taken) / max(now_s - last, 1e-4)
+            last = now_s
             try:
                 if taken:
+                    self.counters["batches"] += 1
                     decided = self.pipeline.decide([t[0] for t in taken], self.clock_ms)
                     self._finish(decided, [(mid, qos) for _, mid, qos in taken])
                 now = self.clock_ms()

@@ -56,7 +56,7 @@ class IngestSettings:
     username: str | None = None
     password: str | None = None
     batch_max_fixes: int = 500
-    batch_max_wait_ms: float = 0.0
+    batch_max_wait_ms: float = 1.0
     spool: str = "spool"
     spool_max_mb: float = 512.0
     sites: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, device patterns)

@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from operator import attrgetter
 from pathlib import Path
 
 from store.contract import StoreError, StoreUnavailableError
@@ -123,7 +124,7 @@ class SqliteStore:
             # ON CONFLICT, not OR IGNORE: only a repeated key may be skipped; a row that
             # breaks NOT NULL must fail the batch, never vanish quietly
             f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-            [tuple(getattr(r, n) for n in names) for r in rows],
+            [row_of(r) for r in rows] if (row_of := attrgetter(*names)) else [],
         )
 
     def _select(self, sql: str, params: list) -> list[tuple]:

@@ -1,0 +1,108 @@
+"""The bare floor the ingest benchmarks compare against: plain paho clients, same broker.
+
+python -m benchmarks.mqtt_peers echo PORT      republish every fix to its alert topic
+python -m benchmarks.mqtt_peers count PORT N   acknowledge and count N fixes, print the rate
+python -m benchmarks.mqtt_peers publish PORT FIRST N DEVICES RATE
+    publish N native fixes (seq FIRST…), from DEVICES devices, at RATE a second (0: flat out)
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def echo(port: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-echo", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+
+    def on_message(c, u, m):
+        c.publish(m.topic.rsplit("/", 1)[0] + "/alert", m.payload, qos=1)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, r, p: c.subscribe("trackside/v1/+/+/fix", qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_forever()
+
+
+def count(port: int, expected: int) -> None:
+    seen = 0
+    first = last = 0.0
+    done = threading.Event()
+
+    def on_message(c, u, m):
+        nonlocal seen, first, last
+        if seen == 0:
+            first = time.perf_counter()
+        seen += 1
+        c.ack(m.mid, m.qos)
+        last = time.perf_counter()
+        if seen >= expected:
+            done.set()
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-count", protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, r, p: c.subscribe("trackside/v1/+/+/fix", qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    print("ready", flush=True)
+    done.wait(300)
+    print(f"{seen} {seen / max(last - first, 1e-9):.0f}", flush=True)
+    client.loop_stop()
+
+
+def publish(port: int, first: int, n: int, devices: int, rate: float) -> None:
+    """A load generator: fixes inside the ECM1 example site, stamped now, QoS 1."""
+    import json
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)  # larger windows slow paho's own bookkeeping
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    start = time.perf_counter()
+    infos = []
+    for i in range(n):
+        seq = first + i
+        device = f"load{seq % devices}"
+        now_ms = time.time_ns() // 1_000_000
+        payload = json.dumps(
+            {
+                "device": device,
+                "seq": seq,
+                "time_ms": now_ms - 50,
+                "lat": 51.557737,
+                "lon": -0.108791,
+                "accuracy_m": 0.3,
+                "fix_type": "RTK fixed",
+                "satellites": 20,
+                "hdop": 0.7,
+                "battery_pct": 90,
+                "firmware": "1.0",
+            }
+        )
+        infos.append(client.publish(f"trackside/v1/bench/{device}/fix", payload, qos=1))
+        if rate > 0:
+            ahead = (i + 1) / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    for info in infos:
+        info.wait_for_publish(300)
+    elapsed = time.perf_counter() - start
+    print(f"{n} {n / elapsed:.0f}", flush=True)
+    client.disconnect()
+    client.loop_stop()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "echo":
+        echo(int(sys.argv[2]))
+    elif sys.argv[1] == "count":
+        count(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        publish(*(int(a) for a in sys.argv[2:6]), float(sys.argv[6]))
