@@ -28,6 +28,7 @@ test: $(STAMP)
 
 ## Speed and memory against the peers, same run (not part of `make test`).
 bench: $(STAMP)
+	scripts/provision-services.sh
 	$(BIN)/pytest benchmarks -o addopts="" --benchmark-only \
 	    --benchmark-columns=min,median,max,ops --benchmark-sort=name
 

@@ -57,8 +57,16 @@ def count(port: int, expected: int) -> None:
     client.loop_stop()
 
 
-def publish(port: int, first: int, n: int, devices: int, rate: float) -> None:
-    """A load generator: fixes inside the ECM1 example site, stamped now, QoS 1."""
+#: ETRS89 positions on the ECM1 example site: in the Down-side cess (safe), and in the
+#: six-foot beside the open Up Fast (inside its danger zone).
+SAFE_POSITION = (51.5577058, -0.1087803)  # 1.5 m inside the safe zone
+DANGER_POSITION = (51.5577196, -0.1088520)  # 1.6 m into the Up Fast danger zone
+
+
+def publish(
+    port: int, first: int, n: int, devices: int, rate: float, alternate: bool = False
+) -> None:
+    """A load generator: native fixes on the ECM1 example site, stamped now, QoS 1."""
     import json
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
@@ -67,18 +75,21 @@ def publish(port: int, first: int, n: int, devices: int, rate: float) -> None:
     client.loop_start()
     start = time.perf_counter()
     infos = []
+    sent: dict[tuple[str, int], int] = {}
     for i in range(n):
         seq = first + i
         device = f"load{seq % devices}"
-        now_ms = time.time_ns() // 1_000_000
+        # with `alternate`, every other fix of each device is in the open line's danger zone
+        lat, lon = DANGER_POSITION if alternate and (seq // devices) % 2 else SAFE_POSITION
+        now_ns = time.time_ns()
         payload = json.dumps(
             {
                 "device": device,
                 "seq": seq,
-                "time_ms": now_ms - 50,
-                "lat": 51.557737,
-                "lon": -0.108791,
-                "accuracy_m": 0.3,
+                "time_ms": now_ns // 1_000_000 - 5,
+                "lat": lat,
+                "lon": lon,
+                "accuracy_m": 0.1,
                 "fix_type": "RTK fixed",
                 "satellites": 20,
                 "hdop": 0.7,
@@ -87,6 +98,7 @@ def publish(port: int, first: int, n: int, devices: int, rate: float) -> None:
             }
         )
         infos.append(client.publish(f"trackside/v1/bench/{device}/fix", payload, qos=1))
+        sent[(device, seq)] = now_ns
         if rate > 0:
             ahead = (i + 1) / rate - (time.perf_counter() - start)
             if ahead > 0:
@@ -95,6 +107,8 @@ def publish(port: int, first: int, n: int, devices: int, rate: float) -> None:
         info.wait_for_publish(300)
     elapsed = time.perf_counter() - start
     print(f"{n} {n / elapsed:.0f}", flush=True)
+    if alternate:
+        print(json.dumps([[d, s, t] for (d, s), t in sent.items()]), flush=True)
     client.disconnect()
     client.loop_stop()
 
@@ -105,4 +119,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "count":
         count(int(sys.argv[2]), int(sys.argv[3]))
     else:
-        publish(*(int(a) for a in sys.argv[2:6]), float(sys.argv[6]))
+        publish(
+            *(int(a) for a in sys.argv[2:6]), float(sys.argv[6]), sys.argv[7:8] == ["alternate"]
+        )

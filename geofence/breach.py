@@ -239,15 +239,15 @@ def step(
     state_after = np.zeros(n, dtype=np.int8)
     order = np.lexsort((seq, time_ms, device))
     sorted_device = device[order]
-    group_start = np.r_[0, np.flatnonzero(np.diff(sorted_device)) + 1] if n else np.zeros(0, int)
-    rank = (
-        np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
-        if n
-        else np.zeros(0, int)
-    )
+    repeats = n > 1 and bool((sorted_device[1:] == sorted_device[:-1]).any())
+    if repeats:
+        group_start = np.r_[0, np.flatnonzero(np.diff(sorted_device)) + 1]
+        rank = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
+        rounds = [order[rank == k] for k in range(int(rank.max()) + 1)]
+    else:  # no device twice: one round (the common live case)
+        rounds = [order] if n else []
     events: list[Events] = []
-    for k in range(int(rank.max()) + 1 if n else 0):
-        pick = order[rank == k]  # at most one fix per device
+    for pick in rounds:  # at most one fix per device in each round
         events.append(
             _apply(
                 out, pick, device, time_ms, heard, seq, distance_m, fence, margin, config, accepted

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import pickle
 import queue
+import sys
 import threading
 import time
 from collections import Counter
@@ -44,6 +45,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we a
 #: while a batch is written (acks wait for the write), and the bound on memory held.
 RECEIVE_MAXIMUM = 10_000
 TICK_MS = 250  # how often silent devices are checked and the spool replayed
+SWITCH_INTERVAL_S = 0.0005
+WRITE_GATHER_S = 0.005  # the writer gathers batches this long before one transaction...
+WRITE_GATHER_RECORDS = 2000  # ...or until it holds this many records
 STATE_FEED = 1  # subscription identifier: every message, for the device states
 EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
 
@@ -128,6 +132,10 @@ class IngestService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        # The decider, the writer and paho's network thread share one interpreter lock;
+        # by default a thread may hold it 5 ms, which would sit between a fix and its
+        # alert. Hand it over more often (a small cost in throughput).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._prepare_store()
         host, port = self.settings.broker_host_port
         props = Properties(PacketTypes.CONNECT)
@@ -262,11 +270,20 @@ class IngestService:
             except queue.Empty:
                 self._guard(self._catch_up)
                 continue
+            # gather for a moment: one transaction per few dozen fixes rather than per fix
+            # frees the interpreter for the decider (alerts never wait for this)
             items = [first]
-            while True:  # everything else waiting goes in the same write
+            deadline = time.monotonic() + WRITE_GATHER_S
+            while first is not None and sum(len(i[0]) for i in items if i) < WRITE_GATHER_RECORDS:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    items.append(self._writes.get_nowait())
+                    item = self._writes.get(timeout=remaining)
                 except queue.Empty:
+                    break
+                items.append(item)
+                if item is None:
                     break
             stopping = None in items
             merged, acks = Batch(), []
