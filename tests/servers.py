@@ -104,6 +104,8 @@ class Mosquitto:
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=10)
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
         self.process = None
 
     def restart(self) -> None:

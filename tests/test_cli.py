@@ -12,6 +12,11 @@ SITE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 WALK = ROOT / "examples" / "fixes" / "ecm1-walk.csv"
 
 
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def trackfence(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "trackfence.cli", *args], capture_output=True, text=True, cwd=ROOT
@@ -23,7 +28,7 @@ def test_example_walk_gives_one_breach_for_the_worker_who_drifts(tmp_path):
     done = trackfence("geofence", "check", str(SITE), str(WALK), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "1 breach alert(s)" in done.stdout and "B-0207" in done.stdout
-    rows = list(csv.DictReader(out.open()))
+    rows = read_csv(out)
     assert len(rows) == 800
     b = [r for r in rows if r["device"] == "B-0207"]
     breach = next(r for r in b if "breach" in r["events"])
@@ -49,12 +54,12 @@ def test_bad_rows_are_rejected_with_reasons_and_good_rows_still_decided(tmp_path
     done = trackfence("geofence", "check", str(SITE), str(fixes), "--out", str(out))
     assert done.returncode == 1
     assert "5 rejected" in done.stdout
-    rejects = list(csv.DictReader(out.with_suffix(".rejects.csv").open()))
+    rejects = read_csv(out.with_suffix(".rejects.csv"))
     assert [int(r["line"]) for r in rejects] == [12, 13, 14, 15, 16]
     reasons = " | ".join(r["reason"] for r in rejects)
     for words in ("not finite", "not-a-time", "out of range", "no device id", "accuracy_m"):
         assert words in reasons
-    assert len(list(csv.DictReader(out.open()))) == 800
+    assert len(read_csv(out)) == 800
 
 
 def test_unusable_inputs_are_refused_with_a_clear_message(tmp_path):
