@@ -114,6 +114,22 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(30)
 
 
+def load(port: int, first_seq: int, n: int, rate: float, alternate: bool = False):
+    """Run the load generator (benchmarks.mqtt_peers publish) as its own process."""
+    command = [
+        PY,
+        "-m",
+        "benchmarks.mqtt_peers",
+        "publish",
+        str(port),
+        str(first_seq),
+        str(n),
+        str(DEVICES),
+        str(rate),
+    ] + (["alternate"] if alternate else [])
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, check=True)
+
+
 class AlertListener:
     def __init__(self, port: int) -> None:
         self.received: dict[tuple[str, int], int] = {}
@@ -138,25 +154,7 @@ def round_trip(port: int, first_seq: int) -> dict:
     """Publish at RATE from DEVICES devices; latency from each publish to its alert."""
     listener = AlertListener(port)
     n = int(RATE * SECONDS)
-    out = subprocess.run(
-        [
-            PY,
-            "-m",
-            "benchmarks.mqtt_peers",
-            "publish",
-            str(port),
-            str(first_seq),
-            str(n),
-            str(DEVICES),
-            str(RATE),
-            "alternate",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-        check=True,
-    )
+    out = load(port, first_seq, n, RATE, alternate=True)
     lines = out.stdout.splitlines()
     sent = {(d, s): t for d, s, t in json.loads(lines[1])}
     time.sleep(1.0)
@@ -202,24 +200,7 @@ def test_alert_round_trip_against_a_bare_echo(benchmark, servers, tmp_path):
 
 def throughput(port: int, n: int, is_done, first_seq: int) -> dict:
     start = time.perf_counter()
-    publisher = subprocess.run(
-        [
-            PY,
-            "-m",
-            "benchmarks.mqtt_peers",
-            "publish",
-            str(port),
-            str(first_seq),
-            str(n),
-            str(DEVICES),
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=ROOT,
-        check=True,
-    )
+    publisher = load(port, first_seq, n, 0.0)
     while not is_done() and time.perf_counter() - start < 300:
         time.sleep(0.02)
     elapsed = time.perf_counter() - start

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
+from store.query import range_filter
 from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix, columns
 
 _FIX_COLUMNS = columns(Fix)
@@ -26,17 +27,7 @@ _ALERT_COLUMNS = columns(Alert)
 def _time_filter(
     column: str, device_id: str | None, since_ms: int | None, until_ms: int | None
 ) -> tuple[str, list]:
-    clauses, params = [], []
-    if device_id is not None:
-        clauses.append("device_id = ?")
-        params.append(device_id)
-    if since_ms is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(since_ms)
-    if until_ms is not None:
-        clauses.append(f"{column} < ?")
-        params.append(until_ms)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return range_filter(device_id, since_ms, until_ms, column, "?")
 
 
 class SqliteStore:

@@ -15,6 +15,7 @@ import psycopg
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
+from store.query import range_filter
 from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix, columns
 
 _FIX_COLUMNS = columns(Fix)
@@ -192,17 +193,9 @@ class TimescaleStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _select(self, table, names, time_name, device_id, since_ms, until_ms, order) -> list[tuple]:
-        clauses, params = [], []
-        if device_id is not None:
-            clauses.append("device_id = %s")
-            params.append(device_id)
-        if since_ms is not None:
-            clauses.append(f"{time_name} >= to_timestamp(%s / 1000.0)")
-            params.append(since_ms)
-        if until_ms is not None:
-            clauses.append(f"{time_name} < to_timestamp(%s / 1000.0)")
-            params.append(until_ms)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = range_filter(
+            device_id, since_ms, until_ms, time_name, "%s", "to_timestamp({} / 1000.0)"
+        )
         select = ", ".join(_from_time(n) for n in names)
         return self._query(f"SELECT {select} FROM {table}{where} ORDER BY {order}", params)
 
