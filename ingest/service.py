@@ -136,7 +136,7 @@ class IngestService:
         # by default a thread may hold it 5 ms, which would sit between a fix and its
         # alert. Hand it over more often (a small cost in throughput).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._prepare_store()
+        self._prepare_store(restore=True)
         host, port = self.settings.broker_host_port
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -148,10 +148,16 @@ class IngestService:
         self._worker.start()
         self._writer.start()
 
-    def _prepare_store(self) -> None:
+    def _prepare_store(self, restore: bool) -> None:
+        """Migrate the schema; at start-up also resume each device's state from the store.
+
+        Only at start-up: later (a database that was down at start coming back) the
+        states in memory are newer than anything stored, and the decider owns them.
+        """
         try:
             self.store.migrate()
-            self.pipeline.restore(self.store.latest_device_states())
+            if restore:
+                self.pipeline.restore(self.store.latest_device_states())
             self._schema_ready = True
         except StoreUnavailableError as exc:
             self._alarm("database-unreachable", str(exc))
@@ -343,7 +349,7 @@ class IngestService:
             self._held.pop(0)
             self._ack(acks)
         if not self._schema_ready:
-            self._prepare_store()
+            self._prepare_store(restore=False)
             if not self._schema_ready:
                 return
         while (entry := self.spool.oldest()) is not None:

@@ -362,3 +362,49 @@ def test_two_workers_share_the_load_and_agree_on_every_device(
         pub.close()
         alerts.close()
         store.close()
+
+
+def test_a_worker_started_while_the_database_is_down_keeps_its_states_when_it_returns(
+    tmp_path, mosquitto, timescaledb, database, example_site
+):
+    settings = load_settings(settings_file(tmp_path, mosquitto.url, database, example_site))
+    dev = f"z-{uuid.uuid4().hex[:6]}"
+    pub = Publisher(mosquitto.port)
+    store = TimescaleStore(database)
+    t0 = now_ms() - 20_000
+
+    def send(k: int, lateral: float) -> None:
+        lat, lon = site_latlon(example_site, 470.0, lateral)
+        pub.send(f"trackside/v1/acme/{dev}/fix", native(dev, k, t0 + k * 1000, lat, lon))
+
+    first = IngestService(settings)  # the device has history: safe in the cess
+    first.start()
+    assert first.connected.wait(10)
+    time.sleep(0.3)
+    send(0, -2.0)
+    send(1, -2.0)
+    assert wait_until(lambda: stored_fixes(store) == 2, 10)
+    first.stop()
+    timescaledb.stop("immediate")
+    try:
+        svc = IngestService(settings)  # restarted while the database is away
+        svc.start()
+        assert svc.connected.wait(10)
+        assert "database-unreachable" in svc.alarms
+        for k in (2, 3, 4):  # into the danger zone
+            send(k, 3.0)
+        assert wait_until(lambda: svc.spool.depth > 0 and svc.counters["fixes"] == 3, 10)
+    finally:
+        timescaledb.restart()
+    try:
+        assert wait_until(lambda: stored_fixes(store) == 5 and svc.spool.depth == 0, 30)
+        for k in (5, 6, 7):  # still in the danger zone after the database came back
+            send(k, 3.0)
+        assert wait_until(lambda: stored_fixes(store) == 8, 10)
+        breaches = [e for e in store.events(f"acme/{dev}") if e.kind == "breach"]
+        assert len(breaches) == 1  # the state in memory was kept, not reset from the store
+        assert all(f.state == "BREACH" for f in store.fixes(f"acme/{dev}") if f.seq >= 2)
+    finally:
+        svc.stop()
+        pub.close()
+        store.close()
