@@ -1,0 +1,1 @@
+"""Devices: stand-ins for supplier hardware (devices.sim)."""

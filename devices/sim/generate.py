@@ -1,0 +1,220 @@
+"""From a scenario to true paths, labelled excursions and the fixes each device reports.
+
+All workers share one 10 Hz time grid, so their paths are arrays (workers × samples)
+and every step below is one vectorised pass: movement, truth in site metres,
+geofence evaluation of the truth, excursion labelling, and per supplier profile,
+the device's sampling, error, losses, duplicates, latency and reordering.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from devices.sim.noise import gauss_markov, sigma_for_cep50
+from devices.sim.profiles import SupplierProfile
+from devices.sim.scenario import Scenario, ScenarioError, Worker
+from devices.sim.track import TrackFrame
+from geofence.site import Site
+
+TRUTH_HZ = 10.0
+#: A person's sway about their intended path (m) and how slowly it wanders (s).
+SWAY_SIGMA_M = 0.05
+SWAY_CORRELATION_S = 3.0
+#: Radius holding 68 % of a circular Gaussian error, in units of the per-axis σ.
+RADIUS68_PER_SIGMA = float(np.sqrt(-2 * np.log(0.32)))
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Each worker's true path at TRUTH_HZ: arrays of shape (workers, samples)."""
+
+    t_ms: np.ndarray  # (samples,) milliseconds from the scenario start
+    x_m: np.ndarray
+    y_m: np.ndarray
+    inside: np.ndarray  # in the safe zone
+    distance_m: np.ndarray  # signed distance to its edge (+ inside)
+
+
+@dataclass(frozen=True)
+class Excursions:
+    """True excursions out of the safe zone (one row each)."""
+
+    worker: np.ndarray  # index into scenario.workers
+    start_ms: np.ndarray  # first truth sample outside
+    end_ms: np.ndarray  # first truth sample back inside (or the end of the scenario)
+    depth_m: np.ndarray  # furthest outside the edge during the excursion
+
+
+@dataclass(frozen=True)
+class Fixes:
+    """What the devices sent, in the order they sent it."""
+
+    worker: np.ndarray
+    seq: np.ndarray
+    true_ms: np.ndarray  # when the position was true
+    fix_ms: np.ndarray  # the time the device stamped (its own clock)
+    send_ms: np.ndarray  # when it was published
+    x_m: np.ndarray  # reported position, site metres
+    y_m: np.ndarray
+    accuracy_m: np.ndarray  # the accuracy the device reported
+    lat: np.ndarray  # reported position, ETRS89
+    lon: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seq.size)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    scenario: Scenario
+    truth: Truth
+    excursions: Excursions
+    fixes: Fixes
+
+
+def _rng(seed: int, *names: str) -> np.random.Generator:
+    """A stream per (seed, name…): adding a worker does not change another's noise."""
+    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
+
+
+def _knots(worker: Worker, line_length_m: float, where: str) -> tuple[np.ndarray, ...]:
+    t, along, lateral = [0.0], [worker.along_m], [worker.lateral_m]
+    if not 0 <= worker.along_m <= line_length_m:
+        raise ScenarioError(f"{where}.along_m", f"is off the line (0 to {line_length_m:.0f} m)")
+    for k, step in enumerate(worker.steps):
+        a, lat = along[-1], lateral[-1]
+        if step.do == "walk":
+            a += step.distance_m
+            duration = abs(step.distance_m) / step.speed_mps
+            if not 0 <= a <= line_length_m:
+                raise ScenarioError(f"{where}.steps[{k}]", "walks off the end of the line")
+        elif step.do == "stand":
+            duration = step.seconds
+        elif step.do == "drift":
+            lat, duration = step.to_lateral_m, step.seconds
+        else:  # move
+            duration = abs(step.to_lateral_m - lat) / step.speed_mps
+            lat = step.to_lateral_m
+        t.append(t[-1] + duration)
+        along.append(a)
+        lateral.append(lat)
+    return np.array(t), np.array(along), np.array(lateral)
+
+
+def simulate(scenario: Scenario, site: Site) -> Simulation:
+    line = _line(scenario, site)
+    frame = TrackFrame.from_vertices(line)
+    n = round(scenario.duration_s * TRUTH_HZ)
+    t_s = np.arange(n) / TRUTH_HZ
+    along = np.empty((len(scenario.workers), n))
+    lateral = np.empty_like(along)
+    for w, worker in enumerate(scenario.workers):
+        kt, ka, kl = _knots(worker, frame.length_m, f"worker {worker.name!r}")
+        along[w] = np.interp(t_s, kt, ka)
+        lateral[w] = np.interp(t_s, kt, kl)
+    a = np.exp(-1 / (TRUTH_HZ * SWAY_CORRELATION_S))
+    sway = gauss_markov(
+        _rng(scenario.seed, "sway"), (2 * len(scenario.workers), n), SWAY_SIGMA_M, a
+    )
+    along += sway[0::2]
+    lateral += sway[1::2]
+    x, y = frame.to_xy(along.ravel(), lateral.ravel())
+    ev = site.evaluate(x, y)
+    shape = along.shape
+    truth = Truth(
+        np.round(t_s * 1000).astype(np.int64),
+        x.reshape(shape),
+        y.reshape(shape),
+        ev.inside.reshape(shape),
+        ev.distance_m.reshape(shape),
+    )
+    excursions = _excursions(truth)
+    fixes = _fixes(scenario, site, truth)
+    return Simulation(scenario, truth, excursions, fixes)
+
+
+def _line(scenario: Scenario, site: Site) -> np.ndarray:
+    if not site.lines:
+        raise ScenarioError("[scenario].site", "the site has no lines to measure along")
+    if scenario.line is None:
+        return site.lines[0].centreline_m
+    for line in site.lines:
+        if line.name == scenario.line:
+            return line.centreline_m
+    names = ", ".join(repr(line.name) for line in site.lines)
+    raise ScenarioError("[scenario].line", f"no line {scenario.line!r} at the site ({names})")
+
+
+def _excursions(truth: Truth) -> Excursions:
+    outside = ~truth.inside
+    edges = np.diff(outside.astype(np.int8), axis=1, prepend=0, append=0)
+    w_start, i_start = np.nonzero(edges == 1)
+    _, i_end = np.nonzero(edges == -1)  # same order: row-major, and runs alternate
+    t_ms = np.r_[truth.t_ms, truth.t_ms[-1] + int(1000 / TRUTH_HZ)]
+    depth = np.array(
+        [-truth.distance_m[w, s:e].min() for w, s, e in zip(w_start, i_start, i_end, strict=True)]
+    )
+    return Excursions(w_start, t_ms[i_start], t_ms[i_end], depth.reshape(-1))
+
+
+def _fixes(scenario: Scenario, site: Site, truth: Truth) -> Fixes:
+    parts = []
+    for supplier, profile in scenario.suppliers.items():
+        workers = [w for w, k in enumerate(scenario.workers) if k.supplier == supplier]
+        if workers:
+            parts.append(_supplier_fixes(scenario, supplier, profile, np.array(workers), truth))
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((merged["seq"], merged["send_ms"]))
+    merged = {k: v[order] for k, v in merged.items()}
+    lat, lon = site.frame.to_etrs89(merged["x_m"], merged["y_m"])
+    return Fixes(**merged, lat=lat, lon=lon)
+
+
+def _supplier_fixes(
+    scenario: Scenario, supplier: str, p: SupplierProfile, workers: np.ndarray, truth: Truth
+) -> dict[str, np.ndarray]:
+    rng = _rng(scenario.seed, "supplier", supplier)
+    period_s = 1.0 / p.fix_rate_hz
+    n = int(scenario.duration_s * p.fix_rate_hz)
+    phase = rng.random(workers.size) * period_s  # devices are not in step with each other
+    t_s = phase[:, None] + np.arange(n)[None, :] * period_s
+    t_s = np.minimum(t_s, scenario.duration_s - 1 / TRUTH_HZ)
+    # truth at the fix times, linear between 10 Hz samples
+    pos = t_s * TRUTH_HZ
+    i0 = np.floor(pos).astype(np.int64)
+    frac = pos - i0
+    i1 = np.minimum(i0 + 1, truth.x_m.shape[1] - 1)
+    rows = workers[:, None]
+    true_x = truth.x_m[rows, i0] * (1 - frac) + truth.x_m[rows, i1] * frac
+    true_y = truth.y_m[rows, i0] * (1 - frac) + truth.y_m[rows, i1] * frac
+    sigma = sigma_for_cep50(p.cep50_m)
+    a = np.exp(-period_s / p.correlation_s)
+    error = gauss_markov(rng, (2 * workers.size, n), sigma, a)
+    x, y = true_x + error[0::2], true_y + error[1::2]
+    seq = np.broadcast_to(np.arange(n), (workers.size, n))
+    true_ms = np.round(t_s * 1000).astype(np.int64)
+    latency = np.maximum(0.0, rng.normal(p.latency_ms, p.latency_jitter_ms, (workers.size, n)))
+    send = true_ms + np.round(latency).astype(np.int64)
+    late = rng.random((workers.size, n)) < p.reorder_rate
+    send = np.where(late, send + int(period_s * 1000) + 1, send)  # overtaken by the next fix
+    keep = rng.random((workers.size, n)) >= p.drop_rate
+    twice = keep & (rng.random((workers.size, n)) < p.duplicate_rate)
+    out = {
+        "worker": np.broadcast_to(workers[:, None], (workers.size, n)),
+        "seq": seq,
+        "true_ms": true_ms,
+        "fix_ms": true_ms + round(p.clock_offset_ms),
+        "send_ms": send,
+        "x_m": x,
+        "y_m": y,
+        "accuracy_m": np.full(
+            (workers.size, n), sigma * RADIUS68_PER_SIGMA * p.reported_accuracy_factor
+        ),
+    }
+    kept = {k: v[keep] for k, v in out.items()}
+    again = {k: v[twice] for k, v in out.items()}
+    again["send_ms"] = again["send_ms"] + 1  # the duplicate follows the original
+    return {k: np.concatenate([kept[k], again[k]]) for k in out}

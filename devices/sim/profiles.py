@@ -1,0 +1,56 @@
+"""Supplier device profiles: how a supplier's device reports, and how it errs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+FIX_TYPES = ("3D", "SBAS", "DGPS", "RTK float", "RTK fixed")
+
+
+@dataclass(frozen=True)
+class SupplierProfile:
+    """Everything a simulated device of this supplier does, per firmware version."""
+
+    technology: str = "GNSS"
+    firmware: str = "1.0.0"
+    fix_rate_hz: float = 1.0
+    fix_type: str = "RTK fixed"
+    cep50_m: float = 0.3  # median horizontal error
+    correlation_s: float = 10.0  # how long the error takes to wander (Gauss-Markov τ)
+    reported_accuracy_factor: float = 1.0  # < 1: the device claims better than it is
+    latency_ms: float = 250.0  # fix to publish, mean
+    latency_jitter_ms: float = 80.0  # standard deviation
+    clock_offset_ms: float = 0.0  # the device clock minus true time
+    drop_rate: float = 0.0  # share of fixes never sent
+    duplicate_rate: float = 0.0  # share sent twice
+    reorder_rate: float = 0.0  # share sent after the next fix
+
+    @classmethod
+    def from_mapping(cls, table: Mapping, where: str) -> SupplierProfile:
+        from devices.sim.scenario import ScenarioError
+
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in table.items():
+            if key not in known:
+                raise ScenarioError(f"{where}.{key}", "unknown setting")
+            if isinstance(known[key].default, str):
+                if not isinstance(value, str):
+                    raise ScenarioError(f"{where}.{key}", f"must be text, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ScenarioError(
+                    f"{where}.{key}", f"must be a non-negative number, got {value!r}"
+                )
+            values[key] = value
+        profile = cls(**values)
+        if profile.fix_type not in FIX_TYPES:
+            raise ScenarioError(f"{where}.fix_type", f"must be one of {', '.join(FIX_TYPES)}")
+        if not 0 < profile.fix_rate_hz <= 20:
+            raise ScenarioError(f"{where}.fix_rate_hz", "must be above 0 and at most 20 Hz")
+        for rate in ("drop_rate", "duplicate_rate", "reorder_rate"):
+            if getattr(profile, rate) >= 1:
+                raise ScenarioError(f"{where}.{rate}", "is a share of fixes, below 1")
+        if profile.correlation_s <= 0:
+            raise ScenarioError(f"{where}.correlation_s", "must be positive")
+        return profile

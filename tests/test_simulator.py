@@ -1,0 +1,173 @@
+"""The simulator: its error models produce what they claim, and its truth is honest."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from devices.sim.generate import simulate
+from devices.sim.noise import gauss_markov, sigma_for_cep50
+from devices.sim.profiles import SupplierProfile
+from devices.sim.scenario import ScenarioError, load_scenario, scenario_from_mapping
+from tests.conftest import ROOT
+from trackfence.sites import load_site
+
+SCENARIO = ROOT / "examples" / "scenarios" / "adjacent-open-line.toml"
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return load_scenario(SCENARIO)
+
+
+@pytest.fixture(scope="module")
+def site(scenario):
+    return load_site(scenario.site_file)
+
+
+@pytest.fixture(scope="module")
+def run(scenario, site):
+    return simulate(scenario, site)
+
+
+def test_a_profile_of_half_a_metre_cep50_gives_that_median_over_a_long_run(scenario, site):
+    long = replace(
+        scenario,
+        duration_s=6 * 3600,
+        suppliers={
+            **scenario.suppliers,
+            "gnssco": replace(scenario.suppliers["gnssco"], cep50_m=0.5),
+        },
+    )
+    sim = simulate(long, site)
+    f = sim.fixes
+    mine = f.worker == 1
+    truth_x = np.interp(f.true_ms[mine], sim.truth.t_ms, sim.truth.x_m[1])
+    truth_y = np.interp(f.true_ms[mine], sim.truth.t_ms, sim.truth.y_m[1])
+    error = np.hypot(f.x_m[mine] - truth_x, f.y_m[mine] - truth_y)
+    assert np.median(error) == pytest.approx(0.5, rel=0.10)
+
+
+def test_the_error_is_correlated_in_time_not_white():
+    rng = np.random.default_rng(5)
+    a = np.exp(-1 / 20)  # 1 Hz, 20 s correlation time
+    x = gauss_markov(rng, (4, 50_000), sigma_for_cep50(1.0), a)
+    lag1 = np.mean([np.corrcoef(row[:-1], row[1:])[0, 1] for row in x])
+    assert lag1 == pytest.approx(a, abs=0.01)
+    assert np.median(np.hypot(x[0], x[1])) == pytest.approx(1.0, rel=0.1)
+
+
+def test_excursion_labels_match_the_truth_geometry(run):
+    ex = run.excursions
+    assert list(ex.worker) == [1]  # the absorbed worker, once; the cess walker never
+    start, end = int(ex.start_ms[0]), int(ex.end_ms[0])
+    t = run.truth.t_ms
+    before, first = np.searchsorted(t, start) - 1, np.searchsorted(t, start)
+    assert run.truth.inside[1, before] and not run.truth.inside[1, first]
+    last = np.searchsorted(t, end) - 1
+    assert not run.truth.inside[1, last] and run.truth.inside[1, last + 1]
+    assert ex.depth_m[0] == pytest.approx(-run.truth.distance_m[1, first : last + 1].min())
+    # drifting 2.6 m left of the blocked line reaches into the Up Fast danger zone
+    # (its edge is 3.4 - 2.79 = 0.61 m left of the blocked line): ~2 m deep
+    assert 1.5 < ex.depth_m[0] < 2.5
+
+
+def test_the_same_seed_gives_the_same_fixes_and_another_seed_does_not(scenario, site, run):
+    again = simulate(scenario, site)
+    for name in ("seq", "send_ms", "x_m", "y_m", "accuracy_m"):
+        np.testing.assert_array_equal(getattr(run.fixes, name), getattr(again.fixes, name))
+    other = simulate(replace(scenario, seed=scenario.seed + 1), site)
+    assert not np.array_equal(run.fixes.x_m, other.fixes.x_m)
+
+
+def test_devices_drop_duplicate_reorder_and_claim_what_their_profile_says(scenario, site):
+    # latency jitter reorders fixes too (as networks do); switch it off to see reorder_rate
+    steady = replace(scenario.suppliers["gnssco"], latency_jitter_ms=0.0)
+    long = replace(
+        scenario, duration_s=3 * 3600, suppliers={**scenario.suppliers, "gnssco": steady}
+    )
+    f = simulate(long, site).fixes
+    acme = f.worker == 0
+    expected = 3 * 3600  # 1 Hz
+    unique = np.unique(f.seq[acme]).size
+    assert 1 - unique / expected == pytest.approx(0.01, abs=0.004)  # dropped
+    assert f.seq[acme].size / unique - 1 == pytest.approx(0.005, abs=0.003)  # duplicated
+    gn = f.worker == 1
+    out_of_order = np.count_nonzero(np.diff(f.seq[gn]) < 0)
+    assert out_of_order / gn.sum() == pytest.approx(0.01, abs=0.004)
+    # gnssco claims 0.6 of its true 68 % radius
+    sigma = 0.8 / np.sqrt(2 * np.log(2))
+    assert np.unique(f.accuracy_m[gn]) == pytest.approx(sigma * np.sqrt(-2 * np.log(0.32)) * 0.6)
+    assert (f.send_ms >= f.true_ms).all()  # nothing is published before it is measured
+
+
+def base_mapping() -> dict:
+    return {
+        "scenario": {
+            "name": "t",
+            "site": str(ROOT / "examples/sites/ecm1-kings-cross.toml"),
+            "duration_s": 60,
+        },
+        "supplier": {"acme": {"fix_rate_hz": 1}},
+        "worker": [
+            {
+                "name": "w",
+                "device": "acme/a1",
+                "along_m": 430,
+                "lateral_m": -3.0,
+                "steps": [{"do": "walk", "distance_m": 20, "speed_mps": 1.4}],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        (
+            lambda d: d["worker"][0]["steps"][0].update(speed_mps=9.0),
+            "worker 'w'.steps[0].speed_mps",
+            "faster than a person can walk",
+        ),
+        (
+            lambda d: d["worker"][0].update(device="nobody/a1"),
+            "worker 'w'.device",
+            "unknown supplier",
+        ),
+        (
+            lambda d: d["worker"][0]["steps"][0].update({"do": "fly"}),
+            "worker 'w'.steps[0].do",
+            "unknown step",
+        ),
+        (
+            lambda d: d["supplier"]["acme"].update(fix_rate_hz=-1),
+            "[supplier.acme].fix_rate_hz",
+            "non-negative",
+        ),
+        (lambda d: d["supplier"]["acme"].update(colour="red"), "[supplier.acme].colour", "unknown"),
+        (lambda d: d["scenario"].pop("duration_s"), "[scenario].duration_s", "required"),
+    ],
+)
+def test_bad_scenarios_name_the_worker_and_field(change, where, words):
+    data = base_mapping()
+    change(data)
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_mapping(data)
+    assert err.value.where == where and words in str(err.value)
+
+
+def test_walking_off_the_line_or_naming_an_unknown_line_is_an_error(site):
+    data = base_mapping()
+    data["worker"][0]["steps"][0]["distance_m"] = 50_000
+    with pytest.raises(ScenarioError, match="walks off the end of the line"):
+        simulate(scenario_from_mapping(data), site)
+    data = base_mapping()
+    data["scenario"]["line"] = "Down Slow"
+    with pytest.raises(ScenarioError, match="no line 'Down Slow'"):
+        simulate(scenario_from_mapping(data), site)
+
+
+def test_profiles_default_sensibly():
+    assert SupplierProfile().fix_type == "RTK fixed"
