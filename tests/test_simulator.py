@@ -171,3 +171,56 @@ def test_walking_off_the_line_or_naming_an_unknown_line_is_an_error(site):
 
 def test_profiles_default_sensibly():
     assert SupplierProfile().fix_type == "RTK fixed"
+
+
+def test_a_scenario_published_through_the_broker_reaches_ingest_end_to_end(
+    tmp_path, mosquitto, timescaledb, scenario, site
+):
+    import json
+    import time
+    import uuid
+
+    import psycopg
+
+    from devices.sim.publish import publish
+    from ingest.service import IngestService
+    from ingest.settings import load_settings
+    from store.timescale import TimescaleStore
+    from tests.devices import Listener, wait_until
+
+    name = f"s_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    db = timescaledb.url.rsplit("/", 1)[0] + f"/{name}"
+    config = tmp_path / "ingest.toml"
+    config.write_text(
+        f'[ingest]\nbroker = "{mosquitto.url}"\ndb = "{db}"\nclient_id = "sim-e2e-{name}"\n'
+        f'spool = "{tmp_path / "spool"}"\n[[site]]\nfile = "{scenario.site_file}"\n'
+        'devices = ["*"]\n[decisions]\nlost_after_s = 60\n'
+    )
+    svc = IngestService(load_settings(config))
+    svc.start()
+    assert svc.connected.wait(10)
+    time.sleep(0.3)
+    alerts = Listener(mosquitto.port, "trackside/v1/gnssco/gn-0207/alert")
+    sim = simulate(scenario, site)
+    start_ms = time.time_ns() // 1_000_000 - round(scenario.duration_s * 1000)
+    try:
+        done = publish(sim, mosquitto.url, start_ms)
+        unique = len(
+            {(int(w), int(s)) for w, s in zip(sim.fixes.worker, sim.fixes.seq, strict=True)}
+        )
+        store = TimescaleStore(db)
+        assert wait_until(lambda: store.counts()["fixes"] == unique, 60)
+        assert done.messages == len(sim.fixes) > unique  # duplicates were sent, stored once
+        # the true excursion was alerted on the worker's own device
+        breach = [json.loads(p) for _, p, _ in alerts.messages if json.loads(p)["kind"] == "breach"]
+        assert breach, "the absorbed worker's excursion raised no alert"
+        true_start = start_ms + int(sim.excursions.start_ms[0])
+        # safety first: the alarm may come before the true crossing (the uncertainty circle
+        # reaches the danger zone first; this worker drifts at ~0.2 m/s), never long after
+        assert -20_000 < breach[0]["event_ms"] - true_start < 5_000
+        store.close()
+    finally:
+        alerts.close()
+        svc.stop()

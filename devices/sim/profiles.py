@@ -14,6 +14,7 @@ class SupplierProfile:
 
     technology: str = "GNSS"
     firmware: str = "1.0.0"
+    format: str = "native"  # how it publishes: native, owntracks or nmea
     fix_rate_hz: float = 1.0
     fix_type: str = "RTK fixed"
     cep50_m: float = 0.3  # median horizontal error
@@ -44,6 +45,8 @@ class SupplierProfile:
                 )
             values[key] = value
         profile = cls(**values)
+        if profile.format not in ("native", "owntracks", "nmea"):
+            raise ScenarioError(f"{where}.format", "must be native, owntracks or nmea")
         if profile.fix_type not in FIX_TYPES:
             raise ScenarioError(f"{where}.fix_type", f"must be one of {', '.join(FIX_TYPES)}")
         if not 0 < profile.fix_rate_hz <= 20:
