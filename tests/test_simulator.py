@@ -224,3 +224,48 @@ def test_a_scenario_published_through_the_broker_reaches_ingest_end_to_end(
     finally:
         alerts.close()
         svc.stop()
+
+
+LIBRARY = sorted((ROOT / "examples" / "scenarios").glob("*.toml"))
+
+
+def test_the_standard_scenario_library_is_complete_and_runs():
+    names = {p.stem for p in LIBRARY}
+    assert {
+        "plain-line",
+        "cutting-and-embankment",
+        "under-overbridge",
+        "tunnel-approach",
+        "station-platform-end",
+        "switches-and-crossings",
+        "adjacent-open-line",
+        "night-working",
+    } <= names
+    for path in LIBRARY:
+        scenario = load_scenario(path)
+        sim = simulate(scenario, load_site(scenario.site_file))
+        assert len(sim.fixes) > 0, path.name
+
+
+def test_a_tunnel_has_no_fixes_inside_and_a_bridge_makes_errors_larger():
+    tunnel = load_scenario(ROOT / "examples/scenarios/tunnel-approach.toml")
+    sim = simulate(tunnel, load_site(tunnel.site_file))
+    f, t = sim.fixes, sim.truth
+    span = next(s for s in tunnel.structures if s.kind == "tunnel")
+    along = np.interp(f.true_ms[f.worker == 0], t.t_ms, t.along_m[0])
+    assert not ((along > span.from_along_m + 0.5) & (along < span.to_along_m - 0.5)).any()
+    assert (along > span.from_along_m - 50).any()  # it did report up to the portal
+    bridge = load_scenario(ROOT / "examples/scenarios/under-overbridge.toml")
+    sim = simulate(replace(bridge, duration_s=900), load_site(bridge.site_file))
+    f, t = sim.fixes, sim.truth
+    mine = f.worker == 0
+    tx = np.interp(f.true_ms[mine], t.t_ms, t.x_m[0])
+    ty = np.interp(f.true_ms[mine], t.t_ms, t.y_m[0])
+    along = np.interp(f.true_ms[mine], t.t_ms, t.along_m[0])
+    span = bridge.structures[0]
+    under = (along >= span.from_along_m) & (along <= span.to_along_m)
+    error = np.hypot(f.x_m[mine] - tx, f.y_m[mine] - ty)
+    assert under.any() and (~under).any()
+    assert np.median(error[under]) > 2 * np.median(error[~under])
+    assert set(f.fix_type[mine][under]) <= {"RTK float", "DGPS", "SBAS", "3D"}
+    assert f.battery_pct[mine][-1] < f.battery_pct[mine][0]  # the battery drains

@@ -15,7 +15,13 @@ import numpy as np
 
 from devices.sim.noise import gauss_markov, sigma_for_cep50
 from devices.sim.profiles import SupplierProfile
-from devices.sim.scenario import Scenario, ScenarioError, Worker
+from devices.sim.scenario import (
+    REACQUIRE_S,
+    STRUCTURE_EFFECTS,
+    Scenario,
+    ScenarioError,
+    Worker,
+)
 from devices.sim.track import TrackFrame
 from geofence.site import Site
 
@@ -32,6 +38,7 @@ class Truth:
     """Each worker's true path at TRUTH_HZ: arrays of shape (workers, samples)."""
 
     t_ms: np.ndarray  # (samples,) milliseconds from the scenario start
+    along_m: np.ndarray  # metres along the scenario's line
     x_m: np.ndarray
     y_m: np.ndarray
     inside: np.ndarray  # in the safe zone
@@ -60,6 +67,8 @@ class Fixes:
     x_m: np.ndarray  # reported position, site metres
     y_m: np.ndarray
     accuracy_m: np.ndarray  # the accuracy the device reported
+    fix_type: np.ndarray  # object array: what the device said its fix was
+    battery_pct: np.ndarray
     lat: np.ndarray  # reported position, ETRS89
     lon: np.ndarray
 
@@ -73,6 +82,51 @@ class Simulation:
     truth: Truth
     excursions: Excursions
     fixes: Fixes
+
+
+_FIX_RANK = {"3D": 0, "SBAS": 1, "DGPS": 1, "RTK float": 2, "RTK fixed": 3}
+
+
+def _structure_effects(
+    scenario: Scenario,
+    p: SupplierProfile,
+    rng: np.random.Generator,
+    along: np.ndarray,
+    t_s: np.ndarray,
+    devices: int,
+) -> tuple[np.ndarray, ...]:
+    """Per fix: error multiplier, multipath bias (x, y), no-fix mask, and reported fix type."""
+    shape = along.shape
+    worse = np.ones(shape)
+    bias_x = np.zeros(shape)
+    bias_y = np.zeros(shape)
+    outage = np.zeros(shape, dtype=bool)
+    rank = np.full(shape, _FIX_RANK[p.fix_type])
+    in_tunnel = np.zeros(shape, dtype=bool)
+    for structure in scenario.structures:
+        factor, bias_m, degraded, no_fix = STRUCTURE_EFFECTS[structure.kind]
+        under = (along >= structure.from_along_m) & (along <= structure.to_along_m)
+        if no_fix:
+            outage |= under
+            in_tunnel |= under
+            continue
+        worse = np.where(under, np.maximum(worse, factor), worse)
+        # multipath: a bias in one direction per device while it is under the structure
+        angle = rng.uniform(0, 2 * np.pi, devices)[:, None]
+        bias_x += np.where(under, bias_m * np.cos(angle), 0.0)
+        bias_y += np.where(under, bias_m * np.sin(angle), 0.0)
+        if degraded is not None:
+            rank = np.where(under, np.minimum(rank, _FIX_RANK[degraded]), rank)
+    if in_tunnel.any():  # after a tunnel the receiver takes a while to settle
+        last_in = np.maximum.accumulate(np.where(in_tunnel, t_s, -np.inf), axis=1)
+        reacquiring = ~in_tunnel & (t_s - last_in < REACQUIRE_S)
+        worse = np.where(reacquiring, np.maximum(worse, 3.0), worse)
+        rank = np.where(reacquiring, np.minimum(rank, _FIX_RANK["DGPS"]), rank)
+    names = np.array(["3D", "DGPS", "RTK float", "RTK fixed"], dtype=object)
+    fix_type = names[rank]
+    if p.fix_type == "SBAS":
+        fix_type = np.where(fix_type == "DGPS", "SBAS", fix_type)
+    return worse, bias_x, bias_y, outage, fix_type
 
 
 def _rng(seed: int, *names: str) -> np.random.Generator:
@@ -126,6 +180,7 @@ def simulate(scenario: Scenario, site: Site) -> Simulation:
     shape = along.shape
     truth = Truth(
         np.round(t_s * 1000).astype(np.int64),
+        along,
         x.reshape(shape),
         y.reshape(shape),
         ev.inside.reshape(shape),
@@ -190,18 +245,25 @@ def _supplier_fixes(
     rows = workers[:, None]
     true_x = truth.x_m[rows, i0] * (1 - frac) + truth.x_m[rows, i1] * frac
     true_y = truth.y_m[rows, i0] * (1 - frac) + truth.y_m[rows, i1] * frac
+    true_along = truth.along_m[rows, i0] * (1 - frac) + truth.along_m[rows, i1] * frac
     sigma = sigma_for_cep50(p.cep50_m)
     a = np.exp(-period_s / p.correlation_s)
     error = gauss_markov(rng, (2 * workers.size, n), sigma, a)
-    x, y = true_x + error[0::2], true_y + error[1::2]
+    worse, bias_x, bias_y, outage, fix_type = _structure_effects(
+        scenario, p, rng, true_along, t_s, workers.size
+    )
+    x = true_x + error[0::2] * worse + bias_x
+    y = true_y + error[1::2] * worse + bias_y
     seq = np.broadcast_to(np.arange(n), (workers.size, n))
     true_ms = np.round(t_s * 1000).astype(np.int64)
     latency = np.maximum(0.0, rng.normal(p.latency_ms, p.latency_jitter_ms, (workers.size, n)))
     send = true_ms + np.round(latency).astype(np.int64)
     late = rng.random((workers.size, n)) < p.reorder_rate
     send = np.where(late, send + int(period_s * 1000) + 1, send)  # overtaken by the next fix
-    keep = rng.random((workers.size, n)) >= p.drop_rate
+    keep = (rng.random((workers.size, n)) >= p.drop_rate) & ~outage
     twice = keep & (rng.random((workers.size, n)) < p.duplicate_rate)
+    # devices notice degradation only partly: reported accuracy grows as its square root
+    reported = sigma * RADIUS68_PER_SIGMA * p.reported_accuracy_factor * np.sqrt(worse)
     out = {
         "worker": np.broadcast_to(workers[:, None], (workers.size, n)),
         "seq": seq,
@@ -210,9 +272,9 @@ def _supplier_fixes(
         "send_ms": send,
         "x_m": x,
         "y_m": y,
-        "accuracy_m": np.full(
-            (workers.size, n), sigma * RADIUS68_PER_SIGMA * p.reported_accuracy_factor
-        ),
+        "accuracy_m": reported,
+        "fix_type": fix_type,
+        "battery_pct": np.clip(100.0 - p.battery_drain_pct_per_h * t_s / 3600, 0.0, 100.0),
     }
     kept = {k: v[keep] for k, v in out.items()}
     again = {k: v[twice] for k, v in out.items()}

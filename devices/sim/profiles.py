@@ -26,6 +26,7 @@ class SupplierProfile:
     drop_rate: float = 0.0  # share of fixes never sent
     duplicate_rate: float = 0.0  # share sent twice
     reorder_rate: float = 0.0  # share sent after the next fix
+    battery_drain_pct_per_h: float = 4.0  # from 100 % at the start of the shift
 
     @classmethod
     def from_mapping(cls, table: Mapping, where: str) -> SupplierProfile:

@@ -43,6 +43,7 @@ def payload(
     accuracy_m: float,
     fix_type: str,
     firmware: str,
+    battery_pct: float = 100.0,
 ) -> bytes:
     """One fix in a device format (the same fields ingest's codecs read)."""
     if fmt == "native":
@@ -56,6 +57,7 @@ def payload(
             "lon": round(lon, 9),
             "accuracy_m": round(accuracy_m, 3),
             "fix_type": native_type,
+            "battery_pct": round(battery_pct, 1),
             "firmware": firmware,
         }
         return json.dumps(body).encode()
@@ -144,8 +146,9 @@ def publish(
                 float(f.lat[i]),
                 float(f.lon[i]),
                 float(f.accuracy_m[i]),
-                profile.fix_type,
+                str(f.fix_type[i]),
                 profile.firmware,
+                float(f.battery_pct[i]),
             )
             pending.append(clients[w].publish(f"{PREFIX}/{supplier}/{name}/fix", body, qos=1))
             if len(pending) >= 5000:

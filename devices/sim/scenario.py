@@ -71,6 +71,27 @@ class Worker:
         return self.device.split("/", 1)[0]
 
 
+#: What a structure does to GNSS: error ×, multipath bias (m), fix type it degrades to,
+#: and whether there is no fix at all.
+STRUCTURE_EFFECTS = {
+    "overbridge": (4.0, 1.0, "RTK float", False),
+    "tunnel": (1.0, 0.0, None, True),
+    "cutting": (2.0, 0.3, "RTK float", False),
+    "platform": (2.5, 0.6, "DGPS", False),
+}
+#: After a tunnel, a receiver takes this long to recover its accuracy.
+REACQUIRE_S = 20.0
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A span of the scenario's line under or beside a structure."""
+
+    kind: str  # overbridge, tunnel, cutting, platform
+    from_along_m: float
+    to_along_m: float
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -81,6 +102,7 @@ class Scenario:
     seed: int
     workers: tuple[Worker, ...]
     suppliers: dict[str, SupplierProfile] = field(default_factory=dict)
+    structures: tuple[Structure, ...] = ()
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -143,6 +165,19 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
     devices = [w.device for w in workers]
     if len(set(devices)) != len(devices):
         raise ScenarioError("[[worker]]", "each worker wears their own device")
+    structures = []
+    for i, item in enumerate(data.get("structure") or []):
+        where = f"structure[{i}]"
+        kind = item.get("kind")
+        if kind not in STRUCTURE_EFFECTS:
+            raise ScenarioError(
+                f"{where}.kind", f"unknown structure {kind!r} ({', '.join(STRUCTURE_EFFECTS)})"
+            )
+        lo = _number(item, "from_along_m", where, minimum=0)
+        hi = _number(item, "to_along_m", where, minimum=0)
+        if hi <= lo:
+            raise ScenarioError(f"{where}.to_along_m", "must be beyond from_along_m")
+        structures.append(Structure(kind, lo, hi))
     return Scenario(
         name,
         (base / site).resolve(),
@@ -152,6 +187,7 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
         seed,
         tuple(workers),
         suppliers,
+        tuple(structures),
     )
 
 
