@@ -5,7 +5,9 @@ crossings. That needs the sign of a 2×2 determinant. In floating point the sign
 is only certain when the determinant is larger than its rounding error; below
 that we say "uncertain" and the caller asks GEOS, whose predicates are exact.
 The bound is Shewchuk's static filter for orient2d ((3 + 16ε)ε of the summed
-magnitudes), widened tenfold for comfort.
+magnitudes), widened tenfold for comfort, plus an absolute floor: the relative
+bound does not hold once products underflow into subnormal numbers (a property
+test found a polygon with a vertex at y = 1e-323).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import numpy as np
 
 _EPS = np.finfo(np.float64).eps / 2
 ORIENT_ERROR_FACTOR = 10 * (3 + 16 * _EPS) * _EPS
+#: The relative bound assumes no underflow. Near the bottom of the float range products
+#: lose their relative precision (subnormals), so anything this small is "uncertain".
+ORIENT_UNDERFLOW_FLOOR = 1e-280
 
 
 def orient(
@@ -27,4 +32,5 @@ def orient(
     right = (by - ay) * (px - ax)
     det = left - right
     certain = np.abs(det) > ORIENT_ERROR_FACTOR * (np.abs(left) + np.abs(right))
+    certain &= np.abs(det) > ORIENT_UNDERFLOW_FLOOR
     return det, certain

@@ -150,3 +150,12 @@ def test_real_elr_corridors_agree_with_prepared_shapely():
     index = FenceIndex.build(work.corridors)
     fence = index.classify(work.x_m, work.y_m)
     np.testing.assert_array_equal(fence, oracle(work.corridors, work.x_m, work.y_m))
+
+
+def test_subnormal_coordinates_do_not_fool_the_certified_sign():
+    # found by the property test: an edge 1e-323 long, where products underflow
+    polygons = [shapely.Polygon([(3, 0), (2, 0), (2, 1e-323), (1.081, 1.683), (3, 0)])]
+    index = FenceIndex.build(polygons, cell_m=0.5, horizon_m=5.0)
+    pts = tricky_points(polygons, np.random.default_rng(0), 0.5)
+    x, y = pts[:, 0].copy(), pts[:, 1].copy()
+    np.testing.assert_array_equal(index.classify(x, y), oracle(polygons, x, y))
