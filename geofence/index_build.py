@@ -359,6 +359,10 @@ def build_index(
     uax, uay, ubx, uby, _ = (
         ring_edges(np.array([union], dtype=object)) if not union.is_empty else (np.zeros(0),) * 5
     )
+    # an edge shorter than a nanometre cannot move a distance by more than that, and its
+    # subnormal arithmetic is what would make one wrong (classification keeps every edge)
+    usable = np.hypot(ubx - uax, uby - uay) > 1e-9
+    uax, uay, ubx, uby = uax[usable], uay[usable], ubx[usable], uby[usable]
     d_piece_edge, d0x, d0y, d1x, d1y = _pieces(uax, uay, ubx, uby, grid.block_m)
     reach = horizon_m + 2 * _MARGIN_M
     span = 2 + math.ceil(2 * reach / grid.block_m)
