@@ -269,3 +269,35 @@ def test_a_tunnel_has_no_fixes_inside_and_a_bridge_makes_errors_larger():
     assert np.median(error[under]) > 2 * np.median(error[~under])
     assert set(f.fix_type[mine][under]) <= {"RTK float", "DGPS", "SBAS", "3D"}
     assert f.battery_pct[mine][-1] < f.battery_pct[mine][0]  # the battery drains
+
+
+def test_a_firmware_version_that_behaves_differently_is_simulated_as_such(site):
+    data = base_mapping()
+    data["scenario"]["duration_s"] = 3600
+    data["supplier"]["acme"].update(
+        cep50_m=0.2, firmware="2.4.1", firmware_versions={"2.5.0": {"cep50_m": 0.6}}
+    )
+    data["worker"].append(
+        {
+            "name": "v",
+            "device": "acme/a2",
+            "along_m": 500,
+            "lateral_m": -3.0,
+            "firmware": "2.5.0",
+            "steps": [{"do": "stand", "seconds": 3600}],
+        }
+    )
+    scenario = scenario_from_mapping(data)
+    assert scenario.profile(scenario.workers[1]).firmware == "2.5.0"
+    sim = simulate(scenario, site)
+    f, t = sim.fixes, sim.truth
+    medians = []
+    for w in (0, 1):
+        mine = f.worker == w
+        tx = np.interp(f.true_ms[mine], t.t_ms, t.x_m[w])
+        ty = np.interp(f.true_ms[mine], t.t_ms, t.y_m[w])
+        medians.append(np.median(np.hypot(f.x_m[mine] - tx, f.y_m[mine] - ty)))
+    assert medians[1] > 2 * medians[0]
+    data["worker"][1]["firmware"] = "9.9.9"
+    with pytest.raises(ScenarioError, match="no firmware version '9.9.9'"):
+        scenario_from_mapping(data)

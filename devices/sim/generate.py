@@ -217,10 +217,12 @@ def _excursions(truth: Truth) -> Excursions:
 
 def _fixes(scenario: Scenario, site: Site, truth: Truth) -> Fixes:
     parts = []
-    for supplier, profile in scenario.suppliers.items():
-        workers = [w for w, k in enumerate(scenario.workers) if k.supplier == supplier]
-        if workers:
-            parts.append(_supplier_fixes(scenario, supplier, profile, np.array(workers), truth))
+    keys = sorted({w.profile_key for w in scenario.workers}, key=lambda k: (k[0], k[1] or ""))
+    for key in keys:  # devices of one supplier and firmware version are generated together
+        workers = [i for i, w in enumerate(scenario.workers) if w.profile_key == key]
+        profile = scenario.profile(scenario.workers[workers[0]])
+        name = key[0] if key[1] is None else f"{key[0]}@{key[1]}"
+        parts.append(_supplier_fixes(scenario, name, profile, np.array(workers), truth))
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.lexsort((merged["seq"], merged["send_ms"]))
     merged = {k: v[order] for k, v in merged.items()}

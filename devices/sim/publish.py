@@ -133,7 +133,7 @@ def publish(
             w = int(f.worker[i])
             worker = scenario.workers[w]
             supplier, name = worker.device.split("/", 1)
-            profile = scenario.suppliers[supplier]
+            profile = scenario.profile(worker)
             if realtime:
                 ahead = (int(f.send_ms[i]) - int(f.send_ms[0])) / 1000 - (time.monotonic() - began)
                 if ahead > 0:

@@ -65,10 +65,15 @@ class Worker:
     along_m: float
     lateral_m: float
     steps: tuple[Step, ...]
+    firmware: str | None = None  # a firmware version of the supplier's (default: the profile's)
 
     @property
     def supplier(self) -> str:
         return self.device.split("/", 1)[0]
+
+    @property
+    def profile_key(self) -> tuple[str, str | None]:
+        return self.supplier, self.firmware
 
 
 #: What a structure does to GNSS: error ×, multipath bias (m), fix type it degrades to,
@@ -103,6 +108,14 @@ class Scenario:
     workers: tuple[Worker, ...]
     suppliers: dict[str, SupplierProfile] = field(default_factory=dict)
     structures: tuple[Structure, ...] = ()
+    #: (supplier, firmware) -> the profile of that firmware version, where it differs
+    firmware_profiles: dict[tuple[str, str], SupplierProfile] = field(default_factory=dict)
+
+    def profile(self, worker: Worker) -> SupplierProfile:
+        """The profile of the device a worker wears (its firmware version's, if given)."""
+        if worker.firmware is not None:
+            return self.firmware_profiles[(worker.supplier, worker.firmware)]
+        return self.suppliers[worker.supplier]
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -151,9 +164,18 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ScenarioError("[scenario].seed", f"must be a whole number, got {seed!r}")
     duration = _number(head, "duration_s", "[scenario]", minimum=1)
-    suppliers = {}
+    suppliers, firmware_profiles = {}, {}
     for supplier, table in (data.get("supplier") or {}).items():
-        suppliers[supplier] = SupplierProfile.from_mapping(table, f"[supplier.{supplier}]")
+        where = f"[supplier.{supplier}]"
+        versions = dict(table.get("firmware_versions") or {})
+        common = {k: v for k, v in table.items() if k != "firmware_versions"}
+        suppliers[supplier] = SupplierProfile.from_mapping(common, where)
+        for version, changes in versions.items():
+            # a firmware version behaving differently (NRA24-05): the base profile, changed
+            firmware_profiles[(supplier, version)] = SupplierProfile.from_mapping(
+                {**common, **dict(changes), "firmware": version},
+                f"{where}.firmware_versions.{version}",
+            )
     workers = []
     for i, w in enumerate(data.get("worker") or []):
         workers.append(_worker(w, f"worker[{i}]", night, suppliers))
@@ -178,6 +200,12 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
         if hi <= lo:
             raise ScenarioError(f"{where}.to_along_m", "must be beyond from_along_m")
         structures.append(Structure(kind, lo, hi))
+    for w in workers:
+        if w.firmware is not None and (w.supplier, w.firmware) not in firmware_profiles:
+            raise ScenarioError(
+                f"worker {w.name!r}.firmware",
+                f"{w.supplier} has no firmware version {w.firmware!r} in its profile",
+            )
     return Scenario(
         name,
         (base / site).resolve(),
@@ -188,6 +216,7 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
         tuple(workers),
         suppliers,
         tuple(structures),
+        firmware_profiles,
     )
 
 
@@ -206,12 +235,16 @@ def _worker(w: Mapping, where: str, night: bool, suppliers: Mapping) -> Worker:
     steps = []
     for k, s in enumerate(w.get("steps") or []):
         steps.append(_step(s, f"{where}.steps[{k}]", night))
+    firmware = w.get("firmware")
+    if firmware is not None and not isinstance(firmware, str):
+        raise ScenarioError(f"{where}.firmware", 'must be text, e.g. "2.5.0"')
     return Worker(
         name,
         device,
         _number(w, "along_m", where, minimum=0),
         _number(w, "lateral_m", where),
         tuple(steps),
+        firmware,
     )
 
 
