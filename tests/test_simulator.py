@@ -299,5 +299,5 @@ def test_a_firmware_version_that_behaves_differently_is_simulated_as_such(site):
         medians.append(np.median(np.hypot(f.x_m[mine] - tx, f.y_m[mine] - ty)))
     assert medians[1] > 2 * medians[0]
     data["worker"][1]["firmware"] = "9.9.9"
-    with pytest.raises(ScenarioError, match="no firmware version '9.9.9'"):
+    with pytest.raises(ScenarioError, match=r"no firmware version '9\.9\.9'"):
         scenario_from_mapping(data)
