@@ -301,3 +301,40 @@ def test_a_firmware_version_that_behaves_differently_is_simulated_as_such(site):
     data["worker"][1]["firmware"] = "9.9.9"
     with pytest.raises(ScenarioError, match=r"no firmware version '9\.9\.9'"):
         scenario_from_mapping(data)
+
+
+def test_rfid_tags_are_read_only_in_range_at_their_reader_less_misses(site):
+    data = base_mapping()
+    data["scenario"]["duration_s"] = 1800
+    data["supplier"] = {"tagco": {"technology": "RFID", "fix_rate_hz": 2, "latency_ms": 50}}
+    data["rfid_reader"] = [
+        {"id": "gate-1", "along_m": 450, "lateral_m": -3.0, "range_m": 2.0, "miss_rate": 0.1},
+        {"id": "gate-2", "along_m": 600, "lateral_m": -3.0, "range_m": 2.0, "miss_rate": 0.1},
+    ]
+    data["worker"] = [
+        {
+            "name": "tag",
+            "device": "tagco/t1",
+            "along_m": 430,
+            "lateral_m": -3.0,
+            "steps": [{"do": "walk", "distance_m": 200, "speed_mps": 0.2}],
+        }
+    ]
+    scenario = scenario_from_mapping(data)
+    sim = simulate(scenario, site)
+    f, t = sim.fixes, sim.truth
+    assert set(f.reader) == {"gate-1", "gate-2"} and set(f.fix_type) == {"RFID"}
+    true_x = np.interp(f.true_ms, t.t_ms, t.x_m[0])
+    true_y = np.interp(f.true_ms, t.t_ms, t.y_m[0])
+    # every read was of a tag within the reader's range, and places it at the reader
+    assert (np.hypot(true_x - f.x_m, true_y - f.y_m) <= 2.0 + 1e-9).all()
+    assert (f.accuracy_m == 2.0).all()
+    # ~4 m of range at 0.2 m/s = ~20 s in range per reader, at 2 Hz, less 10 % missed
+    expected = 2 * 20 * 2 * 0.9
+    assert len(f) == pytest.approx(expected, rel=0.25)
+    from devices.sim.publish import ingest_readers
+
+    readers = {r.reader_id: r for r in ingest_readers(sim, site)}
+    x, y = site.locate(np.array([readers["gate-1"].lat]), np.array([readers["gate-1"].lon]))
+    assert x[0] == pytest.approx(t.reader_x_m[0], abs=1e-6)
+    assert y[0] == pytest.approx(t.reader_y_m[0], abs=1e-6)

@@ -43,6 +43,8 @@ class Truth:
     y_m: np.ndarray
     inside: np.ndarray  # in the safe zone
     distance_m: np.ndarray  # signed distance to its edge (+ inside)
+    reader_x_m: np.ndarray  # the scenario's RFID readers, site metres
+    reader_y_m: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Fixes:
     y_m: np.ndarray
     accuracy_m: np.ndarray  # the accuracy the device reported
     fix_type: np.ndarray  # object array: what the device said its fix was
+    reader: np.ndarray  # object array: the RFID reader that read the tag ("" for GNSS)
     battery_pct: np.ndarray
     lat: np.ndarray  # reported position, ETRS89
     lon: np.ndarray
@@ -129,6 +132,57 @@ def _structure_effects(
     return worse, bias_x, bias_y, outage, fix_type
 
 
+def reader_positions(scenario: Scenario, site: Site) -> tuple[np.ndarray, np.ndarray]:
+    """Site metres of the scenario's RFID readers."""
+    frame = TrackFrame.from_vertices(_line(scenario, site))
+    along = np.array([r.along_m for r in scenario.rfid_readers], dtype=np.float64)
+    lateral = np.array([r.lateral_m for r in scenario.rfid_readers], dtype=np.float64)
+    return frame.to_xy(along, lateral)
+
+
+def _rfid_reads(
+    scenario: Scenario,
+    p: SupplierProfile,
+    rng: np.random.Generator,
+    workers: np.ndarray,
+    truth: Truth,
+) -> dict[str, np.ndarray]:
+    """Reads of each tag by the nearest reader in range, at the read rate, less misses."""
+    readers = scenario.rfid_readers
+    if not readers:
+        raise ScenarioError("[[rfid_reader]]", "an RFID supplier needs readers on the site")
+    rx, ry = truth.reader_x_m, truth.reader_y_m
+    step = max(1, round(TRUTH_HZ / p.fix_rate_hz))
+    idx = np.arange(0, truth.x_m.shape[1], step)
+    x = truth.x_m[workers][:, idx]
+    y = truth.y_m[workers][:, idx]
+    distance = np.hypot(x[..., None] - rx, y[..., None] - ry)  # (tags, reads, readers)
+    nearest = distance.argmin(axis=2)
+    closest = np.take_along_axis(distance, nearest[..., None], axis=2)[..., 0]
+    ranges = np.array([r.range_m for r in readers])
+    misses = np.array([r.miss_rate for r in readers])
+    read = (closest <= ranges[nearest]) & (rng.random(nearest.shape) >= misses[nearest])
+    latency = np.maximum(0.0, rng.normal(p.latency_ms, p.latency_jitter_ms, nearest.shape))
+    tag, k = np.nonzero(read)
+    seq = np.cumsum(read, axis=1)[tag, k] - 1  # sequence numbers count actual reads
+    r = nearest[tag, k]
+    t_ms = truth.t_ms[idx][k]
+    ids = np.array([reader.reader_id for reader in readers], dtype=object)
+    return {
+        "worker": workers[tag],
+        "seq": seq.astype(np.int64),
+        "true_ms": t_ms,
+        "fix_ms": t_ms + round(p.clock_offset_ms),
+        "send_ms": t_ms + np.round(latency[tag, k]).astype(np.int64),
+        "x_m": rx[r],
+        "y_m": ry[r],
+        "accuracy_m": ranges[r],
+        "fix_type": np.full(tag.size, "RFID", dtype=object),
+        "reader": ids[r],
+        "battery_pct": np.clip(100.0 - p.battery_drain_pct_per_h * t_ms / 3.6e6, 0.0, 100.0),
+    }
+
+
 def _rng(seed: int, *names: str) -> np.random.Generator:
     """A stream per (seed, name…): adding a worker does not change another's noise."""
     return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
@@ -185,6 +239,7 @@ def simulate(scenario: Scenario, site: Site) -> Simulation:
         y.reshape(shape),
         ev.inside.reshape(shape),
         ev.distance_m.reshape(shape),
+        *reader_positions(scenario, site),
     )
     excursions = _excursions(truth)
     fixes = _fixes(scenario, site, truth)
@@ -235,6 +290,8 @@ def _supplier_fixes(
 ) -> dict[str, np.ndarray]:
     rng = _rng(scenario.seed, "supplier", supplier)
     period_s = 1.0 / p.fix_rate_hz
+    if p.is_rfid:
+        return _rfid_reads(scenario, p, rng, workers, truth)
     n = int(scenario.duration_s * p.fix_rate_hz)
     phase = rng.random(workers.size) * period_s  # devices are not in step with each other
     t_s = phase[:, None] + np.arange(n)[None, :] * period_s
@@ -276,6 +333,7 @@ def _supplier_fixes(
         "y_m": y,
         "accuracy_m": reported,
         "fix_type": fix_type,
+        "reader": np.full((workers.size, n), "", dtype=object),
         "battery_pct": np.clip(100.0 - p.battery_drain_pct_per_h * t_s / 3600, 0.0, 100.0),
     }
     kept = {k: v[keep] for k, v in out.items()}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
-FIX_TYPES = ("3D", "SBAS", "DGPS", "RTK float", "RTK fixed")
+FIX_TYPES = ("3D", "SBAS", "DGPS", "RTK float", "RTK fixed", "RFID")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class SupplierProfile:
     reorder_rate: float = 0.0  # share sent after the next fix
     battery_drain_pct_per_h: float = 4.0  # from 100 % at the start of the shift
 
+    @property
+    def is_rfid(self) -> bool:
+        """An RFID tag: located only when a reader reads it, at that reader."""
+        return self.technology.upper().startswith("RFID")
+
     @classmethod
     def from_mapping(cls, table: Mapping, where: str) -> SupplierProfile:
         from devices.sim.scenario import ScenarioError
@@ -48,6 +53,8 @@ class SupplierProfile:
         profile = cls(**values)
         if profile.format not in ("native", "owntracks", "nmea"):
             raise ScenarioError(f"{where}.format", "must be native, owntracks or nmea")
+        if profile.is_rfid:
+            profile = replace(profile, fix_type="RFID")
         if profile.fix_type not in FIX_TYPES:
             raise ScenarioError(f"{where}.fix_type", f"must be one of {', '.join(FIX_TYPES)}")
         if not 0 < profile.fix_rate_hz <= 20:

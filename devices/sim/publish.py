@@ -138,19 +138,32 @@ def publish(
                 ahead = (int(f.send_ms[i]) - int(f.send_ms[0])) / 1000 - (time.monotonic() - began)
                 if ahead > 0:
                     time.sleep(ahead)
-            body = payload(
-                profile.format,
-                name,
-                int(f.seq[i]),
-                start_ms + int(f.fix_ms[i]),
-                float(f.lat[i]),
-                float(f.lon[i]),
-                float(f.accuracy_m[i]),
-                str(f.fix_type[i]),
-                profile.firmware,
-                float(f.battery_pct[i]),
-            )
-            pending.append(clients[w].publish(f"{PREFIX}/{supplier}/{name}/fix", body, qos=1))
+            if profile.is_rfid:
+                kind = "rfid"
+                body = json.dumps(
+                    {
+                        "reader_id": str(f.reader[i]),
+                        "tag_id": name,
+                        "seq": int(f.seq[i]),
+                        "time_ms": start_ms + int(f.fix_ms[i]),
+                        "battery_pct": round(float(f.battery_pct[i]), 1),
+                    }
+                ).encode()
+            else:
+                kind = "fix"
+                body = payload(
+                    profile.format,
+                    name,
+                    int(f.seq[i]),
+                    start_ms + int(f.fix_ms[i]),
+                    float(f.lat[i]),
+                    float(f.lon[i]),
+                    float(f.accuracy_m[i]),
+                    str(f.fix_type[i]),
+                    profile.firmware,
+                    float(f.battery_pct[i]),
+                )
+            pending.append(clients[w].publish(f"{PREFIX}/{supplier}/{name}/{kind}", body, qos=1))
             if len(pending) >= 5000:
                 for info in pending:
                     info.wait_for_publish(60)
@@ -166,6 +179,17 @@ def publish(
             c.disconnect()  # a clean goodbye: the last will is not sent
             c.loop_stop()
     return Published(len(f), time.monotonic() - began)
+
+
+def ingest_readers(sim: Simulation, site) -> list:
+    """The scenario's RFID readers as ingest knows them (surveyed ETRS89 positions)."""
+    from ingest.codecs import RfidReader
+
+    lat, lon = site.frame.to_etrs89(sim.truth.reader_x_m, sim.truth.reader_y_m)
+    return [
+        RfidReader(r.reader_id, float(a), float(o), r.range_m)
+        for r, a, o in zip(sim.scenario.rfid_readers, lat, lon, strict=True)
+    ]
 
 
 def text_progress(done: int, total: int) -> None:

@@ -98,6 +98,17 @@ class Structure:
 
 
 @dataclass(frozen=True)
+class RfidReaderSpec:
+    """An RFID reader on the site, positioned like a worker: along the line and to its left."""
+
+    reader_id: str
+    along_m: float
+    lateral_m: float
+    range_m: float
+    miss_rate: float  # share of reads missed while a tag is in range
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     site_file: Path
@@ -110,6 +121,7 @@ class Scenario:
     structures: tuple[Structure, ...] = ()
     #: (supplier, firmware) -> the profile of that firmware version, where it differs
     firmware_profiles: dict[tuple[str, str], SupplierProfile] = field(default_factory=dict)
+    rfid_readers: tuple[RfidReaderSpec, ...] = ()
 
     def profile(self, worker: Worker) -> SupplierProfile:
         """The profile of the device a worker wears (its firmware version's, if given)."""
@@ -200,6 +212,24 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
         if hi <= lo:
             raise ScenarioError(f"{where}.to_along_m", "must be beyond from_along_m")
         structures.append(Structure(kind, lo, hi))
+    readers = []
+    for i, item in enumerate(data.get("rfid_reader") or []):
+        where = f"rfid_reader[{i}]"
+        reader_id = item.get("id")
+        if not isinstance(reader_id, str) or not reader_id:
+            raise ScenarioError(f"{where}.id", "every reader needs an id")
+        miss = _number(item, "miss_rate", where, default=0.0, minimum=0)
+        if miss >= 1:
+            raise ScenarioError(f"{where}.miss_rate", "is a share of reads, below 1")
+        readers.append(
+            RfidReaderSpec(
+                reader_id,
+                _number(item, "along_m", where, minimum=0),
+                _number(item, "lateral_m", where),
+                _number(item, "range_m", where, minimum=0.1),
+                miss,
+            )
+        )
     for w in workers:
         if w.firmware is not None and (w.supplier, w.firmware) not in firmware_profiles:
             raise ScenarioError(
@@ -217,6 +247,7 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
         suppliers,
         tuple(structures),
         firmware_profiles,
+        tuple(readers),
     )
 
 
