@@ -338,3 +338,143 @@ def test_rfid_tags_are_read_only_in_range_at_their_reader_less_misses(site):
     x, y = site.locate(np.array([readers["gate-1"].lat]), np.array([readers["gate-1"].lon]))
     assert x[0] == pytest.approx(t.reader_x_m[0], abs=1e-6)
     assert y[0] == pytest.approx(t.reader_y_m[0], abs=1e-6)
+
+
+def _write_gpx(path, t_ms, lat, lon):
+    import datetime as dt
+
+    points = "".join(
+        f'<trkpt lat="{a:.9f}" lon="{o:.9f}"><time>'
+        f"{dt.datetime.fromtimestamp(t / 1000, dt.UTC).isoformat(timespec='milliseconds')}"
+        f"</time></trkpt>"
+        for t, a, o in zip(t_ms, lat, lon, strict=True)
+    )
+    path.write_text(
+        '<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><trkseg>{points}</trkseg></trk></gpx>"
+    )
+
+
+@pytest.mark.parametrize("log_format", ["gpx", "nmea", "csv"])
+def test_a_recording_imports_as_a_run_with_the_same_truth(tmp_path, run, site, log_format):
+    from devices.sim.publish import payload
+    from devices.sim.recordings import import_recording
+
+    start = 1_795_000_000_000  # a recorded shift, November 2026
+    truth = run.truth
+    every_second = np.arange(0, truth.t_ms.size, 10)
+    ref_lat, ref_lon = site.frame.to_etrs89(truth.x_m[1, every_second], truth.y_m[1, every_second])
+    reference = tmp_path / "reference.gpx"
+    _write_gpx(reference, start + truth.t_ms[every_second], ref_lat, ref_lon)
+    f = run.fixes
+    mine = np.flatnonzero(f.worker == 1)
+    mine = mine[np.unique(f.seq[mine], return_index=True)[1]]  # one of each, in seq order
+    log = tmp_path / f"device.{log_format}"
+    if log_format == "gpx":
+        _write_gpx(log, start + f.fix_ms[mine], f.lat[mine], f.lon[mine])
+    elif log_format == "nmea":
+        log.write_bytes(
+            b"".join(
+                payload(
+                    "nmea",
+                    "gn",
+                    int(f.seq[i]),
+                    start + int(f.fix_ms[i]),
+                    float(f.lat[i]),
+                    float(f.lon[i]),
+                    float(f.accuracy_m[i]),
+                    "DGPS",
+                    "1",
+                )
+                for i in mine
+            )
+        )
+    else:
+        log.write_text(
+            "time_ms,lat,lon,accuracy_m,seq\n"
+            + "".join(
+                f"{start + f.fix_ms[i]},{f.lat[i]:.9f},{f.lon[i]:.9f},"
+                f"{f.accuracy_m[i]:.3f},{f.seq[i]}\n"
+                for i in mine
+            )
+        )
+    rec = import_recording(log, reference, site, "gnssco/gn-0207")
+    assert len(rec.fixes) == mine.size
+    tolerance = 0.05 if log_format == "nmea" else 1e-3  # NMEA keeps 1e-5 minutes (~2 cm)
+    np.testing.assert_allclose(rec.fixes.x_m, f.x_m[mine], atol=tolerance)
+    sim_ex, rec_ex = run.excursions, rec.excursions
+    assert len(rec_ex.worker) == len(sim_ex.worker) == 1
+    assert abs(int(rec_ex.start_ms[0]) - int(sim_ex.start_ms[0])) <= 1000  # 1 Hz reference
+    assert rec_ex.depth_m[0] == pytest.approx(sim_ex.depth_m[0], abs=0.15)
+
+
+def test_a_bad_recording_is_refused_with_its_line(tmp_path, site):
+    from devices.sim.recordings import RecordingError, import_recording
+
+    bad = tmp_path / "device.csv"
+    bad.write_text("time_ms,lat,lon\n1795000000000,51.5,-0.1\nsoon,51.5,-0.1\n")
+    ref = tmp_path / "ref.csv"
+    ref.write_text("time_ms,lat,lon\n1795000000000,51.5,-0.1\n1795000001000,51.5,-0.1\n")
+    with pytest.raises(RecordingError, match="line 3"):
+        import_recording(bad, ref, site, "acme/a1")
+
+
+def test_the_sim_commands_run_and_refuse_bad_input(tmp_path):
+    import subprocess
+    import sys
+
+    def trackfence(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "trackfence.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+
+    done = trackfence("sim", "run", str(SCENARIO), "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert "1 true excursion(s)" in done.stdout
+    lines = (tmp_path / "run" / "excursions.csv").read_text().splitlines()
+    assert lines[0] == "worker,device,start_ms,end_ms,depth_m" and len(lines) == 2
+    ref = tmp_path / "ref.csv"
+    ref.write_text(
+        "time_ms,lat,lon\n1795000000000,51.5577,-0.1088\n1795000010000,51.5578,-0.1088\n"
+    )
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "time_ms,lat,lon,accuracy_m\n1795000001000,51.5577,-0.1088,0.5\n"
+        "1795000002000,51.5577,-0.1088,0.5\n"
+    )
+    site = str(ROOT / "examples/sites/ecm1-kings-cross.toml")
+    done = trackfence(
+        "sim",
+        "import",
+        str(log),
+        "--reference",
+        str(ref),
+        "--site",
+        site,
+        "--device",
+        "acme/a1",
+        "--out",
+        str(tmp_path / "rec"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rec" / "truth.csv").exists()
+    done = trackfence(
+        "sim",
+        "import",
+        str(log),
+        "--reference",
+        str(tmp_path / "none.gpx"),
+        "--site",
+        site,
+        "--device",
+        "acme/a1",
+    )
+    assert done.returncode == 2 and "cannot read" in done.stderr
+    bad = tmp_path / "bad.toml"
+    # (the speed is refused while reading, before the site is looked for)
+    bad.write_text(SCENARIO.read_text().replace("speed_mps = 1.4", "speed_mps = 12.0"))
+    done = trackfence("sim", "run", str(bad))
+    assert done.returncode == 2 and "faster than a person can walk" in done.stderr

@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("out/sim"), help="folder for truth files")
     run.add_argument("--realtime", action="store_true", help="publish at the pace of the shift")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
+    imp = sim_commands.add_parser(
+        "import",
+        help="turn a real recording into a run (its reference as the truth)",
+        description="Read a device log (CSV, NMEA or GPX) and a reference trajectory (CSV or "
+        "GPX, e.g. an RTK survey), and write the truth and excursions as a simulated run would.",
+    )
+    imp.add_argument("log", type=Path, help="the device's recorded fixes")
+    imp.add_argument("--reference", type=Path, required=True, help="where the wearer truly was")
+    imp.add_argument("--site", type=Path, required=True, help="the site file")
+    imp.add_argument("--device", required=True, help="supplier/device that made the log")
+    imp.add_argument("--out", type=Path, default=Path("out/recording"), help="output folder")
     return parser
 
 
@@ -90,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return _ingest(args)
     if args.command == "sim" and args.sim_command == "run":
         return _sim_run(args)
+    if args.command == "sim" and args.sim_command == "import":
+        return _sim_import(args)
     return 2  # pragma: no cover - argparse rejects other commands
 
 
@@ -147,6 +160,26 @@ def _sim_run(args: argparse.Namespace) -> int:
             print(f"trackfence sim: {exc}", file=sys.stderr)
             return 2
         print(f"published {done.messages:,} fixes in {done.seconds:.1f} s")
+    return 0
+
+
+def _sim_import(args: argparse.Namespace) -> int:
+    from devices.sim.publish import write_truth
+    from devices.sim.recordings import RecordingError, import_recording
+    from trackfence.sites import load_site
+
+    try:
+        site = load_site(args.site)
+        run = import_recording(args.log, args.reference, site, args.device)
+    except (RecordingError, GeofenceError) as exc:
+        print(f"trackfence sim import: {exc}", file=sys.stderr)
+        return 2
+    written = write_truth(run, args.out, 0)
+    print(
+        f"{run.scenario.name}: {len(run.fixes):,} fixes, {len(run.excursions.worker)} true "
+        f"excursion(s) over {run.scenario.duration_s:.0f} s; "
+        f"truth in {', '.join(str(p) for p in written)}"
+    )
     return 0
 
 
