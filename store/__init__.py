@@ -10,7 +10,16 @@ picks the backend from the URL. This package imports nothing else of ours.
 """
 
 from store.contract import Store, StoreError, StoreUnavailableError, open_store
-from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix
+from store.records import (
+    Alert,
+    Batch,
+    DeadLetter,
+    DeviceState,
+    Event,
+    Fix,
+    TrueExcursion,
+    TruthSamples,
+)
 
 __all__ = [
     "Alert",
@@ -22,5 +31,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "TrueExcursion",
+    "TruthSamples",
     "open_store",
 ]

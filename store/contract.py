@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix
+from store.records import (
+    Alert,
+    Batch,
+    DeadLetter,
+    DeviceState,
+    Event,
+    Fix,
+    TrueExcursion,
+    TruthSamples,
+)
 
 
 class StoreError(RuntimeError):
@@ -42,6 +51,14 @@ class Store(Protocol):
     def alerts(self, device_id: str | None = None) -> list[Alert]: ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
+
+    def write_truth(self, truth: TruthSamples, excursions: list[TrueExcursion]) -> None:
+        """Keep a run's ground truth (idempotent, like every write)."""
+        ...
+
+    def true_excursions(self, run_id: str) -> list[TrueExcursion]: ...
+
+    def truth_count(self, run_id: str) -> int: ...
 
     def latest_device_states(self) -> list[DeviceState]:
         """Each device's last accepted fix (by fix time, then seq) and its state."""

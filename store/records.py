@@ -90,6 +90,41 @@ class DeviceState:
     received_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class TrueExcursion:
+    """One true excursion out of the safe zone during a run."""
+
+    run_id: str
+    device_id: str
+    start_ms: int
+    end_ms: int
+    depth_m: float
+
+
+@dataclass(frozen=True)
+class TruthSamples:
+    """A run's ground truth, columnar (millions of rows: kept as arrays, not records)."""
+
+    run_id: str
+    device_id: list[str]
+    time_ms: list[int]
+    x_m: list[float]
+    y_m: list[float]
+    inside: list[bool]
+    distance_m: list[float | None]
+
+    def rows(self):
+        return zip(
+            self.device_id,
+            self.time_ms,
+            self.x_m,
+            self.y_m,
+            self.inside,
+            self.distance_m,
+            strict=True,
+        )
+
+
 @dataclass
 class Batch:
     """Everything one micro-batch produced; written in one transaction."""

@@ -17,7 +17,17 @@ from pathlib import Path
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
 from store.query import range_filter
-from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix, columns
+from store.records import (
+    Alert,
+    Batch,
+    DeadLetter,
+    DeviceState,
+    Event,
+    Fix,
+    TrueExcursion,
+    TruthSamples,
+    columns,
+)
 
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
@@ -160,6 +170,35 @@ class SqliteStore:
             t: self._select(f"SELECT count(*) FROM {t}", [])[0][0]
             for t in ("fixes", "events", "alerts", "dead_letters")
         }
+
+    def write_truth(self, truth: TruthSamples, excursions: list[TrueExcursion]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO truth VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    ((truth.run_id, *row) for row in truth.rows()),
+                )
+                self._db.executemany(
+                    "INSERT INTO true_excursions VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [(e.run_id, e.device_id, e.start_ms, e.end_ms, e.depth_m) for e in excursions],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite refused the truth, nothing kept: {exc}") from exc
+
+    def true_excursions(self, run_id: str) -> list[TrueExcursion]:
+        rows = self._select(
+            "SELECT run_id, device_id, start_ms, end_ms, depth_m FROM true_excursions "
+            "WHERE run_id = ? ORDER BY device_id, start_ms",
+            [run_id],
+        )
+        return [TrueExcursion(*r) for r in rows]
+
+    def truth_count(self, run_id: str) -> int:
+        return int(self._select("SELECT count(*) FROM truth WHERE run_id = ?", [run_id])[0][0])
 
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._select(

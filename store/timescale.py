@@ -16,7 +16,17 @@ import psycopg
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
 from store.query import range_filter
-from store.records import Alert, Batch, DeadLetter, DeviceState, Event, Fix, columns
+from store.records import (
+    Alert,
+    Batch,
+    DeadLetter,
+    DeviceState,
+    Event,
+    Fix,
+    TrueExcursion,
+    TruthSamples,
+    columns,
+)
 
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
@@ -236,6 +246,46 @@ class TimescaleStore:
             (),
         )
         return [DeadLetter(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
+    def write_truth(self, truth: TruthSamples, excursions: list[TrueExcursion]) -> None:
+        conn = self._connect()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS stage_truth (device_id text, time_ms bigint, "
+                    "x_m double precision, y_m double precision, inside boolean, "
+                    "distance_m double precision) ON COMMIT DELETE ROWS"
+                )
+                with cur.copy("COPY stage_truth FROM STDIN") as copy:
+                    for row in truth.rows():
+                        copy.write_row(row)
+                cur.execute(
+                    "INSERT INTO truth SELECT %s, device_id, to_timestamp(time_ms / 1000.0), x_m, "
+                    "y_m, inside, distance_m FROM stage_truth ON CONFLICT DO NOTHING",
+                    (truth.run_id,),
+                )
+                cur.executemany(
+                    "INSERT INTO true_excursions VALUES (%s, %s, to_timestamp(%s / 1000.0), "
+                    "to_timestamp(%s / 1000.0), %s) ON CONFLICT DO NOTHING",
+                    [(e.run_id, e.device_id, e.start_ms, e.end_ms, e.depth_m) for e in excursions],
+                )
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailableError(f"TimescaleDB write failed, nothing kept: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"TimescaleDB refused the truth: {exc}") from exc
+
+    def true_excursions(self, run_id: str) -> list[TrueExcursion]:
+        rows = self._query(
+            "SELECT run_id, device_id, (round(EXTRACT(EPOCH FROM start_time) * 1000))::bigint, "
+            "(round(EXTRACT(EPOCH FROM end_time) * 1000))::bigint, depth_m FROM true_excursions "
+            "WHERE run_id = %s ORDER BY device_id, start_time",
+            (run_id,),
+        )
+        return [TrueExcursion(*r) for r in rows]
+
+    def truth_count(self, run_id: str) -> int:
+        return int(self._query("SELECT count(*) FROM truth WHERE run_id = %s", (run_id,))[0][0])
 
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._query(

@@ -431,9 +431,27 @@ def test_the_sim_commands_run_and_refuse_bad_input(tmp_path):
             cwd=ROOT,
         )
 
-    done = trackfence("sim", "run", str(SCENARIO), "--out", str(tmp_path / "run"))
+    db = tmp_path / "trial.sqlite"
+    done = trackfence(
+        "sim",
+        "run",
+        str(SCENARIO),
+        "--out",
+        str(tmp_path / "run"),
+        "--db",
+        f"sqlite:///{db}",
+        "--run-id",
+        "r1",
+    )
     assert done.returncode == 0, done.stderr
     assert "1 true excursion(s)" in done.stdout
+    from store.sqlite import SqliteStore
+
+    kept = SqliteStore(db)
+    scenario = load_scenario(SCENARIO)
+    assert kept.truth_count("r1") == len(scenario.workers) * scenario.duration_s * 10
+    assert [e.device_id for e in kept.true_excursions("r1")] == ["gnssco/gn-0207"]
+    kept.close()
     lines = (tmp_path / "run" / "excursions.csv").read_text().splitlines()
     assert lines[0] == "worker,device,start_ms,end_ms,depth_m" and len(lines) == 2
     ref = tmp_path / "ref.csv"

@@ -62,7 +62,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_versioned_and_run_once(store):
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     assert store.migrate() == []
 
 
@@ -179,6 +179,28 @@ def test_latest_device_states_for_a_restarted_worker(store):
     latest = {s.device_id: s for s in store.latest_device_states()}
     assert (latest[a].seq, latest[a].state, latest[a].fix_ms) == (2, "BREACH", T0 + 1000)
     assert latest[b].state == "WARNING"
+
+
+def test_a_runs_truth_is_kept_once(store):
+    from store import TrueExcursion, TruthSamples
+
+    run = f"run-{uuid.uuid4().hex[:6]}"
+    n = 2000
+    truth = TruthSamples(
+        run,
+        ["acme/a1"] * n,
+        [T0 + 100 * i for i in range(n)],
+        [0.5 * i for i in range(n)],
+        [-3.0] * n,
+        [i % 300 < 280 for i in range(n)],
+        [1.5 - (i % 300 >= 280) * 2.0 for i in range(n)],
+    )
+    excursions = [TrueExcursion(run, "acme/a1", T0 + 28_000, T0 + 30_000, 0.5)]
+    store.write_truth(truth, excursions)
+    store.write_truth(truth, excursions)  # written again: kept once
+    assert store.truth_count(run) == n
+    assert store.true_excursions(run) == excursions
+    assert store.true_excursions("another run") == []
 
 
 def test_store_urls():

@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("out/sim"), help="folder for truth files")
     run.add_argument("--realtime", action="store_true", help="publish at the pace of the shift")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument(
+        "--db", help="also keep the truth in this store (postgresql://… or sqlite:///…)"
+    )
+    run.add_argument("--run-id", help="name of this run in the store (default: scenario and time)")
     imp = sim_commands.add_parser(
         "import",
         help="turn a real recording into a run (its reference as the truth)",
@@ -146,6 +150,20 @@ def _sim_run(args: argparse.Namespace) -> int:
     now_ms = time.time_ns() // 1_000_000
     start_ms = now_ms if args.realtime else now_ms - round(scenario.duration_s * 1000)
     written = write_truth(sim, args.out, start_ms)
+    if args.db:
+        from devices.sim.publish import truth_records
+        from store import StoreError, open_store
+
+        run_id = args.run_id or f"{args.scenario.stem}-{start_ms}"
+        try:
+            store = open_store(args.db)
+            store.migrate()
+            store.write_truth(*truth_records(sim, run_id, start_ms))
+            store.close()
+        except StoreError as exc:
+            print(f"trackfence sim: {exc}", file=sys.stderr)
+            return 2
+        written.append(f"{args.db} (run {run_id})")
     ex = sim.excursions
     print(
         f"{scenario.name}: {len(scenario.workers)} workers, {len(sim.fixes):,} fixes, "

@@ -192,6 +192,30 @@ def ingest_readers(sim: Simulation, site) -> list:
     ]
 
 
+def truth_records(sim: Simulation, run_id: str, start_ms: int):
+    """The run's truth and excursions as store records (store.TruthSamples, TrueExcursion)."""
+    from store import TrueExcursion, TruthSamples
+
+    t = sim.truth
+    devices = [w.device for w in sim.scenario.workers]
+    w_idx, s_idx = np.indices(t.x_m.shape)
+    samples = TruthSamples(
+        run_id,
+        [devices[w] for w in w_idx.ravel()],
+        (start_ms + t.t_ms[s_idx.ravel()]).tolist(),
+        t.x_m.ravel().tolist(),
+        t.y_m.ravel().tolist(),
+        t.inside.ravel().tolist(),
+        t.distance_m.ravel().tolist(),
+    )
+    ex = sim.excursions
+    excursions = [
+        TrueExcursion(run_id, devices[w], start_ms + int(s), start_ms + int(e), float(d))
+        for w, s, e, d in zip(ex.worker, ex.start_ms, ex.end_ms, ex.depth_m, strict=True)
+    ]
+    return samples, excursions
+
+
 def text_progress(done: int, total: int) -> None:
     """A one-line progress bar on stderr."""
     width = 40
