@@ -1,0 +1,1 @@
+"""Trials: scoring each supplier against ground truth (trials.metrics, trials.intervals)."""
