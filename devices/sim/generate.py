@@ -241,7 +241,7 @@ def simulate(scenario: Scenario, site: Site) -> Simulation:
         ev.distance_m.reshape(shape),
         *reader_positions(scenario, site),
     )
-    excursions = _excursions(truth)
+    excursions = label_excursions(truth)
     fixes = _fixes(scenario, site, truth)
     return Simulation(scenario, truth, excursions, fixes)
 
@@ -258,7 +258,8 @@ def _line(scenario: Scenario, site: Site) -> np.ndarray:
     raise ScenarioError("[scenario].line", f"no line {scenario.line!r} at the site ({names})")
 
 
-def _excursions(truth: Truth) -> Excursions:
+def label_excursions(truth: Truth) -> Excursions:
+    """Every run of truth samples outside the safe zone: start, end and depth."""
     outside = ~truth.inside
     edges = np.diff(outside.astype(np.int8), axis=1, prepend=0, append=0)
     w_start, i_start = np.nonzero(edges == 1)

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from devices.sim.generate import TRUTH_HZ, Excursions, Fixes, Simulation, Truth, _excursions
+from devices.sim.generate import (
+    TRUTH_HZ,
+    Excursions,
+    Fixes,
+    Simulation,
+    Truth,
+    label_excursions,
+)
 from devices.sim.profiles import SupplierProfile
 from devices.sim.scenario import Scenario, ScenarioError, Worker
 from geofence.site import Site
@@ -154,7 +161,7 @@ def import_recording(device_log: Path, reference: Path, site: Site, device: str)
         np.zeros(0),
         np.zeros(0),
     )
-    excursions: Excursions = _excursions(truth)
+    excursions: Excursions = label_excursions(truth)
     fx, fy = site.locate(log["lat"], log["lon"])
     n = log["time_ms"].size
     rel = log["time_ms"] - start
