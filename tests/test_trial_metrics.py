@@ -108,3 +108,35 @@ def test_availability_and_time_without_protection():
     assert a.availability == pytest.approx(0.8)
     assert a.gaps == 1  # 49 s to 70 s
     assert a.unprotected_s == pytest.approx(21.0 - 10.0)
+
+
+def test_a_simulated_run_scored_offline_finds_what_the_scenario_put_in():
+    from dataclasses import replace
+
+    from devices.sim.generate import simulate
+    from devices.sim.scenario import load_scenario
+    from geofence.breach import BreachConfig
+    from tests.conftest import ROOT
+    from trackfence.sites import load_site
+    from trials.score import decide_offline, score_run
+
+    scenario = load_scenario(ROOT / "examples/scenarios/adjacent-open-line.toml")
+    scenario = replace(scenario, duration_s=1800)
+    site = load_site(scenario.site_file)
+    sim = simulate(scenario, site)
+    scores = {s.worker: s for s in score_run(sim, decide_offline(sim, site, BreachConfig()))}
+    walker, absorbed = scores["cess walker"], scores["absorbed"]
+    # the RTK device (CEP50 0.05 m) is accurate; the SBAS one (0.8 m) is not, and says less
+    assert walker.accuracy.cep50_m < 0.15
+    assert 0.4 < absorbed.accuracy.cep50_m < 1.3
+    assert (
+        absorbed.accuracy.cep50_ci_m[0]
+        <= absorbed.accuracy.cep50_m
+        <= absorbed.accuracy.cep50_ci_m[1]
+    )
+    # the one true excursion was detected, early rather than late
+    assert (absorbed.detection.excursions, absorbed.detection.detected) == (1, 1)
+    assert absorbed.detection.time_to_alert_s[0] < 5.0
+    assert walker.detection.excursions == 0
+    # availability reflects the RTK device's 1 % drop rate
+    assert walker.availability.availability == pytest.approx(0.99, abs=0.01)
