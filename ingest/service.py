@@ -90,7 +90,8 @@ class IngestService:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=settings.paho_protocol,
+            clean_session=None if settings.paho_protocol == mqtt.MQTTv5 else False,
             manual_ack=True,
         )
         if settings.username:
@@ -138,10 +139,15 @@ class IngestService:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._prepare_store(restore=True)
         host, port = self.settings.broker_host_port
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self.client.connect_async(host, port, keepalive=15, clean_start=False, properties=props)
+        if self.client.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            props.ReceiveMaximum = RECEIVE_MAXIMUM
+            self.client.connect_async(
+                host, port, keepalive=15, clean_start=False, properties=props
+            )
+        else:  # 3.1.1: the persistent session is clean_session=False, set on the client
+            self.client.connect_async(host, port, keepalive=15)
         self.client.loop_start()
         self._worker = threading.Thread(target=self._run, name="ingest-decider", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)

@@ -5,6 +5,7 @@ broker = "mqtt://127.0.0.1:1883"        # TRACKFENCE_BROKER
 db = "postgresql://…"                    # TRACKFENCE_DB (or sqlite:///trial.sqlite)
 client_id = "trackfence-ingest-1"        # TRACKFENCE_CLIENT_ID; keep it stable: it names
                                          # the persistent session the broker queues for
+mqtt_protocol = "5"                      # TRACKFENCE_MQTT_PROTOCOL; or "3.1.1"
 username = "ingest"                      # TRACKFENCE_MQTT_USERNAME / _PASSWORD
 batch_max_fixes = 500                    # a micro-batch closes at this many messages...
 batch_max_wait_ms = 5                    # ...or this long after its first
@@ -47,12 +48,17 @@ class SettingsError(ValueError):
     pass
 
 
+#: MQTT protocol versions ingest speaks (v5 is the default; 3.1.1 for older brokers)
+PROTOCOLS = ("5", "3.1.1")
+
+
 @dataclass
 class IngestSettings:
     broker: str = "mqtt://127.0.0.1:1883"
     db: str = "sqlite:///trackfence.sqlite"
     client_id: str = "trackfence-ingest"
     group: str | None = None  # shared-subscription group of several workers (None: work alone)
+    mqtt_protocol: str = "5"  # "5", or "3.1.1" for brokers without v5 (no shared groups)
     username: str | None = None
     password: str | None = None
     batch_max_fixes: int = 500
@@ -64,6 +70,19 @@ class IngestSettings:
     rfid_readers: list[RfidReader] = field(default_factory=list)
     decisions: BreachConfig = field(default_factory=BreachConfig)
     base: Path = field(default_factory=Path.cwd)  # relative site files resolve from here
+
+    @property
+    def paho_protocol(self) -> int:
+        """paho's protocol constant; a shared group needs v5 (subscription identifiers)."""
+        import paho.mqtt.client as mqtt
+
+        if self.mqtt_protocol not in PROTOCOLS:
+            raise SettingsError(
+                f"mqtt_protocol {self.mqtt_protocol!r}: one of {', '.join(PROTOCOLS)}"
+            )
+        if self.group and self.mqtt_protocol != "5":
+            raise SettingsError("a shared-subscription group needs MQTT 5 (mqtt_protocol = \"5\")")
+        return mqtt.MQTTv5 if self.mqtt_protocol == "5" else mqtt.MQTTv311
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -101,6 +120,7 @@ _ENV = {
     "TRACKFENCE_MQTT_USERNAME": "username",
     "TRACKFENCE_MQTT_PASSWORD": "password",
     "TRACKFENCE_SPOOL": "spool",
+    "TRACKFENCE_MQTT_PROTOCOL": "mqtt_protocol",
 }
 
 

@@ -58,6 +58,10 @@ class Store(Protocol):
 
     def true_excursions(self, run_id: str) -> list[TrueExcursion]: ...
 
+    def truth(self, run_id: str) -> TruthSamples:
+        """A run's truth samples, ordered by device and time."""
+        ...
+
     def truth_count(self, run_id: str) -> int: ...
 
     def latest_device_states(self) -> list[DeviceState]:

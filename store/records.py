@@ -113,6 +113,13 @@ class TruthSamples:
     inside: list[bool]
     distance_m: list[float | None]
 
+    @classmethod
+    def from_rows(cls, run_id: str, rows: list[tuple]) -> TruthSamples:
+        """From (device_id, time_ms, x_m, y_m, inside, distance_m) rows, as a backend reads them."""
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+        device, time_ms, x_m, y_m, inside, distance_m = (list(c) for c in columns)
+        return cls(run_id, device, time_ms, x_m, y_m, [bool(i) for i in inside], distance_m)
+
     def rows(self):
         return zip(
             self.device_id,

@@ -200,6 +200,14 @@ class SqliteStore:
     def truth_count(self, run_id: str) -> int:
         return int(self._select("SELECT count(*) FROM truth WHERE run_id = ?", [run_id])[0][0])
 
+    def truth(self, run_id: str) -> TruthSamples:
+        rows = self._select(
+            "SELECT device_id, time_ms, x_m, y_m, inside, distance_m FROM truth "
+            "WHERE run_id = ? ORDER BY device_id, time_ms",
+            [run_id],
+        )
+        return TruthSamples.from_rows(run_id, rows)
+
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._select(
             "SELECT device_id, fix_ms, seq, state, fence, distance_m, received_ms FROM ("
@@ -236,3 +244,4 @@ def _statements(sql: str) -> list[str]:
     """Split a migration into statements (our migrations have no semicolons in literals)."""
     body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
+

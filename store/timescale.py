@@ -287,6 +287,14 @@ class TimescaleStore:
     def truth_count(self, run_id: str) -> int:
         return int(self._query("SELECT count(*) FROM truth WHERE run_id = %s", (run_id,))[0][0])
 
+    def truth(self, run_id: str) -> TruthSamples:
+        rows = self._query(
+            "SELECT device_id, (round(EXTRACT(EPOCH FROM time) * 1000))::bigint, x_m, y_m, "
+            "inside, distance_m FROM truth WHERE run_id = %s ORDER BY device_id, time",
+            (run_id,),
+        )
+        return TruthSamples.from_rows(run_id, rows)
+
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._query(
             "SELECT DISTINCT ON (device_id) device_id, "

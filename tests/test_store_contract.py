@@ -201,6 +201,10 @@ def test_a_runs_truth_is_kept_once(store):
     assert store.truth_count(run) == n
     assert store.true_excursions(run) == excursions
     assert store.true_excursions("another run") == []
+    back = store.truth(run)  # read back whole, for rescoring a trial
+    assert back.time_ms == truth.time_ms and back.x_m == truth.x_m
+    assert back.inside == truth.inside and back.distance_m == truth.distance_m
+    assert store.truth("another run").time_ms == []
 
 
 def test_store_urls():

@@ -140,3 +140,10 @@ def test_a_simulated_run_scored_offline_finds_what_the_scenario_put_in():
     assert walker.detection.excursions == 0
     # availability reflects the RTK device's 1 % drop rate
     assert walker.availability.availability == pytest.approx(0.99, abs=0.01)
+
+
+def test_a_device_that_never_alerts_misses_every_excursion():
+    d = detection(np.array([10_000, 50_000]), np.array([20_000, 60_000]), np.array([]), 1.0)
+    assert (d.excursions, d.detected, d.false_alerts) == (2, 0, 0)
+    assert d.detection_rate == 0.0 and list(d.missed) == [0, 1]
+    assert d.time_to_alert_s.size == 0

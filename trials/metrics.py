@@ -6,11 +6,12 @@ CEP50 (median), R95 (95th percentile), max, 2DRMS, bias (mean east/north error,
 ISO 5725 trueness) and precision (spread about that mean). Percentiles are
 empirical, never Gaussian shortcuts.
 
-Detection is per true excursion out of the safe zone: detected if the device's
-breach alert came between `lead_s` before the true crossing (an uncertainty
-circle may, rightly, warn early) and the end of the excursion; time to alert
-is alert minus true crossing; overshoot is how far outside the wearer truly was
-at the alert. A breach alert that matches no excursion is a false alert.
+Detection is per true excursion out of the safe zone: detected if the device
+was in breach at some time between `lead_s` before the true crossing (an
+uncertainty circle may, rightly, warn early) and the end of the excursion; time
+to alert is the breach's start minus the true crossing; overshoot is how far
+outside the wearer truly was at the alert. A breach that overlaps no excursion
+is a false alert.
 """
 
 from __future__ import annotations
@@ -94,31 +95,37 @@ def detection(
     truth_time_ms: np.ndarray | None = None,
     truth_distance_m: np.ndarray | None = None,
     lead_s: float = 30.0,
+    alert_end_ms: np.ndarray | None = None,
 ) -> Detection:
-    """Match one device's breach alerts to its true excursions (each alert to one excursion)."""
+    """Match one device's breach alerts to its true excursions.
+
+    An alert is the start of a breach that lasts until `alert_end_ms` (its clear;
+    without it, an instant). An excursion is detected when some breach overlaps
+    its window [start - lead_s, end]: a device already in breach when the wearer
+    crosses is warning them. Time to alert is the first such breach's start minus
+    the crossing, floored at -lead_s. A breach overlapping no window is false.
+    """
     starts = np.asarray(excursion_start_ms, dtype=np.int64)
     ends = np.asarray(excursion_end_ms, dtype=np.int64)
-    alerts = np.sort(np.asarray(alert_ms, dtype=np.int64))
-    window_start = starts - round(lead_s * 1000)
-    # the first alert at or after each window's start, if it is before the excursion ends
-    first = np.searchsorted(alerts, window_start, side="left")
-    has = first < alerts.size
-    candidate = np.where(
-        has, alerts[np.minimum(first, max(alerts.size - 1, 0))], np.iinfo(np.int64).max
-    )
-    hit = has & (candidate <= ends)
-    used = np.zeros(alerts.size, dtype=bool)
-    used[first[hit]] = True
-    # every alert inside some excursion's window is part of that excursion, not false
-    for s, e in zip(window_start[hit], ends[hit], strict=True):
-        used |= (alerts >= s) & (alerts <= e)
-    time_to_alert = (candidate[hit] - starts[hit]) / 1000.0
+    alerts = np.asarray(alert_ms, dtype=np.int64)
+    until = alerts if alert_end_ms is None else np.asarray(alert_end_ms, dtype=np.int64)
+    order = np.argsort(alerts, kind="stable")
+    alerts, until = alerts[order], np.maximum(until[order], alerts[order])
+    lead_ms = round(lead_s * 1000)
+    window_start = starts - lead_ms
+    # (excursions x alerts): excursions and alerts per device are tens, not millions
+    overlaps = (alerts[None, :] <= ends[:, None]) & (until[None, :] >= window_start[:, None])
+    hit = overlaps.any(axis=1)
+    # the earliest overlapping breach (alerts are sorted); none -> never indexed
+    first = np.argmax(overlaps, axis=1) if alerts.size else np.zeros(starts.size, np.int64)
+    raised = np.maximum(alerts[first[hit]], window_start[hit])
+    time_to_alert = (raised - starts[hit]) / 1000.0
     if truth_time_ms is not None and truth_distance_m is not None:
-        at = np.clip(np.searchsorted(truth_time_ms, candidate[hit]), 0, len(truth_time_ms) - 1)
+        at = np.clip(np.searchsorted(truth_time_ms, raised), 0, len(truth_time_ms) - 1)
         overshoot = np.maximum(0.0, -np.asarray(truth_distance_m)[at])
     else:
         overshoot = np.full(int(hit.sum()), math.nan)
-    false_alerts = int((~used).sum())
+    false_alerts = int((~overlaps.any(axis=0)).sum()) if alerts.size else 0
     return Detection(
         excursions=int(starts.size),
         detected=int(hit.sum()),

@@ -1,4 +1,4 @@
-"""Scoring a run: each device's fixes and alerts against the ground truth of its wearer.
+"""Scoring: a run's devices against the ground truth of their wearers, and a whole trial.
 
 `decide_offline` takes a run's fixes through the same pure core the live service
 uses (frame conversion, geofence, breach state machine), so a run can be scored
@@ -8,6 +8,7 @@ from the store after a live run).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,22 @@ import numpy as np
 from devices.sim.generate import Simulation
 from geofence.breach import BreachConfig, DeviceStates, EventKind, replay
 from geofence.site import Site
+from trials.checks import (
+    Check,
+    alarm_timing,
+    breach_log_position,
+    configuration_drift,
+    fence_alignment,
+    firmware_differences,
+    supplier_agreement,
+)
+from trials.collect import Collected
+from trials.definition import Trial
+from trials.feedback import Feedback, read_feedback
+from trials.figures import Figures, figures
 from trials.metrics import Accuracy, Availability, Detection, accuracy, availability, detection
+from trials.rows import Rows, build_rows
+from trials.verdict import Rank, Verdict, judge, rank
 
 
 @dataclass(frozen=True)
@@ -84,3 +100,164 @@ def score_run(
             )
         )
     return scores
+
+
+# ------------------------------------------------------------------ a whole trial, from the store
+
+
+@dataclass(frozen=True)
+class Readiness:
+    trl: int
+    rationale: str
+
+
+@dataclass
+class TrialResult:
+    """Everything the report says about a trial, computed once."""
+
+    trial: Trial
+    manifest: dict
+    rows: Rows
+    overall: dict[str, Figures]
+    by_scenario: dict[tuple[str, str], Figures]
+    by_firmware: dict[tuple[str, str], Figures]
+    by_scenario_firmware: dict[tuple[str, str, str], Figures]
+    verdicts: dict[str, list[Verdict]]
+    ranking: list[Rank]
+    checks: list[Check]
+    repeat_consistency: dict[str, float]
+    weekly: dict[str, list[dict]]
+    feedback: Feedback | None
+    missing: list[str]
+    readiness: dict[str, Readiness]
+
+
+def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResult:
+    """Score a collected trial run: figures per slice, criteria, NRA24-05 checks, readiness."""
+    from trackfence.sites import load_site
+
+    rows = build_rows(collected.worn)
+    ds = rows.device_shifts
+    suppliers = [s.key for s in trial.suppliers]
+    scenarios = [sc.key for sc in trial.scenarios]
+    present = {(s, sc) for s, sc in zip(ds.supplier, ds.scenario, strict=True)}
+    missing = list(collected.missing)
+    for s in suppliers:
+        for sc in scenarios:
+            if (s, sc) not in present:
+                missing.append(f"{s} on {sc}: no stored data; not scored")
+    overall = {s: figures(rows, supplier=s) for s in suppliers}
+    by_scenario = {
+        (s, sc): figures(rows, supplier=s, scenario=sc)
+        for s in suppliers
+        for sc in scenarios
+        if (s, sc) in present
+    }
+    versions = sorted({(s, f) for s, f in zip(ds.supplier, ds.firmware, strict=True)})
+    by_firmware = {(s, f): figures(rows, supplier=s, firmware=f) for s, f in versions}
+    triples = sorted(set(zip(ds.supplier, ds.scenario, ds.firmware, strict=True)))
+    by_scenario_firmware = {
+        (s, sc, f): figures(rows, supplier=s, scenario=sc, firmware=f) for s, sc, f in triples
+    }
+    sites: dict = {}
+
+    def load(path) -> Site:
+        key = str(path)
+        if key not in sites:
+            sites[key] = load_site(path)
+        return sites[key]
+
+    sites_used = sorted({s["site_file"] for s in manifest["shifts"]})
+    configurations = {
+        d["configuration_hash"]: d["configuration"]
+        for shift in manifest["shifts"]
+        for d in shift["devices"]
+    }
+    checks = [
+        fence_alignment(trial, load, sites_used),
+        alarm_timing(trial, rows),
+        firmware_differences(trial, rows),
+        configuration_drift(trial, rows, configurations),
+        breach_log_position(trial, rows),
+        supplier_agreement(trial, rows),
+    ]
+    extra = {
+        s: {
+            "fence_alignment_m": checks[0].results[i].figures.get("worst_offset_m", math.nan),
+            "supplier_agreement": checks[5].results[i].figures.get("agreement", math.nan),
+        }
+        for i, s in enumerate(suppliers)
+    }
+    verdicts = {s: judge(overall[s], trial.criteria, extra[s]) for s in suppliers}
+    return TrialResult(
+        trial=trial,
+        manifest=manifest,
+        rows=rows,
+        overall=overall,
+        by_scenario=by_scenario,
+        by_firmware=by_firmware,
+        by_scenario_firmware=by_scenario_firmware,
+        verdicts=verdicts,
+        ranking=rank(verdicts, overall),
+        checks=checks,
+        repeat_consistency={s: repeat_consistency(rows, s) for s in suppliers},
+        weekly={s: weekly(rows, s, trial.weeks) for s in suppliers},
+        feedback=read_feedback(trial.feedback, suppliers),
+        missing=missing,
+        readiness={s: readiness(verdicts[s], checks, i) for i, s in enumerate(suppliers)},
+    )
+
+
+def repeat_consistency(rows: Rows, supplier: str) -> float:
+    """Share of repeated movements (scenario, person, n-th excursion) alarmed alike each time."""
+    ex = rows.excursions
+    mine = ex.where(supplier=supplier)
+    outcomes: dict[str, set[bool]] = {}
+    counts: dict[str, int] = {}
+    for key, hit in zip(ex.repeat_key[mine], ex.detected[mine], strict=True):
+        outcomes.setdefault(key, set()).add(bool(hit))
+        counts[key] = counts.get(key, 0) + 1
+    repeated = [k for k, n in counts.items() if n > 1]
+    if not repeated:
+        return math.nan
+    return sum(len(outcomes[k]) == 1 for k in repeated) / len(repeated)
+
+
+def weekly(rows: Rows, supplier: str, weeks: int) -> list[dict]:
+    """Availability and time without protection, week by week (weeks with no shift omitted)."""
+    ds = rows.device_shifts
+    out = []
+    for week in range(1, weeks + 1):
+        m = ds.where(supplier=supplier) & (ds.week == week)
+        if not m.any():
+            continue
+        expected = int(ds.expected[m].sum())
+        out.append(
+            {
+                "week": week,
+                "shifts": len(set(ds.shift[m])),
+                "availability": int(ds.received[m].sum()) / expected if expected else math.nan,
+                "unprotected_s": float(ds.unprotected_s[m].sum()),
+            }
+        )
+    return out
+
+
+def readiness(verdicts: list[Verdict], checks: list[Check], i: int) -> Readiness:
+    """The technology readiness the trial's evidence supports (product acceptance asks TRL 6).
+
+    TRL 7 (prototype demonstrated in an operational environment): every criterion
+    passed and no NRA24-05 check failed. TRL 6 (demonstrated in a relevant
+    environment): every true excursion-detection criterion met, with other
+    failures to close. Otherwise TRL 5: the safety function itself is not yet shown.
+    """
+    failed = [v.criterion for v in verdicts if v.status == "fail"]
+    unmeasured = [v.criterion for v in verdicts if v.status == "not measured"]
+    check_fails = [c.title for c in checks if c.results[i].status == "fail"]
+    detection_ok = all(v.status == "pass" for v in verdicts if v.criterion in ("detection_rate",))
+    if not failed and not check_fails and not unmeasured:
+        return Readiness(7, "every acceptance criterion met and no NRA24-05 check failed")
+    problems = ", ".join(failed + check_fails + [f"{u} not measured" for u in unmeasured])
+    if detection_ok:
+        return Readiness(6, f"detects excursions as required; to close: {problems}")
+    return Readiness(5, f"the safety function is not yet shown: {problems}")

@@ -223,12 +223,13 @@ def simulate(scenario: Scenario, site: Site) -> Simulation:
         kt, ka, kl = _knots(worker, frame.length_m, f"worker {worker.name!r}")
         along[w] = np.interp(t_s, kt, ka)
         lateral[w] = np.interp(t_s, kt, kl)
+    # one sway per person: every device a person wears follows the same true path
+    people = list(dict.fromkeys(w.person for w in scenario.workers))
+    person = np.array([people.index(w.person) for w in scenario.workers])
     a = np.exp(-1 / (TRUTH_HZ * SWAY_CORRELATION_S))
-    sway = gauss_markov(
-        _rng(scenario.seed, "sway"), (2 * len(scenario.workers), n), SWAY_SIGMA_M, a
-    )
-    along += sway[0::2]
-    lateral += sway[1::2]
+    sway = gauss_markov(_rng(scenario.seed, "sway"), (2 * len(people), n), SWAY_SIGMA_M, a)
+    along += sway[0::2][person]
+    lateral += sway[1::2][person]
     x, y = frame.to_xy(along.ravel(), lateral.ravel())
     ev = site.evaluate(x, y)
     shape = along.shape

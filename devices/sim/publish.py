@@ -25,6 +25,9 @@ from ingest import nmea
 from ingest.topics import PREFIX
 
 FORMATS = ("native", "owntracks", "nmea")
+#: The resolution each format gives a fix time (its digits are cut, not rounded):
+#: OwnTracks' `tst` is whole seconds, NMEA's hhmmss.ss centiseconds.
+TIME_RESOLUTION_MS = {"native": 1, "owntracks": 1000, "nmea": 10}
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def publish(
     progress: Callable[[int, int], None] | None = None,
     username: str | None = None,
     password: str | None = None,
+    mqtt_protocol: str = "5",
 ) -> Published:
     """Publish every fix of `sim` (times offset to `start_ms`), QoS 1, in send order."""
     parsed = urlparse(broker_url)
@@ -115,7 +119,9 @@ def publish(
     for worker in scenario.workers:
         supplier, name = worker.device.split("/", 1)
         c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"sim-{supplier}-{name}", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"sim-{supplier}-{name}",
+            protocol=mqtt.MQTTv5 if mqtt_protocol == "5" else mqtt.MQTTv311,
         )
         c.max_inflight_messages_set(1000)
         if username:

@@ -66,6 +66,13 @@ class Worker:
     lateral_m: float
     steps: tuple[Step, ...]
     firmware: str | None = None  # a firmware version of the supplier's (default: the profile's)
+    #: the person wearing the device: devices worn by one person share one true path
+    #: (a trial straps every supplier's device to the same worker); default: the name
+    wearer: str | None = None
+
+    @property
+    def person(self) -> str:
+        return self.wearer or self.name
 
     @property
     def supplier(self) -> str:

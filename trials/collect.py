@@ -1,0 +1,211 @@
+"""Reading a trial run back: the store's fixes, breach events and truth, per device and shift.
+
+The unit of a trial is one device worn on one shift (`Worn`). Everything it is
+scored on comes from the store (what ingest kept and decided, and the truth
+written beside it) plus what the simulated devices sent (`sent/*.npz`: the
+uplink time of each fix, which a time-warped run cannot measure). Positions are
+put into the *reference* site's frame (the surveyed one), whatever fence the
+supplier configured.
+
+Missing data is listed, never scored as zero: a shift with no truth, or a device
+with no stored fixes, is named in `Collected.missing` and left out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from devices.sim.publish import TIME_RESOLUTION_MS
+from geofence.site import Site
+from store import Store
+from trackfence.sites import load_site
+from trials.definition import Trial
+
+#: Fixes stamped up to this long after the shift ends still belong to it (late clocks).
+SHIFT_MARGIN_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class Worn:
+    """One device worn on one shift, with everything it is scored on (times UTC ms)."""
+
+    shift: int
+    run_id: str
+    scenario: str
+    week: int
+    date: str
+    night: bool
+    device_id: str
+    supplier: str
+    wearer: str
+    firmware: str
+    configuration: dict
+    configuration_hash: str
+    rate_hz: float  # the fix rate the device was configured for
+    start_ms: int
+    end_ms: int
+    fix_ms: np.ndarray  # stored fixes (located ones: RFID reads are not positions)
+    x_m: np.ndarray  # reported position in the reference site's frame
+    y_m: np.ndarray
+    decide_ms: np.ndarray  # decision time minus receive time, per located fix (measured)
+    truth_ms: np.ndarray
+    truth_x_m: np.ndarray
+    truth_y_m: np.ndarray
+    truth_distance_m: np.ndarray  # signed distance to the safe-zone edge (+ inside)
+    excursion_start_ms: np.ndarray
+    excursion_end_ms: np.ndarray
+    excursion_depth_m: np.ndarray
+    alert_ms: np.ndarray  # breach alerts on the shift's timeline (sent + measured hops)
+    alert_end_ms: np.ndarray  # when each breach cleared (or the shift ended)
+    alert_x_m: np.ndarray  # the position the breach log shows for each alert
+    alert_y_m: np.ndarray
+    publish_ms: np.ndarray  # alert publish time minus decision time, per alert (measured)
+    uplink_ms: np.ndarray  # device send time minus the time the fix was true (simulated)
+    sent_fix_ms: np.ndarray  # fix times of every distinct fix sent (for loss accounting)
+
+
+@dataclass
+class Collected:
+    worn: list[Worn] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
+    """Every device-shift of a run, from the store and the run's `sent` folder."""
+    result = Collected()
+    sites: dict[str, Site] = {}
+    for number, shift in enumerate(manifest["shifts"]):
+        run_id = shift["run_id"]
+        site_file = shift["site_file"]
+        if site_file not in sites:
+            sites[site_file] = load_site(site_file)
+        site = sites[site_file]
+        truth = store.truth(run_id)
+        if not truth.time_ms:
+            result.missing.append(f"{run_id}: no ground truth in the store; shift not scored")
+            continue
+        sent_path = out / "sent" / f"{run_id}.npz"
+        if not sent_path.is_file():
+            result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
+            continue
+        sent = dict(np.load(sent_path, allow_pickle=False))
+        fixes = store.fixes(since_ms=shift["start_ms"], until_ms=shift["end_ms"] + SHIFT_MARGIN_MS)
+        events = [
+            e
+            for e in store.events(
+                since_ms=shift["start_ms"], until_ms=shift["end_ms"] + SHIFT_MARGIN_MS
+            )
+            if e.kind in ("breach", "clear")
+        ]
+        by_device = defaultdict(list)
+        for f in fixes:
+            by_device[f.device_id].append(f)
+        breaches = defaultdict(list)
+        for e in events:
+            breaches[e.device_id].append(e)
+        truth_device = np.array(truth.device_id, dtype=object)
+        excursions = store.true_excursions(run_id)
+        for d in shift["devices"]:
+            device_id = d["device_id"]
+            mine = by_device.get(device_id, [])
+            if not mine:
+                result.missing.append(f"{run_id}: no fixes stored for {device_id}; not scored")
+                continue
+            supplier = trial.supplier(d["supplier"])
+            profile = supplier.profile(d["firmware"], d["configuration"])
+            t_rows = truth_device == device_id
+            result.worn.append(
+                _worn(number, shift, d, profile, site, mine, breaches[device_id],
+                      truth, t_rows, [x for x in excursions if x.device_id == device_id], sent)
+            )  # fmt: skip
+    return result
+
+
+def _worn(
+    number, shift, d, profile, site, fixes, breaches, truth, t_rows, excursions, sent
+) -> Worn:
+    rate_hz = profile.fix_rate_hz
+    resolution_ms = TIME_RESOLUTION_MS[profile.format]
+    located = [f for f in fixes if f.fix_type != "RFID"]
+    fix_ms = np.array([f.fix_ms for f in located], dtype=np.int64)
+    lat = np.array([f.lat for f in located], dtype=np.float64)
+    lon = np.array([f.lon for f in located], dtype=np.float64)
+    x, y = site.locate(lat, lon, "ETRS89", fix_ms) if fix_ms.size else (lat, lon)
+    decide = np.array([f.decided_ms - f.received_ms for f in located], dtype=np.float64)
+    # a breach's alert time on the shift's timeline: when the device sent the fix that
+    # raised it (simulated uplink), plus the measured hops receive -> decide -> publish
+    sent_mine = sent["device"] == d["device_id"]
+    s_seq, s_fix = sent["seq"][sent_mine], sent["fix_ms"][sent_mine]
+    s_send = sent["send_ms"][sent_mine]
+    # the first send of the fix that raised each breach: a format that cuts the fix time
+    # (OwnTracks to the second, NMEA to the centisecond) is matched within its resolution
+    order = np.lexsort((s_send, s_fix))
+    times, first = np.unique(s_fix[order], return_index=True)
+    first_send = s_send[order][first]
+    stored = {f.fix_ms: f for f in fixes}
+    clears = np.sort(np.array([e.event_ms for e in breaches if e.kind == "clear"], np.int64))
+    breaches = [e for e in breaches if e.kind == "breach"]
+    matched = [(e, stored[e.event_ms]) for e in breaches if e.event_ms in stored]
+    event_ms = np.array([e.event_ms for e, _ in matched], dtype=np.int64)
+    nearest = np.searchsorted(times, event_ms, side="left")
+    timed = nearest < times.size
+    timed[timed] &= times[nearest[timed]] < event_ms[timed] + resolution_ms
+    alert_ms, alert_end, publish, lat_a, lon_a, t_a = [], [], [], [], [], []
+    for (_, f), ok, k in zip(matched, timed, nearest, strict=True):
+        if not ok:
+            continue
+        # the breach lasts until the device's next clear (or the end of the shift)
+        after = np.searchsorted(clears, f.fix_ms, side="right")
+        alert_end.append(int(clears[after]) if after < clears.size else int(shift["end_ms"]))
+        hops = (f.alert_ms if f.alert_ms is not None else f.decided_ms) - f.received_ms
+        alert_ms.append(int(first_send[k]) + hops)
+        publish.append((f.alert_ms - f.decided_ms) if f.alert_ms is not None else np.nan)
+        lat_a.append(f.lat)
+        lon_a.append(f.lon)
+        t_a.append(f.fix_ms)
+    alert_x, alert_y = site.locate(
+        np.array(lat_a, dtype=np.float64),
+        np.array(lon_a, dtype=np.float64),
+        "ETRS89",
+        np.array(t_a, dtype=np.int64),
+    )
+    distinct = np.unique(np.stack([s_seq, s_fix], axis=1), axis=0) if s_seq.size else s_seq
+    return Worn(
+        shift=number,
+        run_id=shift["run_id"],
+        scenario=shift["scenario"],
+        week=int(shift["week"]),
+        date=shift["date"],
+        night=bool(shift["night"]),
+        device_id=d["device_id"],
+        supplier=d["supplier"],
+        wearer=d["wearer"],
+        firmware=d["firmware"],
+        configuration=d["configuration"],
+        configuration_hash=d["configuration_hash"],
+        rate_hz=float(rate_hz),
+        start_ms=int(shift["start_ms"]),
+        end_ms=int(shift["end_ms"]),
+        fix_ms=fix_ms,
+        x_m=np.asarray(x),
+        y_m=np.asarray(y),
+        decide_ms=decide,
+        truth_ms=np.asarray(truth.time_ms, dtype=np.int64)[t_rows],
+        truth_x_m=np.asarray(truth.x_m, dtype=np.float64)[t_rows],
+        truth_y_m=np.asarray(truth.y_m, dtype=np.float64)[t_rows],
+        truth_distance_m=np.asarray(truth.distance_m, dtype=np.float64)[t_rows],
+        excursion_start_ms=np.array([e.start_ms for e in excursions], dtype=np.int64),
+        excursion_end_ms=np.array([e.end_ms for e in excursions], dtype=np.int64),
+        excursion_depth_m=np.array([e.depth_m for e in excursions], dtype=np.float64),
+        alert_ms=np.array(alert_ms, dtype=np.int64),
+        alert_end_ms=np.array(alert_end, dtype=np.int64),
+        alert_x_m=np.array(alert_x, dtype=np.float64),
+        alert_y_m=np.array(alert_y, dtype=np.float64),
+        publish_ms=np.array(publish, dtype=np.float64),
+        uplink_ms=(s_send - sent["true_ms"][sent_mine]).astype(np.float64),
+        sent_fix_ms=distinct[:, 1] if s_seq.size else s_fix,
+    )

@@ -1,0 +1,236 @@
+"""A trial as four flat tables: one row per fix, excursion, alert and device-shift.
+
+Each row carries the keys it is grouped by (supplier, scenario, firmware, device,
+shift, week), so every figure of the report is one mask over one table, not a
+loop over fixes. Building the tables loops over device-shifts (hundreds), each
+step inside vectorised over its fixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from trials.collect import Worn
+from trials.metrics import availability, detection
+
+#: Crossing speed is measured over this long either side of the true crossing.
+SPEED_WINDOW_MS = 1000
+
+
+@dataclass(frozen=True)
+class Table:
+    """Columns of equal length; text columns are object arrays."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+    def where(self, **keys: object) -> np.ndarray:
+        """A row mask where each named column equals the given value."""
+        mask = np.ones(len(self), dtype=bool)
+        for name, value in keys.items():
+            mask &= getattr(self, name) == value
+        return mask
+
+
+@dataclass(frozen=True)
+class FixRows(Table):
+    """Millions of rows: keyed by the device-shift's row number, not by text."""
+
+    worn: np.ndarray  # row of DeviceShiftRows this fix belongs to
+    error_east_m: np.ndarray
+    error_north_m: np.ndarray
+    decide_ms: np.ndarray  # measured: receive -> decision
+
+    @property
+    def error_m(self) -> np.ndarray:
+        return np.hypot(self.error_east_m, self.error_north_m)
+
+
+@dataclass(frozen=True)
+class ExcursionRows(Table):
+    supplier: np.ndarray
+    scenario: np.ndarray
+    firmware: np.ndarray
+    device: np.ndarray
+    shift: np.ndarray
+    week: np.ndarray
+    wearer: np.ndarray
+    repeat_key: np.ndarray  # scenario/wearer/ordinal: the same movement in each repeat
+    start_ms: np.ndarray
+    end_ms: np.ndarray
+    depth_m: np.ndarray
+    speed_mps: np.ndarray  # how fast the wearer crossed the edge (outward)
+    detected: np.ndarray
+    time_to_alert_s: np.ndarray  # NaN where missed
+    overshoot_m: np.ndarray  # NaN where missed
+
+
+@dataclass(frozen=True)
+class AlertRows(Table):
+    supplier: np.ndarray
+    scenario: np.ndarray
+    firmware: np.ndarray
+    device: np.ndarray
+    shift: np.ndarray
+    week: np.ndarray
+    alert_ms: np.ndarray
+    log_offset_m: np.ndarray  # breach log position against the true position at the alert
+    publish_ms: np.ndarray  # measured: decision -> alert published
+    false: np.ndarray  # matched no true excursion
+
+
+@dataclass(frozen=True)
+class DeviceShiftRows(Table):
+    supplier: np.ndarray
+    scenario: np.ndarray
+    firmware: np.ndarray
+    device: np.ndarray
+    shift: np.ndarray
+    week: np.ndarray
+    date: np.ndarray
+    configuration_hash: np.ndarray
+    rate_hz: np.ndarray  # configured
+    observed_rate_hz: np.ndarray  # distinct fixes stored per second of shift
+    hours: np.ndarray
+    expected: np.ndarray
+    received: np.ndarray
+    sent: np.ndarray  # distinct fixes the device sent
+    gaps: np.ndarray
+    unprotected_s: np.ndarray
+    false_alerts: np.ndarray
+    breach_s: np.ndarray  # time the device held its wearer in breach
+    uplink_p50_ms: np.ndarray  # simulated device -> broker
+
+
+@dataclass(frozen=True)
+class Rows:
+    fixes: FixRows
+    excursions: ExcursionRows
+    alerts: AlertRows
+    device_shifts: DeviceShiftRows
+
+    def fix_mask(self, **keys: object) -> np.ndarray:
+        """Fixes of the device-shifts matching `keys` (one gather, no text compared per fix)."""
+        return self.device_shifts.where(**keys)[self.fixes.worn]
+
+
+def _cat(parts: list[dict], cls: type[Table]) -> Table:
+    names = [f.name for f in fields(cls)]
+    if not parts:
+        return cls(*(np.zeros(0) for _ in names))
+    return cls(*(np.concatenate([p[n] for p in parts]) for n in names))
+
+
+def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
+    """The four tables of a trial, from its device-shifts."""
+    fixes, excursions, alerts, shifts = [], [], [], []
+    for row, w in enumerate(worn):
+        keys = {
+            "supplier": w.supplier,
+            "scenario": w.scenario,
+            "firmware": w.firmware,
+            "device": w.device_id,
+            "shift": w.shift,
+        }
+
+        def full(n: int, keys: dict = keys, **more: object) -> dict[str, np.ndarray]:
+            return {k: np.full(n, v, dtype=object) for k, v in {**keys, **more}.items()}
+
+        # accuracy: each fix against the truth at the time it claims (no extrapolation)
+        inside = (w.fix_ms >= w.truth_ms[0]) & (w.fix_ms <= w.truth_ms[-1])
+        t = w.fix_ms[inside]
+        de = w.x_m[inside] - np.interp(t, w.truth_ms, w.truth_x_m)
+        dn = w.y_m[inside] - np.interp(t, w.truth_ms, w.truth_y_m)
+        fixes.append(
+            {
+                "worn": np.full(t.size, row, dtype=np.int32),
+                "error_east_m": de,
+                "error_north_m": dn,
+                "decide_ms": w.decide_ms[inside],
+            }
+        )
+        hours = (w.end_ms - w.start_ms) / 3_600_000
+        found = detection(
+            w.excursion_start_ms,
+            w.excursion_end_ms,
+            w.alert_ms,
+            hours,
+            w.truth_ms,
+            w.truth_distance_m,
+            lead_s=lead_s,
+            alert_end_ms=w.alert_end_ms,
+        )
+        n = w.excursion_start_ms.size
+        hit = np.zeros(n, dtype=bool)
+        hit[np.setdiff1d(np.arange(n), found.missed)] = True
+        tta = np.full(n, np.nan)
+        tta[hit] = found.time_to_alert_s
+        over = np.full(n, np.nan)
+        over[hit] = found.overshoot_m
+        before = np.interp(w.excursion_start_ms - SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
+        after = np.interp(w.excursion_start_ms + SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
+        ordinal = np.arange(n)
+        excursions.append(
+            {
+                **full(n, week=w.week, wearer=w.wearer),
+                "repeat_key": np.array(
+                    [f"{w.scenario}/{w.wearer}/{k}" for k in ordinal], dtype=object
+                ),
+                "start_ms": w.excursion_start_ms,
+                "end_ms": w.excursion_end_ms,
+                "depth_m": w.excursion_depth_m,
+                "speed_mps": (before - after) / (2 * SPEED_WINDOW_MS / 1000),
+                "detected": hit,
+                "time_to_alert_s": tta,
+                "overshoot_m": over,
+            }
+        )
+        # alerts: where the breach log put the wearer, against where they truly were
+        a = w.alert_ms
+        tx = np.interp(a, w.truth_ms, w.truth_x_m)
+        ty = np.interp(a, w.truth_ms, w.truth_y_m)
+        window_start = w.excursion_start_ms - round(lead_s * 1000)
+        in_window = (
+            (a[:, None] <= w.excursion_end_ms[None, :])
+            & (w.alert_end_ms[:, None] >= window_start[None, :])
+        ).any(axis=1)
+        alerts.append(
+            {
+                **full(a.size, week=w.week),
+                "alert_ms": a,
+                "log_offset_m": np.hypot(w.alert_x_m - tx, w.alert_y_m - ty),
+                "publish_ms": w.publish_ms,
+                "false": ~in_window,
+            }
+        )
+        seen = availability(w.fix_ms, w.start_ms, w.end_ms, w.rate_hz)
+        duration_s = (w.end_ms - w.start_ms) / 1000
+        shifts.append(
+            {
+                **full(1, week=w.week, date=w.date, configuration_hash=w.configuration_hash),
+                "rate_hz": np.array([w.rate_hz]),
+                "observed_rate_hz": np.array([np.unique(w.fix_ms).size / duration_s]),
+                "hours": np.array([hours]),
+                "expected": np.array([seen.expected]),
+                "received": np.array([seen.received]),
+                "sent": np.array([w.sent_fix_ms.size]),
+                "gaps": np.array([seen.gaps]),
+                "unprotected_s": np.array([seen.unprotected_s]),
+                "false_alerts": np.array([found.false_alerts]),
+                "breach_s": np.array(
+                    [
+                        float((np.minimum(w.alert_end_ms, w.end_ms) - w.alert_ms).clip(0).sum())
+                        / 1000
+                    ]
+                ),
+                "uplink_p50_ms": np.array([np.median(w.uplink_ms) if w.uplink_ms.size else np.nan]),
+            }
+        )
+    return Rows(
+        _cat(fixes, FixRows),
+        _cat(excursions, ExcursionRows),
+        _cat(alerts, AlertRows),
+        _cat(shifts, DeviceShiftRows),
+    )
