@@ -143,9 +143,7 @@ class IngestService:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = SESSION_EXPIRY_S
             props.ReceiveMaximum = RECEIVE_MAXIMUM
-            self.client.connect_async(
-                host, port, keepalive=15, clean_start=False, properties=props
-            )
+            self.client.connect_async(host, port, keepalive=15, clean_start=False, properties=props)
         else:  # 3.1.1: the persistent session is clean_session=False, set on the client
             self.client.connect_async(host, port, keepalive=15)
         self.client.loop_start()

@@ -81,7 +81,7 @@ class IngestSettings:
                 f"mqtt_protocol {self.mqtt_protocol!r}: one of {', '.join(PROTOCOLS)}"
             )
         if self.group and self.mqtt_protocol != "5":
-            raise SettingsError("a shared-subscription group needs MQTT 5 (mqtt_protocol = \"5\")")
+            raise SettingsError('a shared-subscription group needs MQTT 5 (mqtt_protocol = "5")')
         return mqtt.MQTTv5 if self.mqtt_protocol == "5" else mqtt.MQTTv311
 
     @property

@@ -244,4 +244,3 @@ def _statements(sql: str) -> list[str]:
     """Split a migration into statements (our migrations have no semicolons in literals)."""
     body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
-
