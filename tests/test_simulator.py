@@ -496,3 +496,17 @@ def test_the_sim_commands_run_and_refuse_bad_input(tmp_path):
     bad.write_text(SCENARIO.read_text().replace("speed_mps = 1.4", "speed_mps = 12.0"))
     done = trackfence("sim", "run", str(bad))
     assert done.returncode == 2 and "faster than a person can walk" in done.stderr
+
+
+def test_track_coordinates_go_back_the_way_they_came():
+    from devices.sim.track import TrackFrame
+
+    frame = TrackFrame.from_vertices(np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 50.0]]))
+    along = np.array([10.0, 99.0, 120.0, 140.0])
+    lateral = np.array([-3.0, -2.0, 1.5, -2.5])  # (near a corner, the inside is ambiguous)
+    x, y = frame.to_xy(along, lateral)
+    back_along, back_lateral = frame.from_xy(x, y)
+    np.testing.assert_allclose(back_along, along, atol=1e-9)
+    np.testing.assert_allclose(back_lateral, lateral, atol=1e-9)
+    # left of the line is positive: (50, 4) is 4 m to the left of the first leg, heading east
+    assert frame.from_xy(np.array([50.0]), np.array([4.0]))[1][0] == pytest.approx(4.0)

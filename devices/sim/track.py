@@ -46,3 +46,26 @@ class TrackFrame:
         ux, uy = d[:, 0] / length, d[:, 1] / length
         lateral = np.asarray(lateral_m, dtype=np.float64)
         return a[:, 0] + t * d[:, 0] - uy * lateral, a[:, 1] + t * d[:, 1] + ux * lateral
+
+    def from_xy(self, x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Metres along the line and to its left of site points (the inverse of to_xy).
+
+        Each point goes to its nearest point on the line; drawing a site "straightened"
+        along its track is how railway diagrams are read.
+        """
+        import shapely
+
+        line = shapely.LineString(self.vertices)
+        points = shapely.points(
+            np.asarray(x_m, dtype=np.float64), np.asarray(y_m, dtype=np.float64)
+        )
+        along = shapely.line_locate_point(line, points)
+        seg = np.clip(
+            np.searchsorted(self.chainage_m, along, side="right") - 1, 0, len(self.vertices) - 2
+        )
+        d = self.vertices[seg + 1] - self.vertices[seg]
+        length = self.chainage_m[seg + 1] - self.chainage_m[seg]
+        foot = self.vertices[seg] + d * ((along - self.chainage_m[seg]) / length)[:, None]
+        ux, uy = d[:, 0] / length, d[:, 1] / length
+        lateral = ux * (np.asarray(y_m) - foot[:, 1]) - uy * (np.asarray(x_m) - foot[:, 0])
+        return along, lateral

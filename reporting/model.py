@@ -1,0 +1,337 @@
+"""The trial report as data: one document, from which HTML, PDF and Markdown are drawn.
+
+The JSON file *is* this document, so every figure a person reads in the HTML is
+in the JSON for a machine, under the same name. The sections follow the standard
+trial report structure (DESIGN.md): 1 executive summary … 12 recommendations,
+then the provenance appendix.
+
+Schema: `trackfence-trial-report`, version REPORT_SCHEMA_VERSION. A figure that
+was not measured is null (and printed "not measured"), never 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict
+from typing import Any
+
+from trials.checks import FAIL, FOUND
+from trials.definition import CRITERIA
+from trials.figures import Figures
+from trials.score import TrialResult
+
+REPORT_SCHEMA = "trackfence-trial-report"
+REPORT_SCHEMA_VERSION = 1
+
+SECTIONS = (
+    ("executive_summary", "1 Executive summary"),
+    ("overview", "2 Trial overview and objectives"),
+    ("solutions", "3 Solutions under trial"),
+    ("methodology", "4 Methodology"),
+    ("accuracy", "5 Results: accuracy"),
+    ("alerting", "6 Results: alerting and functionality"),
+    ("by_scenario", "7 Results by scenario"),
+    ("availability", "8 Availability and reliability"),
+    ("feedback", "9 User feedback"),
+    ("issues", "10 Issues found"),
+    ("readiness", "11 Readiness (TRL) for product acceptance"),
+    ("recommendations", "12 Recommendations and next steps"),
+)
+
+GROUND_TRUTH = (
+    "Each worker's true path is known at 10 Hz (simulated here; on a real trial an RTK "
+    "survey pole or a reference receiver carried with the devices). Every fix is "
+    "compared with the truth at the time the fix claims, so a late clock is charged. "
+    "True excursions out of the safe zone are labelled on the truth by the surveyed "
+    "fence."
+)
+METRICS = (
+    "Horizontal error: CEP50 (median), R95 (95th percentile), maximum, 2DRMS, bias "
+    "(mean east/north error, ISO 5725 trueness) and precision (spread about the bias); "
+    "empirical percentiles with 95 % moving-block bootstrap intervals. Detection: an "
+    "excursion is detected when the device is in breach from 30 s before the true "
+    "crossing to its end; time to alert is the breach's start on the device minus the "
+    "true crossing (negative: warned early, floored at -30 s), overshoot is how far "
+    "outside the wearer truly was then; a breach overlapping no excursion is a false "
+    "alert. Rates carry 95 % Wilson intervals. Availability: distinct fixes received "
+    "against those the configured rate promises; silences beyond 10 s count as time "
+    "without protection. Hops: device uplink (simulated), receive to decision and "
+    "decision to alert publish (measured on the run)."
+)
+
+
+def clean(value: Any) -> Any:
+    """JSON-ready: NaN and infinities to None, tuples to lists, numpy scalars to Python."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _figures(f: Figures) -> dict:
+    return clean(f.as_dict())
+
+
+def build_document(
+    result: TrialResult, *, supplier: str | None = None, plots: dict[str, str] | None = None
+) -> dict:
+    """The comparative report (supplier=None) or one supplier's report."""
+    trial = result.trial
+    keys = [s.key for s in trial.suppliers] if supplier is None else [supplier]
+    manifest = result.manifest
+    shifts = manifest["shifts"]
+    ds = result.rows.device_shifts
+    rank = {r.supplier: r for r in result.ranking}
+    verdicts = {
+        s: [clean(asdict(v)) | {"unit": CRITERIA[v.criterion][2]} for v in result.verdicts[s]]
+        for s in keys
+    }
+    executive = []
+    for s in keys:
+        vs = result.verdicts[s]
+        failed = [v.criterion for v in vs if v.status == "fail"]
+        unmeasured = [v.criterion for v in vs if v.status == "not measured"]
+        checks_failed = [c.title for c in result.checks if _result(c, s).status == FAIL]
+        executive.append(
+            {
+                "supplier": s,
+                "organisation": trial.supplier(s).organisation,
+                "technology": trial.supplier(s).technology,
+                "overall": "PASS"
+                if not failed and not checks_failed and not unmeasured
+                else "FAIL",
+                "criteria_passed": rank[s].passed,
+                "criteria_judged": rank[s].judged,
+                "criteria_failed": failed,
+                "criteria_not_measured": unmeasured,
+                "checks_failed": checks_failed,
+                "rank": rank[s].position,
+                "rank_tied": rank[s].tied,
+                "trl": result.readiness[s].trl,
+            }
+        )
+    doc = {
+        "schema": REPORT_SCHEMA,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": "comparative" if supplier is None else "supplier",
+        "supplier": supplier,
+        "title": trial.name if supplier is None else f"{trial.name}: {supplier}",
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "trial": {
+            "name": trial.name,
+            "sponsor": trial.sponsor,
+            "description": trial.description.strip(),
+            "start_date": trial.start_date.isoformat(),
+            "end_date": trial.end_date.isoformat(),
+            "weeks": trial.weeks,
+            "shifts": len(shifts),
+            "device_shifts": int(sum(ds.where(supplier=s).sum() for s in keys)),
+            "device_hours": float(sum(result.overall[s].device_hours for s in keys)),
+            "fixes_scored": int(sum(result.overall[s].fixes for s in keys)),
+            "true_excursions": int(sum(result.overall[s].excursions for s in keys)),
+        },
+        "sections": {
+            "executive_summary": {
+                "suppliers": executive,
+                "ranking": [clean(asdict(r)) for r in result.ranking if r.supplier in keys],
+                "verdicts": verdicts,
+            },
+            "overview": {
+                "objectives": list(trial.objectives),
+                "schedule": [
+                    {
+                        "date": s["date"],
+                        "week": s["week"],
+                        "scenario": s["scenario"],
+                        "repeat": s["repeat"] + 1,
+                        "night": s["night"],
+                        "devices": len(s["devices"]),
+                        "fixes_stored": s["fixes_stored"],
+                        "dead_letters": s["dead_letters"],
+                    }
+                    for s in shifts
+                ],
+            },
+            "solutions": [_solution(result, s) for s in keys],
+            "methodology": {
+                "sites": sorted({s["site_file"] for s in shifts}),
+                "scenarios": [
+                    {
+                        "key": sc.key,
+                        "name": sc.scenario.name,
+                        "repeats": sc.repeats,
+                        "night": sc.scenario.night,
+                        "duration_s": sc.scenario.duration_s,
+                        "workers": len(sc.scenario.workers),
+                        "structures": [st.kind for st in sc.scenario.structures],
+                    }
+                    for sc in trial.scenarios
+                ],
+                "ground_truth": GROUND_TRUTH,
+                "metrics": METRICS,
+                "criteria": [
+                    {
+                        "criterion": k,
+                        "what": CRITERIA[k][0],
+                        "direction": "at most" if CRITERIA[k][1] == "max" else "at least",
+                        "limit": v,
+                        "unit": CRITERIA[k][2],
+                    }
+                    for k, v in trial.criteria.items()
+                ],
+                "pipeline": (
+                    f"Every fix went device -> MQTT ({manifest['broker']}) -> ingest "
+                    f"(decode, geofence, breach state machine, alert) -> store ({manifest['db']})."
+                ),
+            },
+            "accuracy": {s: _figures(result.overall[s]) for s in keys},
+            "alerting": {
+                "figures": {s: _figures(result.overall[s]) for s in keys},
+                "repeat_consistency": {s: clean(result.repeat_consistency[s]) for s in keys},
+            },
+            "by_scenario": [
+                {"supplier": s, "scenario": sc, **_figures(f)}
+                for (s, sc), f in result.by_scenario.items()
+                if s in keys
+            ],
+            "by_firmware": [
+                {"supplier": s, "firmware": fw, **_figures(f)}
+                for (s, fw), f in result.by_firmware.items()
+                if s in keys
+            ],
+            "availability": {
+                "figures": {s: _figures(result.overall[s]) for s in keys},
+                "weekly": {s: clean(result.weekly[s]) for s in keys},
+            },
+            "feedback": _feedback(result, keys),
+            "issues": {
+                "checks": [
+                    {
+                        "code": c.code,
+                        "title": c.title,
+                        "question": c.question,
+                        "status": c.status if supplier is None else _result(c, supplier).status,
+                        "results": [clean(asdict(r)) for r in c.results if r.supplier in keys],
+                        "details": [d for d in c.details if supplier is None or supplier in d],
+                    }
+                    for c in result.checks
+                ],
+                "missing_data": result.missing,
+            },
+            "readiness": {
+                s: {"trl": result.readiness[s].trl, "rationale": result.readiness[s].rationale}
+                for s in keys
+            },
+            "recommendations": recommendations(result, keys),
+        },
+        "plots": plots or {},
+        "appendix": {
+            "provenance": {
+                "inputs": manifest["inputs"],
+                "software": manifest["software"],
+                "run_command": manifest["command"],
+                "broker": manifest["broker"],
+                "db": manifest["db"],
+                "run_seconds": manifest["seconds"],
+            }
+        },
+    }
+    return clean(doc)
+
+
+def _result(check, supplier: str):
+    return next(r for r in check.results if r.supplier == supplier)
+
+
+def _solution(result: TrialResult, key: str) -> dict:
+    s = result.trial.supplier(key)
+    ds = result.rows.device_shifts
+    mine = ds.where(supplier=key)
+    devices = []
+    for d in s.devices:
+        rows = mine & (ds.device == f"{key}/{d.id}")
+        devices.append(
+            {
+                "device": f"{key}/{d.id}",
+                "firmware": sorted(set(ds.firmware[rows])) or [d.firmware],
+                "configuration_hashes": sorted(set(ds.configuration_hash[rows])),
+                "shifts_worn": int(rows.sum()),
+            }
+        )
+    return {
+        "supplier": key,
+        "organisation": s.organisation,
+        "technology": s.technology,
+        "hardware": s.hardware,
+        "output_format": s.simulated.format,
+        "approved_configuration": s.approved_configuration,
+        "approved_hash": s.approved_hash,
+        "devices": devices,
+    }
+
+
+def _feedback(result: TrialResult, keys: list[str]) -> dict:
+    fb = result.feedback
+    if fb is None:
+        return {"given": False}
+    return {
+        "given": True,
+        "respondents": fb.respondents,
+        "by_supplier": {s: [asdict(q) for q in fb.by_supplier.get(s, [])] for s in keys},
+        "comments": {s: fb.comments.get(s, []) for s in keys},
+        "problems": fb.problems,
+    }
+
+
+def recommendations(result: TrialResult, keys: list[str]) -> list[dict]:
+    """What to do next, one line per finding, most serious first."""
+    out = []
+    for s in keys:
+        for v in result.verdicts[s]:
+            if v.status == "fail":
+                sense = "above" if v.direction == "max" else "below"
+                out.append(
+                    {
+                        "supplier": s,
+                        "priority": 1 if v.criterion == "detection_rate" else 2,
+                        "text": f"{v.what} is {v.value:.3g}, {sense} the limit of {v.limit:g}: "
+                        "the supplier to show the cause and a fix before acceptance.",
+                    }
+                )
+            elif v.status == "not measured":
+                out.append(
+                    {
+                        "supplier": s,
+                        "priority": 2,
+                        "text": f"{v.what} could not be measured: extend the trial to cover it.",
+                    }
+                )
+            elif v.marginal:
+                out.append(
+                    {
+                        "supplier": s,
+                        "priority": 3,
+                        "text": f"{v.what} passes, but its 95 % interval reaches the limit: "
+                        "more shifts are needed to be sure.",
+                    }
+                )
+        for c in result.checks:
+            r = _result(c, s)
+            if r.status in (FAIL, FOUND):
+                out.append(
+                    {
+                        "supplier": s,
+                        "priority": 1 if r.status == FAIL else 3,
+                        "text": f"{c.title}: {r.finding}.",
+                    }
+                )
+    out.sort(key=lambda r: (r["priority"], r["supplier"]))
+    if not out:
+        out.append({"supplier": None, "priority": 3, "text": "No findings: proceed to acceptance."})
+    return out
