@@ -285,8 +285,16 @@ def _apply(
     dist = distance_m[pick]
     prev = s.state[d].copy()
     prev_fence = s.fence[d].copy()
+    prev_distance = s.distance_m[d].copy()
 
-    recovered = prev == _LOST
+    # A gap on the device's own clock longer than lost_after_s is a lapse in protection
+    # too (a replay, a time-warped trial, a device switched off between shifts): the
+    # device was LOST in between and starts afresh, so a breach is raised (and the
+    # wearer alerted) again rather than carried silently over the gap.
+    lapse_ms = round(config.lost_after_s * 1000)
+    last = s.last_fix_ms[d]
+    lapsed = (prev != _LOST) & (last != NO_TIME) & (t - last > lapse_ms)
+    recovered = (prev == _LOST) | lapsed
     base = np.where(recovered, _SAFE, prev)
     raise_now = m < 0
     in_breach = base == _BREACH
@@ -324,7 +332,18 @@ def _apply(
     s.fence[d] = f
     s.distance_m[d] = dist
     row, at = np.nonzero(happened)
-    return Events(d[at], _EVENT_ORDER[row], t[at], q[at], f[at], dist[at])
+    events = Events(d[at], _EVENT_ORDER[row], t[at], q[at], f[at], dist[at])
+    if not lapsed.any():
+        return events
+    lost = Events(
+        d[lapsed],
+        np.full(int(lapsed.sum()), EventKind.LOST, np.int8),
+        last[lapsed] + lapse_ms,
+        np.full(int(lapsed.sum()), NO_SEQ, np.int64),
+        prev_fence[lapsed],
+        prev_distance[lapsed],
+    )
+    return Events.concat([lost, events])
 
 
 def expire(states: DeviceStates, now_ms: int, config: BreachConfig) -> tuple[DeviceStates, Events]:

@@ -304,10 +304,16 @@ class Pipeline:
                     accepted=bool(accepted[i]),
                 )
             )
-        self._events(
-            result.events,
-            lambda d, t, q: fragments[caused_by[(d, t, q)]],
-        )
+
+        def cause(d: int, t: int, q: int) -> Decided:
+            if (d, t, q) in caused_by:
+                return fragments[caused_by[(d, t, q)]]
+            # a LOST found by a gap on the device's own clock is stamped when protection
+            # lapsed; it belongs to the device's first fix after that, which revealed it
+            after = [(ft, m) for (dd, ft, _), m in caused_by.items() if dd == d and ft >= t]
+            return fragments[min(after)[1]]
+
+        self._events(result.events, cause)
 
     def _offline(self, offline: list[tuple[int, int, int]], fragments: list[Decided]) -> None:
         """A last will: the device is gone now, not lost_after_s from now."""

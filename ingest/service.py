@@ -87,6 +87,10 @@ class IngestService:
         self._worker: threading.Thread | None = None
         self._schema_ready = False
         self.connected = threading.Event()
+        #: set once the broker has granted every subscription: from then on nothing
+        #: published is missed (connected alone is not enough; a SUBACK can lag)
+        self.subscribed = threading.Event()
+        self._pending_subscriptions: set[int] = set()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -100,26 +104,42 @@ class IngestService:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # ------------------------------------------------------------------ MQTT callbacks
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
+        self.subscribed.clear()
+        self._pending_subscriptions.clear()
         if self.group:
             # every message once for the device states (identifier 1), and this worker's
             # share of them again, for their effects (identifier 2)
-            client.subscribe([(t, 1) for t in subscriptions()], properties=_identifier(STATE_FEED))
-            client.subscribe(
-                [(t, 1) for t in subscriptions(self.group)], properties=_identifier(EFFECTS_FEED)
-            )
+            requests = [
+                ([(t, 1) for t in subscriptions()], _identifier(STATE_FEED)),
+                ([(t, 1) for t in subscriptions(self.group)], _identifier(EFFECTS_FEED)),
+            ]
         else:
-            client.subscribe([(t, 1) for t in subscriptions()])
+            requests = [([(t, 1) for t in subscriptions()], None)]
+        for topics, properties in requests:
+            _, mid = client.subscribe(topics, properties=properties)
+            self._pending_subscriptions.add(mid)
         self.connected.set()
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [c for c in reason_codes if c.is_failure]
+        if refused:
+            self._alarm("subscription-refused", f"the broker refused a subscription: {refused}")
+            return
+        self._pending_subscriptions.discard(mid)
+        if not self._pending_subscriptions:
+            self.subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if not self._stop.is_set():
             log.warning("lost the broker (%s); reconnecting", reason_code)
 

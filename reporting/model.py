@@ -103,9 +103,7 @@ def build_document(
                 "supplier": s,
                 "organisation": trial.supplier(s).organisation,
                 "technology": trial.supplier(s).technology,
-                "overall": "PASS"
-                if not failed and not checks_failed and not unmeasured
-                else "FAIL",
+                "overall": "PASS" if result.accepted(s) else "FAIL",
                 "criteria_passed": rank[s].passed,
                 "criteria_judged": rank[s].judged,
                 "criteria_failed": failed,

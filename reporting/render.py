@@ -206,7 +206,7 @@ def render_markdown(doc: dict, plot_base: str = "") -> str:
                 f"{pct(f['detection_rate'])} {ci_pct(f['detection_ci'])}",
                 f"{fig(f['time_to_alert_p50_s'])} / {fig(f['time_to_alert_p95_s'])}",
                 f"{f['false_alerts']} ({fig(f['false_alerts_per_device_hour'])}/device-hour)",
-                pct(f["breach_share"]),
+                f"{pct(f['breach_share'])} ({pct(f['false_alarm_share'])} truly safe)",
             ]
             for sup, f in s["alerting"]["figures"].items()
         ],

@@ -80,6 +80,10 @@ class Store(Protocol):
         """Rows per table: fixes, events, alerts, dead_letters."""
         ...
 
+    def fix_count(self, device_ids: list[str], since_ms: int, until_ms: int) -> int:
+        """Fixes of these devices with a fix time in [since, until): has a run fully arrived?"""
+        ...
+
     def ping(self) -> bool:
         """True if the store answers now (for health checks); never raises."""
         ...

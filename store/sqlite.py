@@ -171,6 +171,18 @@ class SqliteStore:
             for t in ("fixes", "events", "alerts", "dead_letters")
         }
 
+    def fix_count(self, device_ids: list[str], since_ms: int, until_ms: int) -> int:
+        if not device_ids:
+            return 0
+        marks = ", ".join("?" * len(device_ids))
+        return int(
+            self._select(
+                f"SELECT count(*) FROM fixes WHERE device_id IN ({marks}) "
+                "AND fix_ms >= ? AND fix_ms < ?",
+                [*device_ids, since_ms, until_ms],
+            )[0][0]
+        )
+
     def write_truth(self, truth: TruthSamples, excursions: list[TrueExcursion]) -> None:
         with self._lock:
             try:

@@ -311,6 +311,16 @@ class TimescaleStore:
             for t in ("fixes", "events", "alerts", "dead_letters")
         }
 
+    def fix_count(self, device_ids: list[str], since_ms: int, until_ms: int) -> int:
+        return int(
+            self._query(
+                "SELECT count(*) FROM fixes WHERE device_id = ANY(%s) "
+                "AND fix_time >= to_timestamp(%s / 1000.0) "
+                "AND fix_time < to_timestamp(%s / 1000.0)",
+                (list(device_ids), since_ms, until_ms),
+            )[0][0]
+        )
+
     def ping(self) -> bool:
         try:
             self._query("SELECT 1", ())

@@ -84,6 +84,23 @@ def test_a_silent_device_is_lost_and_recovers_on_its_next_fix():
     assert again.states.state[0] == State.SAFE
 
 
+def test_a_gap_on_the_device_clock_is_a_lapse_and_a_breach_is_raised_afresh():
+    # in breach, then nothing for a day on the device's own clock (switched off between
+    # shifts; the receiving clock never saw the silence): the next fix outside must
+    # alert the wearer again, not carry the old breach silently over the gap
+    first = run([-1.0, -1.0])
+    assert first.states.state[0] == State.BREACH
+    day_ms = 86_400_000
+    again = step(first.states, [0], [day_ms], [0], [-1.0], [-1], [0.2], CONFIG)
+    kinds = [EventKind(k).name for k in again.events.kind]
+    assert kinds == ["LOST", "RECOVERED", "BREACH"]
+    assert again.events.time_ms[0] == 1000 + 10_000  # protection lapsed 10 s after the last fix
+    assert again.states.state[0] == State.BREACH
+    # a gap shorter than lost_after_s is no lapse: the breach simply continues
+    short = step(first.states, [0], [9_000], [2], [-1.0], [-1], [0.2], CONFIG)
+    assert len(short.events) == 0
+
+
 def test_replay_raises_lost_for_a_gap_in_a_recording():
     t = np.array([0, 1000, 2000, 30_000, 31_000])
     r = replay(

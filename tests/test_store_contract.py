@@ -178,6 +178,12 @@ def test_latest_device_states_for_a_restarted_worker(store):
     )
     latest = {s.device_id: s for s in store.latest_device_states()}
     assert (latest[a].seq, latest[a].state, latest[a].fix_ms) == (2, "BREACH", T0 + 1000)
+    # how a run knows it has fully arrived: fixes of given devices in a time range
+    assert store.fix_count([a], T0, T0 + 1001) == 3
+    assert store.fix_count([a], T0, T0 + 1000) == 2  # the range is half-open
+    assert store.fix_count([a, b], T0, T0 + 2000) == 4
+    assert store.fix_count(["nobody/x"], T0, T0 + 2000) == 0
+    assert store.fix_count([], T0, T0 + 2000) == 0
     assert latest[b].state == "WARNING"
 
 

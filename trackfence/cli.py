@@ -94,7 +94,43 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--site", type=Path, required=True, help="the site file")
     imp.add_argument("--device", required=True, help="supplier/device that made the log")
     imp.add_argument("--out", type=Path, default=Path("out/recording"), help="output folder")
+    trial = commands.add_parser("trial", help="run and score a supplier trial")
+    trial_commands = trial.add_subparsers(dest="trial_command", required=True)
+    trun = trial_commands.add_parser(
+        "run",
+        help="run every shift of a trial through the real pipeline, then score and report",
+        description="Simulate every scenario of the trial for every supplier, publish the fixes "
+        "over MQTT to ingest, keep everything in the store, then score against the ground "
+        "truth and write the reports (HTML, PDF, JSON, Markdown). With no --broker or --db it "
+        "runs on an embedded MQTT broker and a SQLite file in --out.",
+    )
+    trun.add_argument("trial", type=Path, help="trial TOML (see examples/trials)")
+    trun.add_argument("--out", type=Path, default=Path("out/trial"), help="folder for the run")
+    trun.add_argument("--broker", help="mqtt://HOST:PORT of a Mosquitto (default: embedded)")
+    trun.add_argument("--db", help="postgresql://… (TimescaleDB) or sqlite:///… (default: OUT)")
+    trun.add_argument(
+        "--replace", action="store_true", help="run again into an --out that holds a run"
+    )
+    _report_options(trun)
+    tscore = trial_commands.add_parser(
+        "score",
+        help="rescore a trial that has been run (new criteria, new report), without rerunning",
+        description="Read the stored fixes, events and truth of a trial run in --out and write "
+        "its scores and reports again; the trial file's criteria may have changed.",
+    )
+    tscore.add_argument("trial", type=Path, help="the trial TOML the run was made from")
+    tscore.add_argument("--out", type=Path, default=Path("out/trial"), help="the run's folder")
+    tscore.add_argument("--db", help="the run's store (default: the one in its manifest)")
+    _report_options(tscore)
     return parser
+
+
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--formats",
+        default="html,pdf,json,md",
+        help="report formats, comma-separated (html, pdf, json, md; default all)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return _sim_run(args)
     if args.command == "sim" and args.sim_command == "import":
         return _sim_import(args)
+    if args.command == "trial":
+        from trackfence.trial_command import run_command, score_command
+
+        return run_command(args) if args.trial_command == "run" else score_command(args)
     return 2  # pragma: no cover - argparse rejects other commands
 
 

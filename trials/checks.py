@@ -128,7 +128,8 @@ def alarm_timing(trial: Trial, rows: Rows) -> Check:
             continue
         spread = float(np.percentile(tta, 95) - np.percentile(tta, 5))
         ok = np.isfinite(speed) & (speed > 0)
-        corr = float(np.corrcoef(speed[ok], tta[ok])[0, 1]) if ok.sum() > 2 else math.nan
+        varied = ok.sum() > 2 and np.ptp(speed[ok]) > 0 and np.ptp(tta[ok]) > 0
+        corr = float(np.corrcoef(speed[ok], tta[ok])[0, 1]) if varied else math.nan
         text = (
             f"time to alert from {np.percentile(tta, 5):.1f} s to {np.percentile(tta, 95):.1f} s "
             f"(5th-95th percentile, spread {spread:.1f} s over {tta.size} alerts)"

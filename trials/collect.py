@@ -25,7 +25,8 @@ from store import Store
 from trackfence.sites import load_site
 from trials.definition import Trial
 
-#: Fixes stamped up to this long after the shift ends still belong to it (late clocks).
+#: Fixes stamped up to this long either side of a shift belong to it (clocks out of step);
+#: shifts of one trial are always further apart than this.
 SHIFT_MARGIN_MS = 3_600_000
 
 
@@ -93,11 +94,15 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
             result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
             continue
         sent = dict(np.load(sent_path, allow_pickle=False))
-        fixes = store.fixes(since_ms=shift["start_ms"], until_ms=shift["end_ms"] + SHIFT_MARGIN_MS)
+        fixes = store.fixes(
+            since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
+            until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
+        )
         events = [
             e
             for e in store.events(
-                since_ms=shift["start_ms"], until_ms=shift["end_ms"] + SHIFT_MARGIN_MS
+                since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
+                until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
             )
             if e.kind in ("breach", "clear")
         ]
@@ -108,6 +113,12 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
         for e in events:
             breaches[e.device_id].append(e)
         truth_device = np.array(truth.device_id, dtype=object)
+        columns = {  # once per shift, not per device
+            "time_ms": np.asarray(truth.time_ms, dtype=np.int64),
+            "x_m": np.asarray(truth.x_m, dtype=np.float64),
+            "y_m": np.asarray(truth.y_m, dtype=np.float64),
+            "distance_m": np.asarray(truth.distance_m, dtype=np.float64),
+        }
         excursions = store.true_excursions(run_id)
         for d in shift["devices"]:
             device_id = d["device_id"]
@@ -120,7 +131,7 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
             t_rows = truth_device == device_id
             result.worn.append(
                 _worn(number, shift, d, profile, site, mine, breaches[device_id],
-                      truth, t_rows, [x for x in excursions if x.device_id == device_id], sent)
+                      columns, t_rows, [x for x in excursions if x.device_id == device_id], sent)
             )  # fmt: skip
     return result
 
@@ -194,10 +205,10 @@ def _worn(
         x_m=np.asarray(x),
         y_m=np.asarray(y),
         decide_ms=decide,
-        truth_ms=np.asarray(truth.time_ms, dtype=np.int64)[t_rows],
-        truth_x_m=np.asarray(truth.x_m, dtype=np.float64)[t_rows],
-        truth_y_m=np.asarray(truth.y_m, dtype=np.float64)[t_rows],
-        truth_distance_m=np.asarray(truth.distance_m, dtype=np.float64)[t_rows],
+        truth_ms=truth["time_ms"][t_rows],
+        truth_x_m=truth["x_m"][t_rows],
+        truth_y_m=truth["y_m"][t_rows],
+        truth_distance_m=truth["distance_m"][t_rows],
         excursion_start_ms=np.array([e.start_ms for e in excursions], dtype=np.int64),
         excursion_end_ms=np.array([e.end_ms for e in excursions], dtype=np.int64),
         excursion_depth_m=np.array([e.depth_m for e in excursions], dtype=np.float64),

@@ -65,6 +65,13 @@ CRITERIA: dict[str, tuple[str, str, str, float, float]] = {
     "time_to_alert_p95_s": ("time to alert, 95th percentile", "max", "seconds", 0.0, 600.0),
     "false_alerts_per_device_hour": ("false alerts per device-hour", "max", "per hour", 0.0, 1e3),
     "availability": ("share of expected fixes received", "min", "a share 0-1", 0.0, 1.0),
+    "false_alarm_share": (
+        "share of device time in breach while the wearer was truly safe",
+        "max",
+        "a share 0-1",
+        0.0,
+        1.0,
+    ),
     "unprotected_share": ("share of the shift without protection", "max", "a share 0-1", 0, 1),
     "fence_alignment_m": ("worst fence offset from the survey", "max", "metres", 0.0, 100.0),
     "breach_log_offset_p95_m": (
@@ -96,6 +103,7 @@ DEFAULT_CRITERIA = {
     "time_to_alert_p95_s": 2.0,
     "false_alerts_per_device_hour": 0.5,
     "availability": 0.995,
+    "false_alarm_share": 0.02,
     "fence_alignment_m": 0.1,
     "breach_log_offset_p95_m": 2.0,
     "alert_timing_spread_s": 3.0,

@@ -60,6 +60,7 @@ class Figures:
     device_hours: float
     false_alerts_per_device_hour: float
     breach_share: float  # share of device time spent in breach (constant alarms show here)
+    false_alarm_share: float  # share of device time in breach while truly safe
     breach_log_offset_p50_m: float
     breach_log_offset_p95_m: float
     # availability
@@ -135,6 +136,9 @@ def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
         device_hours=hours,
         false_alerts_per_device_hour=false_alerts / hours if hours > 0 else math.nan,
         breach_share=float(ds.breach_s[dmask].sum()) / (hours * 3600) if hours > 0 else math.nan,
+        false_alarm_share=(
+            float(ds.false_alarm_s[dmask].sum()) / (hours * 3600) if hours > 0 else math.nan
+        ),
         breach_log_offset_p50_m=_pct(offsets, 50),
         breach_log_offset_p95_m=_pct(offsets, 95),
         expected_fixes=expected,

@@ -101,6 +101,7 @@ class DeviceShiftRows(Table):
     unprotected_s: np.ndarray
     false_alerts: np.ndarray
     breach_s: np.ndarray  # time the device held its wearer in breach
+    false_alarm_s: np.ndarray  # ...while the wearer was truly safe, away from any excursion
     uplink_p50_ms: np.ndarray  # simulated device -> broker
 
 
@@ -121,6 +122,34 @@ def _cat(parts: list[dict], cls: type[Table]) -> Table:
     if not parts:
         return cls(*(np.zeros(0) for _ in names))
     return cls(*(np.concatenate([p[n] for p in parts]) for n in names))
+
+
+def _covered(times: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Which `times` fall inside any of the intervals [start, end] (in any order, overlapping)."""
+    if starts.size == 0:
+        return np.zeros(times.size, dtype=bool)
+    # +1 at each start, -1 after each end; a time is covered where the running sum is positive
+    edges = np.concatenate([starts, ends + 1])
+    steps = np.concatenate([np.ones(starts.size), -np.ones(ends.size)])
+    order = np.argsort(edges, kind="stable")
+    running = np.cumsum(steps[order])
+    at = np.searchsorted(edges[order], times, side="right") - 1
+    return (at >= 0) & (running[np.maximum(at, 0)] > 0)
+
+
+def false_alarm_s(w: Worn, lead_s: float) -> float:
+    """Time a device held its wearer in breach while they were truly safe.
+
+    Sampled on the 10 Hz truth: in breach, truly inside the safe zone, and not within
+    lead_s of a true excursion (an early warning or the clearing dwell is not false).
+    """
+    t = w.truth_ms
+    lead_ms = round(lead_s * 1000)
+    breach = _covered(t, w.alert_ms, np.minimum(w.alert_end_ms, w.end_ms))
+    near = _covered(t, w.excursion_start_ms - lead_ms, w.excursion_end_ms + lead_ms)
+    false = breach & (w.truth_distance_m > 0) & ~near
+    step_s = float(np.median(np.diff(t))) / 1000 if t.size > 1 else 0.0
+    return float(false.sum()) * step_s
 
 
 def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
@@ -219,6 +248,7 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
                 "gaps": np.array([seen.gaps]),
                 "unprotected_s": np.array([seen.unprotected_s]),
                 "false_alerts": np.array([found.false_alerts]),
+                "false_alarm_s": np.array([false_alarm_s(w, lead_s)]),
                 "breach_s": np.array(
                     [
                         float((np.minimum(w.alert_end_ms, w.end_ms) - w.alert_ms).clip(0).sum())

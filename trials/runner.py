@@ -34,6 +34,7 @@ from devices.sim.publish import publish, truth_records
 from ingest.settings import IngestSettings
 from store import open_store
 from trackfence.sites import load_site
+from trials.collect import SHIFT_MARGIN_MS
 from trials.definition import Trial, TrialError
 from trials.schedule import Shift, plan
 
@@ -129,8 +130,21 @@ def run_trial(
     db: str | None = None,
     progress: Progress | None = None,
     command: list[str] | None = None,
+    replace: bool = False,
 ) -> dict:
-    """Run every shift of `trial` end to end; returns (and writes) the run's manifest."""
+    """Run every shift of `trial` end to end; returns (and writes) the run's manifest.
+
+    A folder that already holds a run is refused unless `replace`: then its embedded
+    store, sent fixes and reports are removed first (an external store keeps its
+    rows; its idempotent keys make the same fixes land once).
+    """
+    if (out / MANIFEST).exists() or (out / "trial.sqlite").exists():
+        if not replace:
+            raise TrialError(
+                f"{out} already holds a trial run: rescore it with `trackfence trial score`, "
+                "or run again with --replace"
+            )
+        _clear(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sent").mkdir(exist_ok=True)
     db = db or f"sqlite:///{(out / 'trial.sqlite').resolve()}"
@@ -182,12 +196,15 @@ def _run_shift(
     admin.write_truth(*truth_records(sim, shift.run_id, shift.start_ms))
     save_sent(sim, shift, out / "sent")
     expected = _distinct_fixes(sim)
-    counts = admin.counts()
-    before, dead_before = counts["fixes"], counts["dead_letters"]
+    devices = [w.device for w in shift.scenario.workers]
+    window = (shift.start_ms - SHIFT_MARGIN_MS, shift.end_ms + SHIFT_MARGIN_MS)
+    dead_before = admin.counts()["dead_letters"]
     settings = IngestSettings(
         broker=broker_url,
         db=db,
-        client_id="trackfence-trial-ingest",
+        # a session per shift: the shift is complete (every fix stored) before its ingest
+        # stops, so nothing needs to wait in the broker for the next shift's worker
+        client_id=f"trackfence-trial-{shift.run_id}",
         mqtt_protocol=protocol,
         spool=str(out / "spool"),
         sites=_sites_for(trial, shift),
@@ -195,8 +212,11 @@ def _run_shift(
     service = IngestService(settings)
     service.start()
     try:
-        if not service.connected.wait(15):
-            raise TrialRunError(f"ingest could not connect to the broker at {broker_url}")
+        if not service.subscribed.wait(15):
+            raise TrialRunError(
+                f"ingest could not subscribe at the broker {broker_url} "
+                f"(alarms: {', '.join(sorted(service.alarms)) or 'none'})"
+            )
         label = f"shift {shift.index + 1} {shift.run_id}"
         done = publish(
             sim,
@@ -206,10 +226,10 @@ def _run_shift(
             progress=(lambda i, n: progress(label, i, n)) if progress else None,
         )
         deadline = time.monotonic() + SETTLE_S + expected / 2000
-        stored = admin.counts()["fixes"] - before
+        stored = admin.fix_count(devices, *window)
         while stored < expected and time.monotonic() < deadline:
             time.sleep(0.1)
-            stored = admin.counts()["fixes"] - before
+            stored = admin.fix_count(devices, *window)
         if stored < expected:
             raise TrialRunError(
                 f"shift {shift.run_id}: {expected - stored:,} of {expected:,} distinct fixes "
@@ -237,6 +257,15 @@ def _run_shift(
         "dead_letters": dead,
         "publish_seconds": round(done.seconds, 2),
     }
+
+
+def _clear(out: Path) -> None:
+    import shutil
+
+    for name in ("trial.sqlite", "trial.sqlite-wal", "trial.sqlite-shm", MANIFEST):
+        (out / name).unlink(missing_ok=True)
+    for name in ("sent", "report", "spool"):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def software_version() -> str:

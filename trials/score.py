@@ -131,6 +131,12 @@ class TrialResult:
     missing: list[str]
     readiness: dict[str, Readiness]
 
+    def accepted(self, supplier: str) -> bool:
+        """The supplier's overall verdict: every criterion met, measured, no check failed."""
+        return all(v.status == "pass" for v in self.verdicts[supplier]) and not any(
+            r.supplier == supplier and r.status == "fail" for c in self.checks for r in c.results
+        )
+
 
 def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResult:
     """Score a collected trial run: figures per slice, criteria, NRA24-05 checks, readiness."""

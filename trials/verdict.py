@@ -25,6 +25,7 @@ JUDGED_ON = {
     "time_to_alert_p95_s": ("time_to_alert_p95_s", "time_to_alert_p95_ci_s"),
     "false_alerts_per_device_hour": ("false_alerts_per_device_hour", None),
     "availability": ("availability", "availability_ci"),
+    "false_alarm_share": ("false_alarm_share", None),
     "unprotected_share": ("unprotected_share", None),
     "breach_log_offset_p95_m": ("breach_log_offset_p95_m", None),
     "alert_timing_spread_s": ("alert_timing_spread_s", None),

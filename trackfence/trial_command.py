@@ -1,0 +1,148 @@
+"""`trackfence trial run` and `trackfence trial score`: the trial's command-line edge."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from geofence.errors import GeofenceError
+from store import StoreError, open_store
+from trials.definition import Trial, TrialError, load_trial
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(
+        f"\r{label:<48.48} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}"
+    )
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from reporting.write import FORMATS
+
+    chosen = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = set(chosen) - set(FORMATS)
+    if unknown or not chosen:
+        raise TrialError(f"--formats: choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from trials.runner import TrialRunError, run_trial
+
+    try:
+        trial = load_trial(args.trial)
+        formats = _formats(args.formats)
+        began = time.monotonic()
+        manifest = run_trial(
+            trial,
+            args.out,
+            broker=args.broker,
+            db=args.db,
+            progress=_progress,
+            command=["trackfence", *sys.argv[1:]] if sys.argv else None,
+            replace=args.replace,
+        )
+        print(
+            f"ran {len(manifest['shifts'])} shifts in {time.monotonic() - began:.0f} s; scoring…",
+            file=sys.stderr,
+        )
+        return _score(trial, manifest, args.out, args.db or manifest_db(args.out), formats)
+    except (TrialError, TrialRunError, GeofenceError, StoreError, ValueError, OSError) as exc:
+        print(f"trackfence trial: {exc}", file=sys.stderr)
+        return 2
+
+
+def manifest_db(out: Path) -> str:
+    return f"sqlite:///{(out / 'trial.sqlite').resolve()}"
+
+
+def score_command(args: argparse.Namespace) -> int:
+    from trials.runner import load_manifest
+
+    try:
+        trial = load_trial(args.trial)
+        formats = _formats(args.formats)
+        manifest = load_manifest(args.out)
+        db = args.db or manifest["db"]
+        if "***" in db:
+            raise TrialError("the manifest's store URL has a password: give it again with --db")
+        return _score(trial, manifest, args.out, db, formats)
+    except (TrialError, GeofenceError, StoreError, ValueError, OSError) as exc:
+        print(f"trackfence trial: {exc}", file=sys.stderr)
+        return 2
+
+
+def _score(trial: Trial, manifest: dict, out: Path, db: str, formats: tuple[str, ...]) -> int:
+    from reporting.write import write_reports
+    from trials.collect import collect
+    from trials.runner import input_files, sha256_file
+    from trials.score import score_trial
+
+    changed = [
+        str(p)
+        for p in input_files(trial)
+        if manifest["inputs"].get(str(p)) not in (None, sha256_file(p))
+    ]
+    if changed:
+        print(
+            "trackfence trial: note: changed since the run (the report uses them as they are "
+            f"now): {', '.join(changed)}",
+            file=sys.stderr,
+        )
+    store = open_store(db)
+    try:
+        began = time.monotonic()
+        collected = collect(trial, manifest, store, out)
+        result = score_trial(trial, manifest, collected)
+        scored = time.monotonic() - began
+    finally:
+        store.close()
+    written = write_reports(result, collected.worn, out, formats=formats)
+    print(summary_table(result))
+    print(f"\nscored {len(result.rows.fixes):,} fixes in {scored:.1f} s; reports:")
+    for path in written:
+        if path.stem == "summary":
+            print(f"  {path}")
+    print(f"  (and one per supplier in {out / 'report'})")
+    for line in result.missing:
+        print(f"  missing: {line}")
+    return 0
+
+
+def summary_table(result) -> str:
+    """The end-of-run table: each supplier's verdict and headline figures."""
+
+    def num(value: float, spec: str) -> str:
+        return format(value, spec) if math.isfinite(value) else "n/m"
+
+    rank = {r.supplier: r for r in result.ranking}
+    lines = [
+        f"{'supplier':<10} {'verdict':<7} {'met':>5} {'rank':>4} {'TRL':>3} {'R95 m':>6} "
+        f"{'detect':>7} {'TTA p95 s':>9} {'FA/h':>5} {'avail':>7}  NRA24-05 findings"
+    ]
+    for s in result.trial.suppliers:
+        f = result.overall[s.key]
+        r = rank[s.key]
+        checks = [
+            c.title.lower()
+            for c in result.checks
+            for x in c.results
+            if x.supplier == s.key and x.status in ("fail", "found")
+        ]
+        verdict = "PASS" if result.accepted(s.key) else "FAIL"
+        lines.append(
+            f"{s.key:<10} {verdict:<7} {r.passed:>2}/{r.judged:<2} "
+            f"{('=' if r.tied else '') + str(r.position):>4} {result.readiness[s.key].trl:>3} "
+            f"{num(f.r95_m, '6.2f')} {num(100 * f.detection_rate, '6.1f')}% "
+            f"{num(f.time_to_alert_p95_s, '9.1f')} {num(f.false_alerts_per_device_hour, '5.2f')} "
+            f"{num(100 * f.availability, '6.2f')}%  {', '.join(checks) or '-'}"
+        )
+    return "\n".join(lines)
