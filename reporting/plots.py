@@ -152,36 +152,43 @@ def pick_shift(result: TrialResult, worn: list[Worn]) -> int | None:
 def breach_timeline(
     result: TrialResult, worn: list[Worn], shift: int, path: Path, suppliers: list[str]
 ) -> Path:
+    """Per wearer: the true distance to the edge, and below it one lane per supplier."""
     colours = _colours(result)
     mine = [w for w in worn if w.shift == shift and w.supplier in suppliers]
     wearers = sorted({w.wearer for w in mine})
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
-            len(wearers), 1, figsize=(7.5, 2.4 * len(wearers)), sharex=True, squeeze=False
+            2 * len(wearers),
+            1,
+            figsize=(7.5, 2.9 * len(wearers)),
+            sharex=True,
+            squeeze=False,
+            layout="constrained",
+            gridspec_kw={"height_ratios": [3, 0.45 * len(suppliers) + 0.3] * len(wearers)},
         )
-        for ax, wearer in zip(axes[:, 0], wearers, strict=True):
+        for k, wearer in enumerate(wearers):
+            top, lanes = axes[2 * k, 0], axes[2 * k + 1, 0]
             theirs = [w for w in mine if w.wearer == wearer]
             ref = theirs[0]
             t0 = ref.start_ms
-            minutes = (ref.truth_ms - t0) / 60000
-            ax.plot(minutes, ref.truth_distance_m, color="black", lw=1.5, label="true distance")
-            ax.axhline(0, color="#B00020", lw=1)
+            top.plot((ref.truth_ms - t0) / 60000, ref.truth_distance_m, color="black", lw=1.5)
+            top.axhline(0, color="#B00020", lw=1)
             for start, end in zip(ref.excursion_start_ms, ref.excursion_end_ms, strict=True):
-                ax.axvspan((start - t0) / 60000, (end - t0) / 60000, color="#B00020", alpha=0.12)
-            low = float(np.nanmin(ref.truth_distance_m))
-            for k, w in enumerate(theirs):
-                y = low - 0.6 * (k + 1)
-                for a, b in zip(w.alert_ms, w.alert_end_ms, strict=True):
-                    ax.plot(
-                        [(a - t0) / 60000, (min(b, w.end_ms) - t0) / 60000],
-                        [y, y],
-                        color=colours[w.supplier],
-                        lw=5,
-                        solid_capstyle="butt",
-                    )
-                ax.text(0, y, f" {w.supplier} ", va="center", ha="right", fontsize=9)
-            ax.set_ylabel("to edge (m)")
-            ax.set_title(f"{wearer}: true distance inside the safe zone, and breach periods")
+                top.axvspan((start - t0) / 60000, (end - t0) / 60000, color="#B00020", alpha=0.15)
+            top.set_ylabel("inside by (m)")
+            top.set_title(f"{wearer}: true distance inside the safe zone (red: excursions)")
+            for lane, s in enumerate(suppliers):
+                for w in (w for w in theirs if w.supplier == s):
+                    spans = [
+                        ((a - t0) / 60000, (min(b, w.end_ms) - a) / 60000)
+                        for a, b in zip(w.alert_ms, w.alert_end_ms, strict=True)
+                    ]
+                    lanes.broken_barh(spans, (lane - 0.35, 0.7), color=colours[s])
+            lanes.set_yticks(range(len(suppliers)), suppliers)
+            lanes.set_ylim(-0.6, len(suppliers) - 0.4)
+            lanes.invert_yaxis()
+            lanes.grid(False)
+            lanes.set_ylabel("breach", rotation=0, ha="right", va="center")
         axes[-1, 0].set_xlabel(f"minutes into the shift ({mine[0].run_id})")
         fig.savefig(path)
         plt.close(fig)

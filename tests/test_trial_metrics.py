@@ -147,3 +147,80 @@ def test_a_device_that_never_alerts_misses_every_excursion():
     assert (d.excursions, d.detected, d.false_alerts) == (2, 0, 0)
     assert d.detection_rate == 0.0 and list(d.missed) == [0, 1]
     assert d.time_to_alert_s.size == 0
+
+
+def test_a_breach_held_across_the_crossing_detects_it_and_a_lone_breach_is_false():
+    starts, ends = np.array([60_000]), np.array([70_000])
+    # raised 100 s before the crossing and held through it: the wearer was being warned
+    held = detection(starts, ends, np.array([-40_000]), 1.0, lead_s=30.0,
+                     alert_end_ms=np.array([75_000]))  # fmt: skip
+    assert held.detected == 1 and held.false_alerts == 0
+    np.testing.assert_allclose(held.time_to_alert_s, [-30.0])  # floored at the lead
+    # the same breach cleared before the crossing window opened: missed, and a false alert
+    early = detection(starts, ends, np.array([-40_000]), 1.0, lead_s=30.0,
+                      alert_end_ms=np.array([20_000]))  # fmt: skip
+    assert early.detected == 0 and early.false_alerts == 1
+
+
+def test_block_cdf_bootstrap_agrees_with_the_exact_one():
+    from devices.sim.noise import gauss_markov
+    from trials import intervals
+
+    errors = gauss_markov(np.random.default_rng(3), (2, 60_000), 0.3, np.exp(-1 / 20))
+    radial = np.hypot(errors[0], errors[1])
+    for q in (50, 95):
+        exact = intervals.block_bootstrap_percentile(radial, q, resamples=300)  # exact path
+        fast = intervals._block_cdf_bootstrap(radial, q, 50, 1000, 0, 0.95)
+        width = exact[1] - exact[0]
+        assert abs(fast[0] - exact[0]) < 0.25 * width and abs(fast[1] - exact[1]) < 0.25 * width
+        assert fast[0] < np.percentile(radial, q) < fast[1]
+
+
+def test_false_alarm_time_counts_breach_while_truly_safe_away_from_excursions():
+    from trials.rows import _covered, false_alarm_s
+
+    t = np.arange(0, 100_000, 100)
+    covered = _covered(t, np.array([10_000, 15_000]), np.array([20_000, 30_000]))
+    assert covered.sum() == (30_000 - 10_000) // 100 + 1  # overlapping intervals, once
+
+    class W:  # the fields false_alarm_s reads
+        truth_ms = t
+        truth_distance_m = np.where((t >= 50_000) & (t < 60_000), -0.5, 1.0)
+        excursion_start_ms = np.array([50_000])
+        excursion_end_ms = np.array([60_000])
+        alert_ms = np.array([0, 49_000])
+        alert_end_ms = np.array([10_000, 65_000])
+        end_ms = 100_000
+
+    # the first breach (0-10 s) is wholly false; the second is within the excursion's
+    # lead and dwell (lead 5 s: 45-65 s) and not counted
+    assert false_alarm_s(W, lead_s=5.0) == pytest.approx(10.1)
+
+
+def test_verdicts_flag_marginal_results_and_rank_with_honest_ties():
+    from trials.figures import Figures
+    from trials.verdict import judge, rank
+
+    def figures(r95, r95_ci, rate, rate_ci):
+        values = dict.fromkeys(Figures.__dataclass_fields__, math.nan)
+        values.update(r95_m=r95, r95_ci_m=r95_ci, detection_rate=rate, detection_ci=rate_ci)
+        return Figures(**values)
+
+    f = {
+        "a": figures(0.9, (0.8, 1.1), 1.0, (0.9, 1.0)),  # passes R95, but its interval reaches 1 m
+        "b": figures(0.85, (0.75, 0.95), 1.0, (0.9, 1.0)),  # better, but not provably
+        "c": figures(3.0, (2.8, 3.2), 0.5, (0.3, 0.7)),
+    }
+    criteria = {"r95_m": 1.0, "detection_rate": 0.99}
+    verdicts = {s: judge(f[s], criteria, {}) for s in f}
+    # 100 % detected, but the interval (90-100 %) cannot show 99 %: marginal too
+    assert [(v.status, v.marginal) for v in verdicts["a"]] == [("pass", True), ("pass", True)]
+    assert [v.status for v in verdicts["c"]] == ["fail", "fail"]
+    ranks = {r.supplier: r for r in rank(verdicts, f)}
+    # a and b pass as much, and their intervals overlap: a tie, not 1 and 2
+    assert ranks["a"].position == ranks["b"].position == 1 and ranks["a"].tied
+    assert ranks["c"].position == 3 and not ranks["c"].tied
+    # once b's R95 interval is clear of a's, b ranks alone above it
+    f["b"] = figures(0.5, (0.45, 0.55), 1.0, (0.9, 1.0))
+    ranks = {r.supplier: r for r in rank(verdicts, f)}
+    assert (ranks["b"].position, ranks["a"].position, ranks["a"].tied) == (1, 2, False)

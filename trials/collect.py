@@ -62,6 +62,7 @@ class Worn:
     excursion_depth_m: np.ndarray
     alert_ms: np.ndarray  # breach alerts on the shift's timeline (sent + measured hops)
     alert_end_ms: np.ndarray  # when each breach cleared (or the shift ended)
+    alert_logged_ms: np.ndarray  # the time the breach log gives each alert (the device's fix time)
     alert_x_m: np.ndarray  # the position the breach log shows for each alert
     alert_y_m: np.ndarray
     publish_ms: np.ndarray  # alert publish time minus decision time, per alert (measured)
@@ -214,6 +215,7 @@ def _worn(
         excursion_depth_m=np.array([e.depth_m for e in excursions], dtype=np.float64),
         alert_ms=np.array(alert_ms, dtype=np.int64),
         alert_end_ms=np.array(alert_end, dtype=np.int64),
+        alert_logged_ms=np.array(t_a, dtype=np.int64),
         alert_x_m=np.array(alert_x, dtype=np.float64),
         alert_y_m=np.array(alert_y, dtype=np.float64),
         publish_ms=np.array(publish, dtype=np.float64),

@@ -75,7 +75,7 @@ CRITERIA: dict[str, tuple[str, str, str, float, float]] = {
     "unprotected_share": ("share of the shift without protection", "max", "a share 0-1", 0, 1),
     "fence_alignment_m": ("worst fence offset from the survey", "max", "metres", 0.0, 100.0),
     "breach_log_offset_p95_m": (
-        "breach log position against the true position at the alert, p95",
+        "breach log position against the truth (at the alert, and at its logged time), p95",
         "max",
         "metres",
         0.0,

@@ -77,6 +77,7 @@ class AlertRows(Table):
     week: np.ndarray
     alert_ms: np.ndarray
     log_offset_m: np.ndarray  # breach log position against the true position at the alert
+    log_time_offset_m: np.ndarray  # ...against the true position at the time the log gives
     publish_ms: np.ndarray  # measured: decision -> alert published
     false: np.ndarray  # matched no true excursion
 
@@ -230,6 +231,10 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
                 **full(a.size, week=w.week),
                 "alert_ms": a,
                 "log_offset_m": np.hypot(w.alert_x_m - tx, w.alert_y_m - ty),
+                "log_time_offset_m": np.hypot(
+                    w.alert_x_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_x_m),
+                    w.alert_y_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_y_m),
+                ),
                 "publish_ms": w.publish_ms,
                 "false": ~in_window,
             }

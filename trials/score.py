@@ -191,6 +191,7 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
         s: {
             "fence_alignment_m": checks[0].results[i].figures.get("worst_offset_m", math.nan),
             "supplier_agreement": checks[5].results[i].figures.get("agreement", math.nan),
+            "breach_log_offset_p95_m": checks[4].results[i].figures.get("worst_p95_m", math.nan),
         }
         for i, s in enumerate(suppliers)
     }

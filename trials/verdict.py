@@ -27,7 +27,6 @@ JUDGED_ON = {
     "availability": ("availability", "availability_ci"),
     "false_alarm_share": ("false_alarm_share", None),
     "unprotected_share": ("unprotected_share", None),
-    "breach_log_offset_p95_m": ("breach_log_offset_p95_m", None),
     "alert_timing_spread_s": ("alert_timing_spread_s", None),
 }
 
