@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo check-demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: evaluate a recorded walk against an ELR-defined worksite.
+## The main job: the example ten-week trial of three suppliers, end to end (simulated
+## devices -> embedded MQTT broker -> ingest -> SQLite -> scores -> reports in out/trial).
 demo: $(STAMP)
+	scripts/provision-report-libs.sh
+	$(BIN)/trackfence trial run examples/trials/three-suppliers.toml --out out/trial --replace
+
+## A recorded walk decided fix by fix against an ELR-defined worksite.
+check-demo: $(STAMP)
 	$(BIN)/trackfence geofence check examples/sites/ecm1-kings-cross.toml \
 	    examples/fixes/ecm1-walk.csv --out out/ecm1-walk-decisions.csv
 
@@ -24,6 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	scripts/provision-services.sh
+	scripts/provision-report-libs.sh
 	$(BIN)/pytest
 
 ## Speed and memory against the peers, same run (not part of `make test`).

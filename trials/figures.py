@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from trials.intervals import block_bootstrap_percentile, wilson
+from trials.intervals import block_bootstrap_percentiles, wilson
 from trials.rows import Rows
 
 Interval = tuple[float, float]
@@ -24,11 +24,11 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else math.nan
 
 
-def _pct_ci(values: np.ndarray, q: float, block: int) -> Interval:
+def _pct_ci(values: np.ndarray, qs: tuple[float, ...], block: int) -> list[Interval]:
     values = values[np.isfinite(values)]
     if values.size < 2:
-        return NAN_INTERVAL
-    return block_bootstrap_percentile(values, q, block=block)
+        return [NAN_INTERVAL for _ in qs]
+    return block_bootstrap_percentiles(values, qs, block=block)
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,9 @@ class Figures:
 
 def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
     """The figures of the rows matching `keys` (e.g. supplier="acme", firmware="2.5.0")."""
-    fx = rows.fixes
-    fmask = rows.fix_mask(**keys)
-    de, dn = fx.error_east_m[fmask], fx.error_north_m[fmask]
-    radial = np.hypot(de, dn)
+    radial = rows.fix_values("error_m", **keys)
+    count = int(radial.size)
+    mean_square = float(np.dot(radial, radial)) / count if count else math.nan
     ex = rows.excursions
     emask = ex.where(**keys)
     hit = ex.detected[emask].astype(bool)
@@ -98,36 +97,41 @@ def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
     offsets = al.log_offset_m[amask].astype(np.float64)
     ds = rows.device_shifts
     dmask = ds.where(**keys)
+    # mean errors from each device-shift's sums: no pass over the fixes
+    sum_e = float(ds.error_east_sum_m[dmask].sum())
+    sum_n = float(ds.error_north_sum_m[dmask].sum())
     hours = float(ds.hours[dmask].sum())
     false_alerts = int(ds.false_alerts[dmask].sum())
     expected = int(ds.expected[dmask].sum())
     received = int(ds.received[dmask].sum())
     unprotected = float(ds.unprotected_s[dmask].sum())
-    mean_e = float(de.mean()) if de.size else math.nan
-    mean_n = float(dn.mean()) if dn.size else math.nan
+    mean_e = sum_e / count if count else math.nan
+    mean_n = sum_n / count if count else math.nan
     n_ex = int(emask.sum())
+    cep50, r95 = np.percentile(radial, [50, 95]) if radial.size else (math.nan, math.nan)
+    decisions = rows.fix_values("decide_ms", **keys)
+    decisions = decisions[np.isfinite(decisions)]
+    decide = np.percentile(decisions, [50, 95]) if decisions.size else (math.nan, math.nan)
+    cep50_ci, r95_ci = _pct_ci(radial, (50, 95), block)
     return Figures(
-        fixes=int(radial.size),
-        cep50_m=_pct(radial, 50),
-        cep50_ci_m=_pct_ci(radial, 50, block),
-        r95_m=_pct(radial, 95),
-        r95_ci_m=_pct_ci(radial, 95, block),
+        fixes=count,
+        cep50_m=float(cep50),
+        cep50_ci_m=cep50_ci,
+        r95_m=float(r95),
+        r95_ci_m=r95_ci,
         max_error_m=float(radial.max()) if radial.size else math.nan,
-        drms2_m=float(2 * np.sqrt(np.mean(radial * radial))) if radial.size else math.nan,
+        drms2_m=2 * math.sqrt(mean_square) if count else math.nan,
         bias_east_m=mean_e,
         bias_north_m=mean_n,
-        precision_m=(
-            float(np.sqrt(np.mean((de - mean_e) ** 2 + (dn - mean_n) ** 2)))
-            if de.size
-            else math.nan
-        ),
+        # spread about the mean error: E|e - mean|^2 = E|e|^2 - |mean|^2
+        precision_m=math.sqrt(max(0.0, mean_square - mean_e**2 - mean_n**2)) if count else math.nan,
         excursions=n_ex,
         detected=int(hit.sum()),
         detection_rate=float(hit.mean()) if n_ex else math.nan,
         detection_ci=wilson(int(hit.sum()), n_ex),
         time_to_alert_p50_s=_pct(tta, 50),
         time_to_alert_p95_s=_pct(tta, 95),
-        time_to_alert_p95_ci_s=_pct_ci(tta, 95, 1),  # excursions are independent events
+        time_to_alert_p95_ci_s=_pct_ci(tta, (95,), 1)[0],  # excursions are independent
         time_to_alert_max_s=float(tta.max()) if tta.size else math.nan,
         alert_timing_spread_s=_pct(tta, 95) - _pct(tta, 5),
         overshoot_p50_m=_pct(over, 50),
@@ -149,8 +153,8 @@ def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
         unprotected_s=unprotected,
         unprotected_share=unprotected / (hours * 3600) if hours > 0 else math.nan,
         uplink_p50_ms=_pct(ds.uplink_p50_ms[dmask].astype(np.float64), 50),
-        decide_p50_ms=_pct(fx.decide_ms[fmask], 50),
-        decide_p95_ms=_pct(fx.decide_ms[fmask], 95),
+        decide_p50_ms=decide[0],
+        decide_p95_ms=decide[1],
         publish_p50_ms=_pct(al.publish_ms[amask].astype(np.float64), 50),
         publish_p95_ms=_pct(al.publish_ms[amask].astype(np.float64), 95),
     )

@@ -140,6 +140,13 @@ def detection(
     )
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; O(n) for the already-sorted times a store returns."""
+    if values.size < 2 or bool((values[1:] >= values[:-1]).all()):
+        return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
+    return np.unique(values)
+
+
 @dataclass(frozen=True)
 class Availability:
     expected: int
@@ -160,7 +167,7 @@ def availability(
     lost_after_s: float = 10.0,
 ) -> Availability:
     """Share of expected fixes received, and how long the wearer went unprotected."""
-    t = np.unique(np.asarray(received_time_ms, dtype=np.int64))
+    t = distinct(np.asarray(received_time_ms, dtype=np.int64))
     t = t[(t >= start_ms) & (t <= end_ms)]
     expected = max(1, round((end_ms - start_ms) / 1000 * rate_hz))
     received = min(int(t.size), expected)

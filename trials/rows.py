@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from trials.collect import Worn
-from trials.metrics import availability, detection
+from trials.metrics import availability, detection, distinct
 
 #: Crossing speed is measured over this long either side of the true crossing.
 SPEED_WINDOW_MS = 1000
@@ -43,9 +43,7 @@ class FixRows(Table):
     error_north_m: np.ndarray
     decide_ms: np.ndarray  # measured: receive -> decision
 
-    @property
-    def error_m(self) -> np.ndarray:
-        return np.hypot(self.error_east_m, self.error_north_m)
+    error_m: np.ndarray  # radial (horizontal) error, kept: every figure starts from it
 
 
 @dataclass(frozen=True)
@@ -104,6 +102,8 @@ class DeviceShiftRows(Table):
     breach_s: np.ndarray  # time the device held its wearer in breach
     false_alarm_s: np.ndarray  # ...while the wearer was truly safe, away from any excursion
     uplink_p50_ms: np.ndarray  # simulated device -> broker
+    error_east_sum_m: np.ndarray  # sums of the fixes' errors: means without touching fixes
+    error_north_sum_m: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,26 @@ class Rows:
     alerts: AlertRows
     device_shifts: DeviceShiftRows
 
+    fixes_per_worn: np.ndarray  # fixes of each device-shift (its rows are contiguous)
+
+    def fix_values(self, column: str, **keys: object) -> np.ndarray:
+        """One fix column for the device-shifts matching `keys`: contiguous slices joined,
+        so the cost is the size of the answer, not of the whole trial."""
+        ends = np.cumsum(self.fixes_per_worn)
+        starts = ends - self.fixes_per_worn
+        values = getattr(self.fixes, column)
+        chosen = np.flatnonzero(self.device_shifts.where(**keys))
+        if chosen.size == 0:
+            return values[:0]
+        return np.concatenate([values[starts[i] : ends[i]] for i in chosen])
+
     def fix_mask(self, **keys: object) -> np.ndarray:
-        """Fixes of the device-shifts matching `keys` (one gather, no text compared per fix)."""
-        return self.device_shifts.where(**keys)[self.fixes.worn]
+        """Fixes of the device-shifts matching `keys` (no text compared per fix).
+
+        A device-shift's fixes are contiguous, so the mask is each device-shift's
+        answer repeated over its fixes.
+        """
+        return np.repeat(self.device_shifts.where(**keys), self.fixes_per_worn)
 
 
 def _cat(parts: list[dict], cls: type[Table]) -> Table:
@@ -178,6 +195,7 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
                 "worn": np.full(t.size, row, dtype=np.int32),
                 "error_east_m": de,
                 "error_north_m": dn,
+                "error_m": np.hypot(de, dn),
                 "decide_ms": w.decide_ms[inside],
             }
         )
@@ -245,7 +263,7 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
             {
                 **full(1, week=w.week, date=w.date, configuration_hash=w.configuration_hash),
                 "rate_hz": np.array([w.rate_hz]),
-                "observed_rate_hz": np.array([np.unique(w.fix_ms).size / duration_s]),
+                "observed_rate_hz": np.array([distinct(w.fix_ms).size / duration_s]),
                 "hours": np.array([hours]),
                 "expected": np.array([seen.expected]),
                 "received": np.array([seen.received]),
@@ -260,6 +278,8 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
                         / 1000
                     ]
                 ),
+                "error_east_sum_m": np.array([float(de.sum())]),
+                "error_north_sum_m": np.array([float(dn.sum())]),
                 "uplink_p50_ms": np.array([np.median(w.uplink_ms) if w.uplink_ms.size else np.nan]),
             }
         )
@@ -268,4 +288,5 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
         _cat(excursions, ExcursionRows),
         _cat(alerts, AlertRows),
         _cat(shifts, DeviceShiftRows),
+        np.array([f["worn"].size for f in fixes], dtype=np.int64),
     )
