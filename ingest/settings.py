@@ -32,7 +32,6 @@ lost_after_s = 10
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -131,13 +130,13 @@ def load_settings(
 ) -> IngestSettings:
     settings = IngestSettings()
     if path is not None:
+        from trackfence.tomlfile import TomlFileError, read_toml
+
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SettingsError(f"cannot read settings {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"settings {path} are not valid TOML ({exc})") from None
+            data = read_toml(path)
+        except TomlFileError as exc:
+            raise SettingsError(f"settings {path}: {exc}") from None
         settings.base = path.parent
         _apply_file(settings, data)
     for var, name in _ENV.items():

@@ -171,6 +171,7 @@ def build_document(
                     }
                     for sc in trial.scenarios
                 ],
+                "decisions": asdict(trial.decisions),
                 "ground_truth": GROUND_TRUTH,
                 "metrics": METRICS,
                 "criteria": [
@@ -201,6 +202,11 @@ def build_document(
             "by_firmware": [
                 {"supplier": s, "firmware": fw, **_figures(f)}
                 for (s, fw), f in result.by_firmware.items()
+                if s in keys
+            ],
+            "by_scenario_firmware": [
+                {"supplier": s, "scenario": sc, "firmware": fw, **_figures(f)}
+                for (s, sc, fw), f in result.by_scenario_firmware.items()
                 if s in keys
             ],
             "availability": {

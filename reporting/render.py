@@ -169,7 +169,16 @@ def render_markdown(doc: dict, plot_base: str = "") -> str:
             ],
         )
     m = s["methodology"]
-    out += [f"## {titles['methodology']}", "", m["pipeline"], "", m["ground_truth"], ""]
+    d = m["decisions"]
+    out += [f"## {titles['methodology']}", "", m["pipeline"], ""]
+    out += [
+        f"Decisions: breach when the uncertainty circle (accuracy × {fig(d['accuracy_factor'])}) "
+        f"reaches the edge; clear when back inside by {fig(d['clearing_margin_m'])} m for "
+        f"{fig(d['clearing_dwell_s'])} s; lost after {fig(d['lost_after_s'])} s of silence.",
+        "",
+        m["ground_truth"],
+        "",
+    ]
     out += [m["metrics"], ""]
     out += _table(
         ["Criterion", "Bound", "Key"],

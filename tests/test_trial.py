@@ -184,7 +184,16 @@ def test_every_failure_mode_planted_is_caught_and_named(embedded_run):
     details = next(
         c for c in doc["sections"]["issues"]["checks"] if c["title"].startswith("Suppliers")
     )["details"]
-    assert any("fence" in d and "walker" in d for d in details)
+    import re
+
+    def time_of(detail: str, who: str) -> float:
+        found = re.search(rf"{who} ([+-][0-9.]+) s", detail)
+        return float(found.group(1)) if found else float("inf")  # missed: never alerted
+
+    # the walker's crossing, with the long fence alerting well after the surveyed one
+    assert any("walker" in d and time_of(d, "fence") - time_of(d, "good") > 3.0 for d in details), (
+        details
+    )
     # and the supplier with nothing planted passes everything it is judged on
     good = next(
         e for e in doc["sections"]["executive_summary"]["suppliers"] if e["supplier"] == "good"
@@ -316,6 +325,8 @@ def test_the_trial_runs_on_mosquitto_and_timescaledb(trial_file, mosquitto, time
         (("[[supplier.acme.device]]\nid = \"ac-0101\"", "[[supplier.acme.device]]\nid = \"\""),
          "device[0].id"),
         (("cep50_m = 0.05", "cep50_m = -1"), "[supplier.acme].simulated.cep50_m"),
+        (("clearing_margin_m = 0.5", "clearing_margin_m = -1"), "[decisions]"),
+        (("clearing_margin_m = 0.5", "clearing_margin = 0.5"), "[decisions].clearing_margin"),
     ],
 )  # fmt: skip
 def test_a_bad_trial_file_is_refused_with_the_field_named(tmp_path, change, words):

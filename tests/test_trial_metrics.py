@@ -228,3 +228,66 @@ def test_verdicts_flag_marginal_results_and_rank_with_honest_ties():
     f["b"] = figures(0.5, (0.45, 0.55), 1.0, (0.9, 1.0))
     ranks = {r.supplier: r for r in rank(verdicts, f)}
     assert (ranks["b"].position, ranks["a"].position, ranks["a"].tied) == (1, 2, False)
+
+
+def _worn(**overrides):
+    from trials.collect import Worn
+
+    t = np.arange(0, 100_000, 100)  # 100 s of truth at 10 Hz, standing at the origin
+    base = dict(
+        shift=0, run_id="r", scenario="s", week=1, date="2026-06-01", night=False,
+        device_id="a/1", supplier="a", wearer="w", firmware="1", configuration={},
+        configuration_hash="h", rate_hz=1.0, start_ms=0, end_ms=100_000,
+        fix_ms=np.arange(0, 100_000, 1000), x_m=np.zeros(100), y_m=np.zeros(100),
+        decide_ms=np.full(100, 2.0), truth_ms=t, truth_x_m=np.zeros(t.size),
+        truth_y_m=np.zeros(t.size), truth_distance_m=np.ones(t.size),
+        excursion_start_ms=np.zeros(0, np.int64), excursion_end_ms=np.zeros(0, np.int64),
+        excursion_depth_m=np.zeros(0), alert_ms=np.zeros(0, np.int64),
+        alert_end_ms=np.zeros(0, np.int64), alert_logged_ms=np.zeros(0, np.int64),
+        alert_x_m=np.zeros(0), alert_y_m=np.zeros(0), publish_ms=np.zeros(0),
+        uplink_ms=np.full(100, 300.0), sent_fix_ms=np.arange(0, 100_000, 1000),
+    )  # fmt: skip
+    base.update(overrides)
+    return Worn(**base)
+
+
+def test_trial_figures_from_a_known_set_of_errors_and_a_known_alert():
+    from trials.figures import figures
+    from trials.rows import build_rows
+
+    # errors: 60 fixes 3 m east, 40 fixes 4 m north -> radial 3 (x60) and 4 (x40)
+    x = np.r_[np.full(60, 3.0), np.zeros(40)]
+    y = np.r_[np.zeros(60), np.full(40, 4.0)]
+    distance = np.ones(1000)
+    distance[400:500] = -0.5  # truly outside from 40 s to 50 s
+    worn = _worn(
+        x_m=x,
+        y_m=y,
+        truth_distance_m=distance,
+        excursion_start_ms=np.array([40_000]),
+        excursion_end_ms=np.array([50_000]),
+        excursion_depth_m=np.array([0.5]),
+        alert_ms=np.array([41_500, 80_000]),  # 1.5 s after the crossing; then a stray
+        alert_end_ms=np.array([52_000, 81_000]),
+        alert_logged_ms=np.array([41_000, 80_000]),
+        alert_x_m=np.array([0.0, 0.0]),
+        alert_y_m=np.array([2.0, 0.0]),
+        publish_ms=np.array([1.0, 1.0]),
+    )
+    f = figures(build_rows([worn]), supplier="a")
+    assert f.fixes == 100
+    assert f.cep50_m == 3.0 and f.r95_m == 4.0 and f.max_error_m == 4.0
+    assert f.drms2_m == pytest.approx(2 * math.sqrt((60 * 9 + 40 * 16) / 100))
+    assert (f.bias_east_m, f.bias_north_m) == (pytest.approx(1.8), pytest.approx(1.6))
+    # precision: spread about the mean error
+    spread = np.sqrt(np.mean((x - 1.8) ** 2 + (y - 1.6) ** 2))
+    assert f.precision_m == pytest.approx(spread)
+    assert (f.excursions, f.detected, f.detection_rate) == (1, 1, 1.0)
+    assert f.time_to_alert_p50_s == 1.5 and f.overshoot_p50_m == 0.5
+    assert f.false_alerts == 1
+    assert f.false_alerts_per_device_hour == pytest.approx(1 / (100 / 3600))
+    assert f.breach_log_offset_p50_m == pytest.approx(1.0)  # median of 2 m and 0 m
+    # the stray breach, 80-81 s, truly safe; 80.0 s itself is still within 30 s of the
+    # excursion's end (its dwell), so 1.0 s of false alarm in 100 s
+    assert f.false_alarm_share == pytest.approx(1.0 / 100)
+    assert f.availability == 1.0 and f.unprotected_s == 0.0

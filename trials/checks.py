@@ -350,26 +350,21 @@ def supplier_agreement(trial: Trial, rows: Rows) -> Check:
     for m in shared:
         hits = {s: bool(ex.detected[i]) for s, i in m.items()}
         majority = sum(hits.values()) * 2 >= len(hits)
-        times = [ex.time_to_alert_s[i] for s, i in m.items() if hits[s]]
-        late = {
-            s for s, i in m.items() if hits[s] and ex.time_to_alert_s[i] - min(times) > spread_limit
-        }
+        times = {s: float(ex.time_to_alert_s[i]) for s, i in m.items() if hits[s]}
+        # no supplier is the reference: each is compared with the middle of them all
+        middle = float(np.median(list(times.values()))) if times else math.nan
         for s in m:
-            ok = hits[s] == majority and s not in late
-            agree[s] += ok
+            alike = s not in times or abs(times[s] - middle) <= spread_limit
+            agree[s] += hits[s] == majority and alike
             examples[s] += 1
-        if len(set(hits.values())) > 1 or late:
+        spread = max(times.values()) - min(times.values()) if times else 0.0
+        if len(set(hits.values())) > 1 or spread > spread_limit:
             i0 = next(iter(m.values()))
-            missed = [s for s, h in hits.items() if not h]
+            said = ", ".join(
+                f"{s} {times[s]:+.1f} s" if s in times else f"{s} missed" for s in sorted(m)
+            )
             disagreements.append(
-                f"{ex.repeat_key[i0].rsplit('/', 1)[0]} on {_date(ex, i0)}: "
-                + (f"missed by {', '.join(missed)}" if missed else "")
-                + ("; " if missed and late else "")
-                + (
-                    f"alerted > {spread_limit:g} s after the first by {', '.join(sorted(late))}"
-                    if late
-                    else ""
-                )
+                f"{ex.repeat_key[i0].rsplit('/', 1)[0]} on {_date(ex, i0)}: time to alert {said}"
             )
     results = []
     for s in suppliers:
@@ -384,8 +379,9 @@ def supplier_agreement(trial: Trial, rows: Rows) -> Check:
             SupplierFinding(
                 s,
                 status,
-                f"agrees with the majority on {agree[s]} of {examples[s]} shared excursions "
-                f"({share:.0%})",
+                f"alarms like the others (detected as the majority did, within "
+                f"{spread_limit:g} s of their middle time) on {agree[s]} of {examples[s]} "
+                f"excursions every supplier saw ({share:.0%})",
                 {"agreement": share, "shared_excursions": examples[s]},
             )
         )

@@ -159,7 +159,10 @@ def _worn(
     times, first = np.unique(s_fix[order], return_index=True)
     first_send = s_send[order][first]
     stored = {f.fix_ms: f for f in fixes}
-    clears = np.sort(np.array([e.event_ms for e in breaches if e.kind == "clear"], np.int64))
+    # a breach lasts until the device's next clear, or its next breach (after a lapse
+    # in protection a breach is raised afresh without a clear between), or the shift end
+    ends = np.sort(np.array([e.event_ms for e in breaches if e.kind in ("clear", "breach")],
+                            np.int64))  # fmt: skip
     breaches = [e for e in breaches if e.kind == "breach"]
     matched = [(e, stored[e.event_ms]) for e in breaches if e.event_ms in stored]
     event_ms = np.array([e.event_ms for e, _ in matched], dtype=np.int64)
@@ -170,9 +173,8 @@ def _worn(
     for (_, f), ok, k in zip(matched, timed, nearest, strict=True):
         if not ok:
             continue
-        # the breach lasts until the device's next clear (or the end of the shift)
-        after = np.searchsorted(clears, f.fix_ms, side="right")
-        alert_end.append(int(clears[after]) if after < clears.size else int(shift["end_ms"]))
+        after = np.searchsorted(ends, f.fix_ms, side="right")
+        alert_end.append(int(ends[after]) if after < ends.size else int(shift["end_ms"]))
         hops = (f.alert_ms if f.alert_ms is not None else f.decided_ms) - f.received_ms
         alert_ms.append(int(first_send[k]) + hops)
         publish.append((f.alert_ms - f.decided_ms) if f.alert_ms is not None else np.nan)

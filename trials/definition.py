@@ -12,6 +12,9 @@
     r95_m = 1.0
     detection_rate = 0.99
 
+    [decisions]                      # how trackfence decides (geofence.breach.BreachConfig)
+    clearing_margin_m = 0.5
+
     [[scenario]]
     file = "../scenarios/plain-line.toml"
     repeats = 2                      # optional: overrides [trial].repeats
@@ -42,7 +45,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -50,6 +52,8 @@ from typing import Any
 
 from devices.sim.profiles import SupplierProfile
 from devices.sim.scenario import Scenario, ScenarioError, load_scenario
+from geofence.breach import BreachConfig
+from trackfence.tomlfile import TomlFileError, read_toml
 
 
 class TrialError(ValueError):
@@ -198,7 +202,9 @@ class Trial:
     day_shift_start: dt.time = dt.time(9, 0)
     night_shift_start: dt.time = dt.time(23, 0)
     sponsor: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: how trackfence decides during the trial (geofence.breach.BreachConfig): part of
+    #: the method, recorded in the manifest and the report
+    decisions: BreachConfig = field(default_factory=BreachConfig)
 
     @property
     def end_date(self) -> dt.date:
@@ -215,11 +221,9 @@ class Trial:
 def load_trial(path: str | Path) -> Trial:
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TrialError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TrialError(f"{path}: not valid TOML ({exc})") from None
+        data = read_toml(path)
+    except TomlFileError as exc:
+        raise TrialError(f"{path}: {exc}") from None
     return trial_from_mapping(data, path.resolve())
 
 
@@ -247,7 +251,7 @@ def _table(value: object, where: str) -> dict[str, Any]:
 
 def trial_from_mapping(data: Mapping, file: Path) -> Trial:
     base = file.parent
-    unknown = set(data) - {"trial", "criteria", "scenario", "supplier"}
+    unknown = set(data) - {"trial", "criteria", "scenario", "supplier", "decisions"}
     if unknown:
         raise TrialError(f"unknown table(s) {', '.join(sorted(unknown))}")
     head = data.get("trial")
@@ -274,6 +278,7 @@ def trial_from_mapping(data: Mapping, file: Path) -> Trial:
         if not feedback.is_file():
             raise TrialError(f"[trial].feedback: no such file {feedback}")
     criteria = _criteria(data.get("criteria"))
+    decisions = _decisions(data.get("decisions"))
     scenarios = _scenarios(data.get("scenario"), base, repeats)
     suppliers = _suppliers(data.get("supplier"), base)
     for s in suppliers:
@@ -301,7 +306,22 @@ def trial_from_mapping(data: Mapping, file: Path) -> Trial:
         day_shift_start=day,
         night_shift_start=night,
         sponsor=str(head.get("sponsor", "")),
+        decisions=decisions,
     )
+
+
+def _decisions(table: object) -> BreachConfig:
+    given = _table(table, "[decisions]")
+    known = set(BreachConfig.__dataclass_fields__)
+    for key, value in given.items():
+        if key not in known:
+            raise TrialError(f"[decisions].{key}: unknown setting (known: {', '.join(known)})")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TrialError(f"[decisions].{key}: a number, got {value!r}")
+    try:
+        return BreachConfig(**{k: float(v) for k, v in given.items()})
+    except ValueError as exc:
+        raise TrialError(f"[decisions]: {exc}") from None
 
 
 def _clock(head: Mapping, key: str, default: dt.time) -> dt.time:

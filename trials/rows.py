@@ -35,6 +35,18 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Keyed(Table):
+    """The keys every figure is sliced by; each table below adds its own columns."""
+
+    supplier: np.ndarray
+    scenario: np.ndarray
+    firmware: np.ndarray
+    device: np.ndarray
+    shift: np.ndarray
+    week: np.ndarray
+
+
+@dataclass(frozen=True)
 class FixRows(Table):
     """Millions of rows: keyed by the device-shift's row number, not by text."""
 
@@ -47,13 +59,7 @@ class FixRows(Table):
 
 
 @dataclass(frozen=True)
-class ExcursionRows(Table):
-    supplier: np.ndarray
-    scenario: np.ndarray
-    firmware: np.ndarray
-    device: np.ndarray
-    shift: np.ndarray
-    week: np.ndarray
+class ExcursionRows(Keyed):
     wearer: np.ndarray
     repeat_key: np.ndarray  # scenario/wearer/ordinal: the same movement in each repeat
     start_ms: np.ndarray
@@ -66,13 +72,7 @@ class ExcursionRows(Table):
 
 
 @dataclass(frozen=True)
-class AlertRows(Table):
-    supplier: np.ndarray
-    scenario: np.ndarray
-    firmware: np.ndarray
-    device: np.ndarray
-    shift: np.ndarray
-    week: np.ndarray
+class AlertRows(Keyed):
     alert_ms: np.ndarray
     log_offset_m: np.ndarray  # breach log position against the true position at the alert
     log_time_offset_m: np.ndarray  # ...against the true position at the time the log gives
@@ -81,13 +81,7 @@ class AlertRows(Table):
 
 
 @dataclass(frozen=True)
-class DeviceShiftRows(Table):
-    supplier: np.ndarray
-    scenario: np.ndarray
-    firmware: np.ndarray
-    device: np.ndarray
-    shift: np.ndarray
-    week: np.ndarray
+class DeviceShiftRows(Keyed):
     date: np.ndarray
     configuration_hash: np.ndarray
     rate_hz: np.ndarray  # configured

@@ -149,7 +149,6 @@ def run_trial(
     (out / "sent").mkdir(exist_ok=True)
     db = db or f"sqlite:///{(out / 'trial.sqlite').resolve()}"
     shifts = plan(trial)
-    sims = {}
     began = time.monotonic()
     admin = open_store(db)  # truth, and watching fixes arrive; ingest has its own connection
     try:
@@ -158,9 +157,10 @@ def run_trial(
         with _broker(broker) as (broker_url, protocol):
             for shift in shifts:
                 sim = simulate(shift.scenario, load_site(shift.scenario.site_file))
-                sims[shift.run_id] = sim
+                label = f"shift {shift.index + 1}/{len(shifts)} {shift.run_id}"
+                shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
                 records.append(
-                    _run_shift(trial, shift, sim, broker_url, protocol, db, admin, out, progress)
+                    _run_shift(trial, shift, sim, broker_url, protocol, db, admin, out, shown)
                 )
     finally:
         admin.close()
@@ -173,6 +173,7 @@ def run_trial(
         "command": shlex.join(command or sys.argv),
         "broker": "embedded (amqtt, MQTT 3.1.1)" if broker is None else redact(broker),
         "db": redact(db),
+        "decisions": asdict(trial.decisions),
         "seconds": round(time.monotonic() - began, 1),
         "shifts": records,
     }
@@ -189,7 +190,7 @@ def _run_shift(
     db: str,
     admin,
     out: Path,
-    progress: Progress | None,
+    progress: Callable[[int, int], None] | None,
 ) -> dict:
     from ingest.service import IngestService
 
@@ -208,6 +209,7 @@ def _run_shift(
         mqtt_protocol=protocol,
         spool=str(out / "spool"),
         sites=_sites_for(trial, shift),
+        decisions=trial.decisions,
     )
     service = IngestService(settings)
     service.start()
@@ -217,14 +219,7 @@ def _run_shift(
                 f"ingest could not subscribe at the broker {broker_url} "
                 f"(alarms: {', '.join(sorted(service.alarms)) or 'none'})"
             )
-        label = f"shift {shift.index + 1} {shift.run_id}"
-        done = publish(
-            sim,
-            broker_url,
-            shift.start_ms,
-            mqtt_protocol=protocol,
-            progress=(lambda i, n: progress(label, i, n)) if progress else None,
-        )
+        done = publish(sim, broker_url, shift.start_ms, mqtt_protocol=protocol, progress=progress)
         deadline = time.monotonic() + SETTLE_S + expected / 2000
         stored = admin.fix_count(devices, *window)
         while stored < expected and time.monotonic() < deadline:

@@ -255,16 +255,25 @@ def readiness(verdicts: list[Verdict], checks: list[Check], i: int) -> Readiness
 
     TRL 7 (prototype demonstrated in an operational environment): every criterion
     passed and no NRA24-05 check failed. TRL 6 (demonstrated in a relevant
-    environment): every true excursion-detection criterion met, with other
-    failures to close. Otherwise TRL 5: the safety function itself is not yet shown.
+    environment): excursions detected as required, by alarms that end when the
+    wearer is safe again, with other failures to close. Otherwise TRL 5: the safety
+    function itself is not yet shown.
     """
     failed = [v.criterion for v in verdicts if v.status == "fail"]
     unmeasured = [v.criterion for v in verdicts if v.status == "not measured"]
     check_fails = [c.title for c in checks if c.results[i].status == "fail"]
-    detection_ok = all(v.status == "pass" for v in verdicts if v.criterion in ("detection_rate",))
+    # the safety function: excursions alerted, by alarms that stop when the wearer is safe
+    # (a device in breach all shift "detects" everything and protects no one)
+    detection_ok = all(
+        v.status == "pass"
+        for v in verdicts
+        if v.criterion in ("detection_rate", "false_alarm_share")
+    )
     if not failed and not check_fails and not unmeasured:
         return Readiness(7, "every acceptance criterion met and no NRA24-05 check failed")
     problems = ", ".join(failed + check_fails + [f"{u} not measured" for u in unmeasured])
     if detection_ok:
-        return Readiness(6, f"detects excursions as required; to close: {problems}")
+        return Readiness(
+            6, f"detects excursions as required, with alarms that end; to close: {problems}"
+        )
     return Readiness(5, f"the safety function is not yet shown: {problems}")

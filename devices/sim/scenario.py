@@ -30,7 +30,6 @@ the file without reading code.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -138,13 +137,13 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
+    from trackfence.tomlfile import TomlFileError, read_toml
+
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(str(path), f"cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(str(path), f"not valid TOML ({exc})") from None
+        data = read_toml(path)
+    except TomlFileError as exc:
+        raise ScenarioError(str(path), str(exc)) from None
     return scenario_from_mapping(data, base=path.parent)
 
 
