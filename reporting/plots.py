@@ -210,6 +210,8 @@ def site_map(
     the cess, the true path and every supplier's fixes can be told apart.
     """
     from devices.sim.track import TrackFrame
+    from trackfence.sites import load_site
+    from trials.checks import in_frame
 
     colours = _colours(result)
     mine = [w for w in worn if w.shift == shift and w.supplier in suppliers]
@@ -249,6 +251,16 @@ def site_map(
         for other in site.lines:
             a, lat = frame.from_xy(*other.centreline_m.T)
             ax.plot(a, lat, color="#444444", lw=1, ls="-.")
+        # a supplier's own copy of the fence, where it configured one (fence alignment)
+        for s in suppliers:
+            copy = result.trial.supplier(s).configured_sites.get(Path(record["site_file"]))
+            if copy is None:
+                continue
+            configured = load_site(copy)
+            for zone in configured.safe_zones:
+                for ring in outline(in_frame(zone.geometry, configured, site)):
+                    ax.plot(ring[:, 0], ring[:, 1], color=colours[s], lw=2, ls="--")
+            ax.plot([], [], color=colours[s], lw=2, ls="--", label=f"{s}: its configured fence")
         for w in mine:
             a, lat = frame.from_xy(w.x_m, w.y_m)
             keep = (a >= lo) & (a <= hi)

@@ -57,7 +57,7 @@ class Check:
         return NOT_ASSESSED
 
 
-def _in_frame(geometry: shapely.Geometry, source: Site, target: Site) -> shapely.Geometry:
+def in_frame(geometry: shapely.Geometry, source: Site, target: Site) -> shapely.Geometry:
     """A geometry from one site's frame into another's, through ETRS89."""
 
     def move(xy: np.ndarray) -> np.ndarray:
@@ -72,7 +72,7 @@ def fence_offset_m(configured: Site, reference: Site) -> float:
     """Worst distance between the configured and surveyed safe-zone boundaries (Hausdorff)."""
     mine = shapely.union_all([z.geometry for z in configured.safe_zones])
     theirs = shapely.union_all([z.geometry for z in reference.safe_zones])
-    mine = _in_frame(mine, configured, reference)
+    mine = in_frame(mine, configured, reference)
     return float(shapely.hausdorff_distance(mine.boundary, theirs.boundary, densify=0.05))
 
 
