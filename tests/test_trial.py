@@ -370,3 +370,32 @@ def test_the_example_trial_plans_ten_weeks_of_shifts_with_every_device_worn():
         if d.device_id == "acme/ac-0101"
     }
     assert firmware == {(False, "2.4.1"), (True, "2.5.0")}
+
+
+def test_an_rfid_supplier_is_read_at_the_scenario_readers(trial_file, tmp_path):
+    # readers at the limit board: every pass of the walker is read there, and ingest
+    # (told of the scenario's readers) stores the reads; none is dead-lettered
+    scenario = tmp_path / "gated.toml"
+    scenario.write_text(
+        (trial_file.parent / "past-the-limit.toml").read_text()
+        + '\n[[rfid_reader]]\nid = "limit-board"\nalong_m = 1205\nlateral_m = -3.0\n'
+        "range_m = 3.0\nmiss_rate = 0.0\n"
+    )
+    text = (
+        f'[trial]\nname = "RFID"\nstart_date = 2026-03-02\nweeks = 1\n'
+        f'[[scenario]]\nfile = "{scenario}"\n'
+        + supplier("good")
+        + supplier("tags", simulated='technology = "RFID tag"')
+    )
+    path = tmp_path / "rfid.toml"
+    path.write_text(text)
+    out = tmp_path / "run"
+    assert main(["trial", "run", str(path), "--out", str(out), "--formats", "json"]) == 0
+    shift = json.loads((out / "manifest.json").read_text())["shifts"][0]
+    assert shift["dead_letters"] == 0
+    reads = (
+        sqlite3.connect(out / "trial.sqlite")
+        .execute("SELECT count(*), count(DISTINCT site) FROM fixes WHERE fix_type = 'RFID'")
+        .fetchone()
+    )
+    assert reads[0] >= 3 and reads[1] == 1  # three passes, each read, each located at the site

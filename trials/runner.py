@@ -30,7 +30,8 @@ from urllib.parse import urlparse, urlunparse
 import numpy as np
 
 from devices.sim.generate import Simulation, simulate
-from devices.sim.publish import publish, truth_records
+from devices.sim.publish import ingest_readers, publish, truth_records
+from geofence.site import Site
 from ingest.settings import IngestSettings
 from store import open_store
 from trackfence.sites import load_site
@@ -156,11 +157,12 @@ def run_trial(
         records = []
         with _broker(broker) as (broker_url, protocol):
             for shift in shifts:
-                sim = simulate(shift.scenario, load_site(shift.scenario.site_file))
+                site = load_site(shift.scenario.site_file)
+                sim = simulate(shift.scenario, site)
                 label = f"shift {shift.index + 1}/{len(shifts)} {shift.run_id}"
                 shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
                 records.append(
-                    _run_shift(trial, shift, sim, broker_url, protocol, db, admin, out, shown)
+                    _run_shift(trial, shift, sim, site, broker_url, protocol, db, admin, out, shown)
                 )
     finally:
         admin.close()
@@ -185,6 +187,7 @@ def _run_shift(
     trial: Trial,
     shift: Shift,
     sim: Simulation,
+    site: Site,
     broker_url: str,
     protocol: str,
     db: str,
@@ -210,6 +213,7 @@ def _run_shift(
         spool=str(out / "spool"),
         sites=_sites_for(trial, shift),
         decisions=trial.decisions,
+        rfid_readers=ingest_readers(sim, site),  # the scenario's surveyed readers
     )
     service = IngestService(settings)
     service.start()
