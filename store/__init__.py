@@ -12,22 +12,30 @@ picks the backend from the URL. This package imports nothing else of ours.
 from store.contract import Store, StoreError, StoreUnavailableError, open_store
 from store.records import (
     Alert,
+    ApiToken,
     Batch,
     DeadLetter,
+    DeviceOverview,
     DeviceState,
     Event,
+    EventQuery,
     Fix,
+    SiteVersion,
     TrueExcursion,
     TruthSamples,
 )
 
 __all__ = [
     "Alert",
+    "ApiToken",
     "Batch",
     "DeadLetter",
+    "DeviceOverview",
     "DeviceState",
     "Event",
+    "EventQuery",
     "Fix",
+    "SiteVersion",
     "Store",
     "StoreError",
     "StoreUnavailableError",

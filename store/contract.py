@@ -6,11 +6,15 @@ from typing import Protocol
 
 from store.records import (
     Alert,
+    ApiToken,
     Batch,
     DeadLetter,
+    DeviceOverview,
     DeviceState,
     Event,
+    EventQuery,
     Fix,
+    SiteVersion,
     TrueExcursion,
     TruthSamples,
 )
@@ -75,6 +79,26 @@ class Store(Protocol):
     def minute_stats(self, device_id: str) -> list[tuple[int, int, float | None]]:
         """(minute start ms, fixes, mean accuracy m) for one device, oldest first."""
         ...
+
+    def breach_log(self, q: EventQuery) -> list[Event]:
+        """One page of events in (time, device, kind, seq) order, after q.after."""
+        ...
+
+    def device_overview(self, supplier: str | None = None) -> list[DeviceOverview]:
+        """Every device's last accepted fix and the state it left."""
+        ...
+
+    def save_site_version(
+        self, site_id: str, document: str, author: str, note: str, retired: bool = False
+    ) -> SiteVersion:
+        """Keep a new version of a site (versions count up from 1; none is overwritten)."""
+        ...
+
+    def site_versions(self, site_id: str | None = None) -> list[SiteVersion]: ...
+
+    def save_token(self, token: ApiToken) -> None: ...
+
+    def token(self, token_sha256: str) -> ApiToken | None: ...
 
     def counts(self) -> dict[str, int]:
         """Rows per table: fixes, events, alerts, dead_letters."""

@@ -28,3 +28,30 @@ def range_filter(
         clauses.append(f"{time_column} < {at}")
         params.append(until_ms)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def event_filter(q, placeholder: str, time_column: str, ms_to_time: str = "{}") -> tuple[str, list]:
+    """The breach log's WHERE clause for an EventQuery, keyset cursor included."""
+    where, params = range_filter(
+        q.device_id, q.since_ms, q.until_ms, time_column, placeholder, ms_to_time
+    )
+    clauses = [where[len(" WHERE ") :]] if where else []
+    if q.site is not None:
+        clauses.append(f"site = {placeholder}")
+        params.append(q.site)
+    if q.supplier is not None:
+        # device ids are "supplier/device": a prefix match, with LIKE's wildcards escaped
+        clauses.append(f"device_id LIKE {placeholder} ESCAPE '\\'")
+        escaped = q.supplier.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append(f"{escaped}/%")
+    if q.kinds:
+        clauses.append(f"kind IN ({', '.join(placeholder for _ in q.kinds)})")
+        params.extend(q.kinds)
+    if q.after is not None:
+        at = ms_to_time.format(placeholder)
+        clauses.append(
+            f"({time_column}, device_id, kind, seq) > ({at}, {placeholder}, {placeholder}, "
+            f"{placeholder})"
+        )
+        params.extend(q.after)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

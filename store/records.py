@@ -153,3 +153,53 @@ class Batch:
 
 def columns(record_type: type) -> list[str]:
     return [f.name for f in fields(record_type)]
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """A page of the breach log: filters, then a keyset cursor (the last row seen)."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None  # exclusive
+    site: str | None = None
+    supplier: str | None = None
+    device_id: str | None = None
+    kinds: tuple[str, ...] = ()
+    after: tuple[int, str, str, int] | None = None  # (event_ms, device_id, kind, seq)
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOverview:
+    """A device as the console shows it: its last accepted fix and the state it left."""
+
+    device_id: str
+    supplier: str
+    firmware: str | None
+    fix_ms: int
+    received_ms: int
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    site: str | None
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class SiteVersion:
+    site_id: str
+    version: int
+    created_ms: int
+    author: str
+    note: str
+    retired: bool
+    document: str  # the site as GeoJSON text
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    token_sha256: str
+    name: str
+    role: str
+    supplier: str | None
+    created_ms: int

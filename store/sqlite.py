@@ -16,14 +16,18 @@ from pathlib import Path
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
-from store.query import range_filter
+from store.query import event_filter, range_filter
 from store.records import (
     Alert,
+    ApiToken,
     Batch,
     DeadLetter,
+    DeviceOverview,
     DeviceState,
     Event,
+    EventQuery,
     Fix,
+    SiteVersion,
     TrueExcursion,
     TruthSamples,
     columns,
@@ -219,6 +223,78 @@ class SqliteStore:
             [run_id],
         )
         return TruthSamples.from_rows(run_id, rows)
+
+    # ---------------------------------------------------------------- the console
+    def breach_log(self, q: EventQuery) -> list[Event]:
+        where, params = event_filter(q, "?", "event_ms")
+        rows = self._select(
+            f"SELECT {', '.join(columns(Event))} FROM events{where} "
+            "ORDER BY event_ms, device_id, kind, seq LIMIT ?",
+            [*params, q.limit],
+        )
+        return [Event(*r) for r in rows]
+
+    def device_overview(self, supplier: str | None = None) -> list[DeviceOverview]:
+        rows = self._select(
+            "SELECT device_id, supplier, firmware, fix_ms, received_ms, lat, lon, accuracy_m, "
+            "site, state FROM (SELECT *, row_number() OVER (PARTITION BY device_id "
+            "ORDER BY fix_ms DESC, seq DESC) AS newest FROM fixes WHERE accepted"
+            + (" AND supplier = ?" if supplier is not None else "")
+            + ") WHERE newest = 1 ORDER BY device_id",
+            [supplier] if supplier is not None else [],
+        )
+        return [DeviceOverview(*r) for r in rows]
+
+    def save_site_version(
+        self, site_id: str, document: str, author: str, note: str, retired: bool = False
+    ) -> SiteVersion:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                (latest,) = self._db.execute(
+                    "SELECT coalesce(max(version), 0) FROM site_versions WHERE site_id = ?",
+                    [site_id],
+                ).fetchone()
+                version = SiteVersion(
+                    site_id, latest + 1, round(time.time() * 1000), author, note, retired, document
+                )
+                self._db.execute(
+                    "INSERT INTO site_versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [getattr(version, f) for f in columns(SiteVersion)],
+                )
+                self._db.execute("COMMIT")
+                return version
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite refused the site version: {exc}") from exc
+
+    def site_versions(self, site_id: str | None = None) -> list[SiteVersion]:
+        rows = self._select(
+            f"SELECT {', '.join(columns(SiteVersion))} FROM site_versions"
+            + (" WHERE site_id = ?" if site_id is not None else "")
+            + " ORDER BY site_id, version",
+            [site_id] if site_id is not None else [],
+        )
+        return [SiteVersion(*r[:5], bool(r[5]), r[6]) for r in rows]
+
+    def save_token(self, token: ApiToken) -> None:
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute(
+                        "INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?)",
+                        [getattr(token, f) for f in columns(ApiToken)],
+                    )
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite refused the token: {exc}") from exc
+
+    def token(self, token_sha256: str) -> ApiToken | None:
+        rows = self._select(
+            f"SELECT {', '.join(columns(ApiToken))} FROM api_tokens WHERE token_sha256 = ?",
+            [token_sha256],
+        )
+        return ApiToken(*rows[0]) if rows else None
 
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._select(

@@ -15,14 +15,18 @@ import psycopg
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
-from store.query import range_filter
+from store.query import event_filter, range_filter
 from store.records import (
     Alert,
+    ApiToken,
     Batch,
     DeadLetter,
+    DeviceOverview,
     DeviceState,
     Event,
+    EventQuery,
     Fix,
+    SiteVersion,
     TrueExcursion,
     TruthSamples,
     columns,
@@ -294,6 +298,79 @@ class TimescaleStore:
             (run_id,),
         )
         return TruthSamples.from_rows(run_id, rows)
+
+    # ---------------------------------------------------------------- the console
+    def breach_log(self, q: EventQuery) -> list[Event]:
+        where, params = event_filter(q, "%s", "event_time", "to_timestamp({} / 1000.0)")
+        rows = self._query(
+            f"SELECT {', '.join(_from_time(n) for n in _EVENT_COLUMNS)} FROM events{where} "
+            "ORDER BY event_time, device_id, kind, seq LIMIT %s",
+            [*params, q.limit],
+        )
+        return [Event(*r) for r in rows]
+
+    def device_overview(self, supplier: str | None = None) -> list[DeviceOverview]:
+        rows = self._query(
+            "SELECT DISTINCT ON (device_id) device_id, supplier, firmware, "
+            f"{_from_time('fix_ms')}, {_from_time('received_ms')}, lat, lon, accuracy_m, site, "
+            "state FROM fixes WHERE accepted"
+            + (" AND supplier = %s" if supplier is not None else "")
+            + " ORDER BY device_id, fix_time DESC, seq DESC",
+            [supplier] if supplier is not None else [],
+        )
+        return [DeviceOverview(*r) for r in rows]
+
+    def save_site_version(
+        self, site_id: str, document: str, author: str, note: str, retired: bool = False
+    ) -> SiteVersion:
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    "INSERT INTO site_versions SELECT %s, coalesce(max(version), 0) + 1, now(), "
+                    "%s, %s, %s, %s FROM site_versions WHERE site_id = %s "
+                    "RETURNING version, (round(EXTRACT(EPOCH FROM created_at) * 1000))::bigint",
+                    (site_id, author, note, retired, document, site_id),
+                ).fetchone()
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailableError(f"TimescaleDB unreachable: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"TimescaleDB refused the site version: {exc}") from exc
+        return SiteVersion(site_id, row[0], row[1], author, note, retired, document)
+
+    def site_versions(self, site_id: str | None = None) -> list[SiteVersion]:
+        rows = self._query(
+            "SELECT site_id, version, (round(EXTRACT(EPOCH FROM created_at) * 1000))::bigint, "
+            "author, note, retired, document FROM site_versions"
+            + (" WHERE site_id = %s" if site_id is not None else "")
+            + " ORDER BY site_id, version",
+            [site_id] if site_id is not None else [],
+        )
+        return [SiteVersion(*r) for r in rows]
+
+    def save_token(self, token: ApiToken) -> None:
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO api_tokens VALUES (%s, %s, %s, %s, to_timestamp(%s / 1000.0))",
+                    (token.token_sha256, token.name, token.role, token.supplier, token.created_ms),
+                )
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailableError(f"TimescaleDB unreachable: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"TimescaleDB refused the token: {exc}") from exc
+
+    def token(self, token_sha256: str) -> ApiToken | None:
+        rows = self._query(
+            "SELECT token_sha256, name, role, supplier, "
+            "(round(EXTRACT(EPOCH FROM created_at) * 1000))::bigint FROM api_tokens "
+            "WHERE token_sha256 = %s",
+            (token_sha256,),
+        )
+        return ApiToken(*rows[0]) if rows else None
 
     def latest_device_states(self) -> list[DeviceState]:
         rows = self._query(

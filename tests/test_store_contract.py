@@ -62,7 +62,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_versioned_and_run_once(store):
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     assert store.migrate() == []
 
 
@@ -217,3 +217,86 @@ def test_store_urls():
     assert isinstance(open_store("sqlite://:memory:"), SqliteStore)
     with pytest.raises(StoreError, match="unknown store URL"):
         open_store("mysql://x")
+
+
+def test_the_breach_log_filters_and_pages_every_event_once_in_order(store):
+    from store import EventQuery
+
+    kinds = ["breach", "clear", "warning"]
+    events = [
+        Event(
+            f"{supplier}/d{i % 3}",
+            kinds[i % 3],
+            T0 + 1000 * (i // 2),  # pairs of events share a time: the cursor must split ties
+            i,
+            "site A" if i % 4 else "site B",
+            "fence",
+            -0.5,
+        )
+        for i in range(40)
+        for supplier in ("acme", "a_me")  # "_" is a LIKE wildcard: must not match "acme"
+    ]
+    store.write(Batch(events=events))
+    pages, after = [], None
+    while True:
+        page = store.breach_log(EventQuery(after=after, limit=7))
+        pages.append(page)
+        if len(page) < 7:
+            break
+        last = page[-1]
+        after = (last.event_ms, last.device_id, last.kind, last.seq)
+    seen = [e for page in pages for e in page]
+    assert len(seen) == len(events) and len(set(seen)) == len(events)
+    assert seen == sorted(seen, key=lambda e: (e.event_ms, e.device_id, e.kind, e.seq))
+    only = store.breach_log(EventQuery(supplier="a_me", limit=500))
+    assert len(only) == 40 and all(e.device_id.startswith("a_me/") for e in only)
+    breaches_b = store.breach_log(EventQuery(site="site B", kinds=("breach",), limit=500))
+    assert breaches_b and all(e.site == "site B" and e.kind == "breach" for e in breaches_b)
+    window = store.breach_log(EventQuery(since_ms=T0 + 5000, until_ms=T0 + 7000, limit=500))
+    assert {e.event_ms for e in window} == {T0 + 5000, T0 + 6000}
+    one = store.breach_log(EventQuery(device_id="acme/d1", limit=500))
+    assert one and {e.device_id for e in one} == {"acme/d1"}
+
+
+def test_device_overview_is_each_devices_last_accepted_fix(store):
+    a, b = "acme/o1", "gnssco/o2"
+    store.write(
+        Batch(
+            fixes=[
+                fix(a, 1, T0, state="SAFE"),
+                fix(a, 2, T0 + 1000, state="BREACH", lat=51.6),
+                fix(a, 3, T0 + 500, state="SAFE", accepted=False),
+                fix(b, 1, T0, state="WARNING", firmware="1.9.0"),
+            ]
+        )
+    )
+    seen = {d.device_id: d for d in store.device_overview()}
+    assert (seen[a].state, seen[a].fix_ms, seen[a].lat) == ("BREACH", T0 + 1000, 51.6)
+    assert (seen[b].state, seen[b].firmware, seen[b].supplier) == ("WARNING", "1.9.0", "gnssco")
+    assert [d.device_id for d in store.device_overview(supplier="gnssco")] == [b]
+
+
+def test_site_versions_count_up_and_are_never_overwritten(store):
+    first = store.save_site_version("ecm1", '{"v": 1}', "op@example", "created")
+    second = store.save_site_version("ecm1", '{"v": 2}', "op2@example", "limit moved")
+    retired = store.save_site_version("ecm1", '{"v": 2}', "op@example", "retired", retired=True)
+    store.save_site_version("other", "{}", "op@example", "created")
+    assert (first.version, second.version, retired.version) == (1, 2, 3)
+    history = store.site_versions("ecm1")
+    assert [(v.version, v.author, v.retired, v.document) for v in history] == [
+        (1, "op@example", False, '{"v": 1}'),
+        (2, "op2@example", False, '{"v": 2}'),
+        (3, "op@example", True, '{"v": 2}'),
+    ]
+    assert {v.site_id for v in store.site_versions()} == {"ecm1", "other"}
+
+
+def test_api_tokens_are_kept_by_digest_and_once(store):
+    from store import ApiToken
+
+    token = ApiToken("ab" * 32, "task force laptop", "viewer", None, T0)
+    store.save_token(token)
+    assert store.token("ab" * 32) == token
+    assert store.token("cd" * 32) is None
+    with pytest.raises(StoreError):
+        store.save_token(token)
