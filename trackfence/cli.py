@@ -94,6 +94,31 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--site", type=Path, required=True, help="the site file")
     imp.add_argument("--device", required=True, help="supplier/device that made the log")
     imp.add_argument("--out", type=Path, default=Path("out/recording"), help="output folder")
+    serve = commands.add_parser(
+        "serve",
+        help="the console API for the safety task force (breach log, devices, sites)",
+        description="Serve the console API over the store ingest writes to. OpenAPI docs are "
+        "at /docs. Every route but /health needs a token from `trackfence token create`.",
+    )
+    serve.add_argument("--db", required=True, help="postgresql://… or sqlite:///FILE")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--reports", type=Path, help="a trial's report folder to serve")
+    serve.add_argument("--broker", help="mqtt://HOST:PORT, for /health to check")
+    token = commands.add_parser("token", help="manage the console's bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    tcreate = token_commands.add_parser(
+        "create",
+        help="issue a token (printed once; only its digest is kept)",
+        description="Issue a console token for a role: viewer (read everything), operator "
+        "(also manage sites), supplier (only its own data) or admin.",
+    )
+    tcreate.add_argument("--db", required=True, help="the console's store")
+    tcreate.add_argument("--name", required=True, help="who or what holds it")
+    tcreate.add_argument(
+        "--role", required=True, choices=["viewer", "operator", "supplier", "admin"]
+    )
+    tcreate.add_argument("--supplier", help="for a supplier token: the supplier it may read")
     trial = commands.add_parser("trial", help="run and score a supplier trial")
     trial_commands = trial.add_subparsers(dest="trial_command", required=True)
     trun = trial_commands.add_parser(
@@ -143,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         return _sim_run(args)
     if args.command == "sim" and args.sim_command == "import":
         return _sim_import(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "token":
+        return _token(args)
     if args.command == "trial":
         from trackfence.trial_command import run_command, score_command
 
@@ -238,6 +267,38 @@ def _sim_import(args: argparse.Namespace) -> int:
         f"excursion(s) over {run.scenario.duration_s:.0f} s; "
         f"truth in {', '.join(str(p) for p in written)}"
     )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from reporting.console.app import create_app
+    from store import StoreError, open_store
+
+    try:
+        store = open_store(args.db)
+        store.migrate()
+    except StoreError as exc:
+        print(f"trackfence serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(store, reports_dir=args.reports, broker=args.broker)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from reporting.console.auth import issue_token
+    from store import StoreError, open_store
+
+    try:
+        store = open_store(args.db)
+        store.migrate()
+        token = issue_token(store, args.name, args.role, args.supplier)
+    except (StoreError, ValueError) as exc:
+        print(f"trackfence token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 

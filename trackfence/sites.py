@@ -35,19 +35,26 @@ def _geojson_site(path: Path, text: str) -> Site:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SiteError(str(path), f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    features = document.get("features") if isinstance(document, dict) else None
+    return site_from_geojson(path.stem, document)
+
+
+def site_from_geojson(name: str, document: object) -> Site:
+    """A site from a GeoJSON document: every feature a worksite unless `"kind": "exclusion"`."""
+    if not isinstance(document, dict):
+        raise SiteError(name, "a site is a GeoJSON object (a FeatureCollection)")
+    features = document.get("features")
     if document.get("type") != "FeatureCollection" or not isinstance(features, list):
         features = [{"type": "Feature", "properties": {}, "geometry": document}]
-    crs = document.get("crs") if isinstance(document, dict) else None
+    crs = document.get("crs")
     worksites, exclusions = [], []
     for i, feature in enumerate(features):
         props = (feature.get("properties") or {}) if isinstance(feature, dict) else {}
-        name = str(props.get("name") or f"feature {i}")
+        label = str(props.get("name") or f"feature {i}")
         collection = {"type": "FeatureCollection", "features": [feature]}
         if crs is not None:
             collection["crs"] = crs
-        item = {"name": name, "geojson": collection}
+        item = {"name": label, "geojson": collection}
         (exclusions if props.get("kind") == "exclusion" else worksites).append(item)
-    site = {"name": path.stem}
+    site = {"name": name}
     data = {"site": site, "worksite": worksites, "exclusion": exclusions}
     return site_from_mapping(data, waymarks=bundled_waymarks())

@@ -1,0 +1,35 @@
+"""`create_app`: the console API over a store (`trackfence serve` runs it with uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from reporting.console import admin, devices, events, sites
+from store import Store
+
+DESCRIPTION = """
+What the safety task force reads: the breach log (live and after the fact), the
+devices and their states, the sites and every version of their fences, and the
+trial reports. Every route but `/health` needs a bearer token
+(`trackfence token create`); a supplier's token reads only that supplier's data.
+Times are UTC epoch milliseconds, or ISO 8601 with a time zone where given.
+"""
+
+
+def create_app(
+    store: Store,
+    *,
+    reports_dir: Path | None = None,
+    broker: str | None = None,
+    lost_after_s: float = 10.0,
+) -> FastAPI:
+    app = FastAPI(title="trackfence console", version="1", description=DESCRIPTION)
+    app.state.store = store
+    app.state.reports_dir = reports_dir
+    app.state.broker = broker
+    app.state.lost_after_s = lost_after_s
+    for module in (events, devices, sites, admin):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,234 @@
+"""The breach log: events by time, site, supplier, device and kind; pages; CSV and GeoJSON."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import JSONResponse, Response
+
+from reporting.console.auth import Principal, Role
+from reporting.console.deps import Reader, StoreDep
+from reporting.console.models import EventDetail, EventOut, EventPage, FixOut, HopLatencies
+from store import Event, EventQuery, Store
+
+router = APIRouter(tags=["breach log"])
+
+
+class EventKindName(StrEnum):
+    """What a breach-log event records."""
+
+    ENTER = "enter"
+    EXIT = "exit"
+    WARNING = "warning"
+    SAFE = "safe"
+    BREACH = "breach"
+    CLEAR = "clear"
+    LOST = "lost"
+    RECOVERED = "recovered"
+
+
+#: An event's detail shows the device's fixes this long either side of it.
+AROUND_MS = 60_000
+MAX_PAGE = 1000
+
+
+def _encode(key: tuple[int, str, str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _decode(text: str, what: str) -> tuple[int, str, str, int]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        ms, device, kind, seq = raw
+        if not (isinstance(ms, int) and isinstance(seq, int)):
+            raise TypeError
+        return ms, str(device), str(kind), seq
+    except (ValueError, TypeError):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a valid {what}") from None
+
+
+def event_out(e: Event) -> EventOut:
+    return EventOut(
+        id=_encode((e.event_ms, e.device_id, e.kind, e.seq)),
+        device_id=e.device_id,
+        supplier=e.device_id.split("/", 1)[0],
+        kind=e.kind,
+        event_ms=e.event_ms,
+        seq=e.seq,
+        site=e.site,
+        fence=e.fence,
+        distance_m=e.distance_m,
+    )
+
+
+def _ms(value: dt.datetime | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{name} needs a time zone (for example 2026-06-01T09:00:00Z)",
+        )
+    return round(value.timestamp() * 1000)
+
+
+def _scoped(who: Principal, supplier: str | None) -> str | None:
+    """The supplier filter a principal may use: a supplier only ever sees its own."""
+    if who.role != Role.SUPPLIER:
+        return supplier
+    if supplier is not None and supplier != who.supplier:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a supplier reads only its own events")
+    return who.supplier
+
+
+@router.get(
+    "/events",
+    response_model=EventPage,
+    summary="The breach log",
+    responses={200: {"content": {"text/csv": {}, "application/geo+json": {}}}},
+)
+def breach_log(
+    store: StoreDep,
+    who: Reader,
+    since: Annotated[
+        dt.datetime | None, Query(description="From this time (ISO 8601 with a zone), inclusive.")
+    ] = None,
+    until: Annotated[
+        dt.datetime | None, Query(description="Up to this time (ISO 8601 with a zone), exclusive.")
+    ] = None,
+    site: Annotated[str | None, Query(max_length=200, description="Only this site.")] = None,
+    supplier: Annotated[
+        str | None, Query(max_length=100, description="Only this supplier's devices.")
+    ] = None,
+    device: Annotated[
+        str | None, Query(max_length=200, description="Only this device (supplier/device).")
+    ] = None,
+    kind: Annotated[
+        list[EventKindName] | None,
+        Query(description="Only these kinds (repeat the parameter for several)."),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description=f"Events per page (1 to {MAX_PAGE}).")
+    ] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page.")
+    ] = None,
+    format: Annotated[
+        Literal["json", "csv", "geojson"],
+        Query(description="json (paged), or csv / geojson for export (cursor in X-Next-Cursor)."),
+    ] = "json",
+):
+    since_ms, until_ms = _ms(since, "since"), _ms(until, "until")
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until must be after since")
+    supplier = _scoped(who, supplier)
+    if device is not None and not who.sees_device(device):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a supplier reads only its own devices")
+    query = EventQuery(
+        since_ms=since_ms,
+        until_ms=until_ms,
+        site=site,
+        supplier=supplier,
+        device_id=device,
+        kinds=tuple(k.value for k in kind or ()),
+        after=_decode(cursor, "cursor") if cursor else None,
+        limit=limit,
+    )
+    events = store.breach_log(query)
+    last = events[-1] if len(events) == limit else None
+    next_cursor = _encode((last.event_ms, last.device_id, last.kind, last.seq)) if last else None
+    rows = [event_out(e) for e in events]
+    headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
+    if format == "csv":
+        return Response(_csv(rows), media_type="text/csv", headers=headers)
+    if format == "geojson":
+        return JSONResponse(
+            _geojson(store, rows), media_type="application/geo+json", headers=headers
+        )
+    return EventPage(events=rows, next_cursor=next_cursor)
+
+
+def _csv(rows: list[EventOut]) -> str:
+    out = io.StringIO()
+    fields = list(EventOut.model_fields)
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r.model_dump())
+    return out.getvalue()
+
+
+def _geojson(store: Store, rows: list[EventOut]) -> dict:
+    """Each event at the position its causing fix reported (null if that fix is not kept)."""
+    where: dict[tuple[str, int], tuple[float, float]] = {}
+    for device in {r.device_id for r in rows}:
+        times = [r.event_ms for r in rows if r.device_id == device]
+        for f in store.fixes(device, min(times), max(times) + 1):
+            where.setdefault((device, f.fix_ms), (f.lon, f.lat))
+    features = []
+    for r in rows:
+        at = where.get((r.device_id, r.event_ms))
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": list(at)} if at else None,
+                "properties": r.model_dump(),
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+@router.get("/events/{event_id}", response_model=EventDetail, summary="One event, in detail")
+def event_detail(
+    event_id: Annotated[str, Path(max_length=500, description="An event's id (breach log).")],
+    store: StoreDep,
+    who: Reader,
+) -> EventDetail:
+    ms, device, kind, seq = _decode(event_id, "event id")
+    if not who.sees_device(device):
+        # a supplier cannot even learn that another supplier's event exists
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such event")
+    found = [
+        e
+        for e in store.breach_log(EventQuery(since_ms=ms, until_ms=ms + 1, device_id=device))
+        if e.kind == kind and e.seq == seq
+    ]
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such event")
+    fixes = store.fixes(device, ms - AROUND_MS, ms + AROUND_MS + 1)
+    cause = next((f for f in fixes if f.fix_ms == ms and f.seq == seq), None)
+    alert = next(
+        (a for a in store.alerts(device) if a.kind == kind and a.event_ms == ms and a.seq == seq),
+        None,
+    )
+    return EventDetail(
+        event=event_out(found[0]),
+        alert_published_ms=alert.published_ms if alert else None,
+        hops=HopLatencies(
+            device_to_ingest_ms=(cause.received_ms - cause.fix_ms) if cause else None,
+            decision_ms=(cause.decided_ms - cause.received_ms) if cause else None,
+            alert_publish_ms=((alert.published_ms - cause.decided_ms) if cause and alert else None),
+        ),
+        fixes=[
+            FixOut(
+                seq=f.seq,
+                fix_ms=f.fix_ms,
+                received_ms=f.received_ms,
+                decided_ms=f.decided_ms,
+                alert_ms=f.alert_ms,
+                lat=f.lat,
+                lon=f.lon,
+                accuracy_m=f.accuracy_m,
+                distance_m=f.distance_m,
+                state=f.state,
+            )
+            for f in fixes
+        ],
+    )

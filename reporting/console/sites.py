@@ -1,0 +1,133 @@
+"""Sites and their fences as GeoJSON: created, changed and retired, every version kept.
+
+A change is a new version that names who made it and why; nothing is overwritten,
+because configuration drift is a failure mode the task force must be able to trace.
+A site is validated whole (the geofence core builds it) before anything is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from geofence.errors import GeofenceError
+from reporting.console.deps import Editor, Reader, StoreDep
+from reporting.console.models import SiteChange, SiteIn, SiteVersionOut
+from store import SiteVersion, Store, StoreError
+from trackfence.sites import site_from_geojson
+
+router = APIRouter(tags=["sites"])
+SiteId = Annotated[str, Path(max_length=64, description="The site's id.")]
+
+#: A site document larger than this is refused (a worksite is a few kilobytes).
+MAX_DOCUMENT_BYTES = 2_000_000
+
+
+def _out(v: SiteVersion) -> SiteVersionOut:
+    return SiteVersionOut(
+        site_id=v.site_id,
+        version=v.version,
+        created_ms=v.created_ms,
+        author=v.author,
+        note=v.note,
+        retired=v.retired,
+        geojson=json.loads(v.document),
+    )
+
+
+def _validated(site_id: str, geojson: dict) -> str:
+    text = json.dumps(geojson, separators=(",", ":"))
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            f"a site document is at most {MAX_DOCUMENT_BYTES:,} bytes",
+        )
+    try:
+        site_from_geojson(site_id, geojson)
+    except GeofenceError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return text
+
+
+def _history(store: Store, site_id: str) -> list[SiteVersion]:
+    history = store.site_versions(site_id)
+    if not history:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id!r}")
+    return history
+
+
+def _keep(store: Store, site_id: str, document: str, author: str, note: str, retired=False):
+    try:
+        return store.save_site_version(site_id, document, author, note, retired)
+    except StoreError as exc:  # another change landed first: the version number is taken
+        raise HTTPException(status.HTTP_409_CONFLICT, f"site changed meanwhile: {exc}") from None
+
+
+@router.get("/sites", response_model=list[SiteVersionOut], summary="Every site, newest version")
+def sites(
+    store: StoreDep,
+    who: Reader,
+    include_retired: Annotated[bool, Query(description="Also list retired sites.")] = False,
+) -> list[SiteVersionOut]:
+    latest: dict[str, SiteVersion] = {}
+    for v in store.site_versions():
+        latest[v.site_id] = v  # versions come in order: the last one wins
+    return [_out(v) for v in latest.values() if include_retired or not v.retired]
+
+
+@router.post(
+    "/sites",
+    response_model=SiteVersionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a site (operator, admin)",
+)
+def create_site(body: SiteIn, store: StoreDep, who: Editor) -> SiteVersionOut:
+    if store.site_versions(body.site_id):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"site {body.site_id!r} already exists")
+    document = _validated(body.site_id, body.geojson)
+    return _out(_keep(store, body.site_id, document, who.name, body.note))
+
+
+@router.get("/sites/{site_id}", response_model=SiteVersionOut, summary="A site, newest version")
+def site(site_id: SiteId, store: StoreDep, who: Reader) -> SiteVersionOut:
+    return _out(_history(store, site_id)[-1])
+
+
+@router.put(
+    "/sites/{site_id}",
+    response_model=SiteVersionOut,
+    summary="Change a site's fences: a new version (operator, admin)",
+)
+def change_site(site_id: SiteId, body: SiteChange, store: StoreDep, who: Editor) -> SiteVersionOut:
+    if _history(store, site_id)[-1].retired:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"site {site_id!r} is retired")
+    document = _validated(site_id, body.geojson)
+    return _out(_keep(store, site_id, document, who.name, body.note))
+
+
+@router.delete(
+    "/sites/{site_id}",
+    response_model=SiteVersionOut,
+    summary="Retire a site: a last version, kept (operator, admin)",
+)
+def retire_site(
+    site_id: SiteId,
+    store: StoreDep,
+    who: Editor,
+    note: Annotated[str, Query(min_length=1, max_length=500, description="Why.")],
+) -> SiteVersionOut:
+    latest = _history(store, site_id)[-1]
+    if latest.retired:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"site {site_id!r} is already retired")
+    return _out(_keep(store, site_id, latest.document, who.name, note, retired=True))
+
+
+@router.get(
+    "/sites/{site_id}/versions",
+    response_model=list[SiteVersionOut],
+    summary="Every version of a site, oldest first",
+)
+def site_versions(site_id: SiteId, store: StoreDep, who: Reader) -> list[SiteVersionOut]:
+    return [_out(v) for v in _history(store, site_id)]
