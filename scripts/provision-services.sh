@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the integration tests run for real: Mosquitto (Debian package) and
-# TimescaleDB. Debian 12 has no TimescaleDB package but Debian 13 (trixie) has
+# Installs what the integration tests run for real: Mosquitto (Debian package),
+# Chromium with its driver (the console page), and TimescaleDB. Debian 12 has no TimescaleDB package but Debian 13 (trixie) has
 # postgresql-17-timescaledb, so TimescaleDB lives in a minimal trixie root made once
 # per machine and cached outside the repository (TRACKFENCE_TSDB_ROOT).
 # Idempotent: a second run on a provisioned machine does nothing. Needs root.
@@ -11,6 +11,9 @@ ROOT="${TRACKFENCE_TSDB_ROOT:-/var/cache/trackfence/trixie-timescaledb}"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+# the console page is tested in a real headless browser
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 
 if [ "$(id -u)" != 0 ]; then
     if [ ${#need_apt[@]} -gt 0 ] || [ ! -e "$ROOT/.ready" ]; then
@@ -42,4 +45,4 @@ if [ ! -e "$ROOT/.ready" ]; then
     trap - EXIT
     touch "$ROOT/.ready"
 fi
-echo "provision-services: Mosquitto and TimescaleDB ready"
+echo "provision-services: Mosquitto, Chromium and TimescaleDB ready"

@@ -8,7 +8,9 @@ changes nothing, and a batch is either wholly durable or not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
 from operator import attrgetter
 
 import psycopg
@@ -83,11 +85,24 @@ def _move(table: str, names: list[str]) -> str:
     )
 
 
+def _serialised(method):
+    """Run a method holding the store's lock: its one connection is not shared mid-transaction."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class TimescaleStore:
     def __init__(self, url: str, connect_timeout_s: float = 5.0) -> None:
         self.url = url
         self._timeout = connect_timeout_s
         self._conn: psycopg.Connection | None = None
+        # one connection, used by one thread at a time (the API serves from a thread pool)
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- connection
     def _connect(self) -> psycopg.Connection:
@@ -100,6 +115,7 @@ class TimescaleStore:
             raise StoreUnavailableError(f"TimescaleDB unreachable: {exc}".strip()) from exc
         return self._conn
 
+    @_serialised
     def _drop(self) -> None:
         if self._conn is not None:
             try:
@@ -107,6 +123,7 @@ class TimescaleStore:
             finally:
                 self._conn = None
 
+    @_serialised
     def migrate(self) -> list[int]:
         conn = self._connect()
         applied = []
@@ -139,6 +156,7 @@ class TimescaleStore:
         return int(row[0][0])
 
     # ---------------------------------------------------------------- writing
+    @_serialised
     def write(self, batch: Batch) -> None:
         if not len(batch):
             return
@@ -191,6 +209,7 @@ class TimescaleStore:
                 copy.write_row(row_of(r))
 
     # ---------------------------------------------------------------- reading
+    @_serialised
     def _query(self, sql: str, params: tuple | list) -> list[tuple]:
         """Run a read; a connection the server dropped since last use is renewed once."""
         for attempt in (1, 2):
@@ -251,6 +270,7 @@ class TimescaleStore:
         )
         return [DeadLetter(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
+    @_serialised
     def write_truth(self, truth: TruthSamples, excursions: list[TrueExcursion]) -> None:
         conn = self._connect()
         try:
@@ -320,6 +340,7 @@ class TimescaleStore:
         )
         return [DeviceOverview(*r) for r in rows]
 
+    @_serialised
     def save_site_version(
         self, site_id: str, document: str, author: str, note: str, retired: bool = False
     ) -> SiteVersion:
@@ -349,6 +370,7 @@ class TimescaleStore:
         )
         return [SiteVersion(*r) for r in rows]
 
+    @_serialised
     def save_token(self, token: ApiToken) -> None:
         conn = self._connect()
         try:
@@ -492,5 +514,6 @@ class TimescaleStore:
         if isinstance(days, bool) or not isinstance(days, int) or days < 1:
             raise StoreError(f"days must be a whole number of days ≥ 1, got {days!r}")
 
+    @_serialised
     def close(self) -> None:
         self._drop()

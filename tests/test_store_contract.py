@@ -300,3 +300,32 @@ def test_api_tokens_are_kept_by_digest_and_once(store):
     assert store.token("cd" * 32) is None
     with pytest.raises(StoreError):
         store.save_token(token)
+
+
+def test_one_store_serves_many_threads_at_once(store):
+    # the console API reads from a thread pool while other requests write: one store
+    # object must keep every transaction whole
+    import threading
+
+    from store import EventQuery
+
+    failures = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(15):
+                store.write(
+                    Batch(events=[Event(f"acme/t{n}", "breach", T0 + i, i, "s", "f", -1.0)])
+                )
+                store.breach_log(EventQuery(device_id=f"acme/t{n}", limit=50))
+                store.device_overview()
+        except Exception as exc:
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert all(len(store.breach_log(EventQuery(device_id=f"acme/t{n}"))) == 15 for n in range(6))

@@ -39,22 +39,37 @@ def _geojson_site(path: Path, text: str) -> Site:
 
 
 def site_from_geojson(name: str, document: object) -> Site:
-    """A site from a GeoJSON document: every feature a worksite unless `"kind": "exclusion"`."""
+    """A site from a GeoJSON document.
+
+    Every feature is a worksite, unless its properties say `"kind": "exclusion"` (an
+    area taken out) or `"kind": "track"`: a LineString centreline with `"open"` and
+    `"line_speed_mph"`, whose danger zone (if open) is cut out of the safe zone.
+    """
     if not isinstance(document, dict):
         raise SiteError(name, "a site is a GeoJSON object (a FeatureCollection)")
     features = document.get("features")
     if document.get("type") != "FeatureCollection" or not isinstance(features, list):
         features = [{"type": "Feature", "properties": {}, "geometry": document}]
     crs = document.get("crs")
-    worksites, exclusions = [], []
+    worksites, exclusions, lines = [], [], []
     for i, feature in enumerate(features):
         props = (feature.get("properties") or {}) if isinstance(feature, dict) else {}
         label = str(props.get("name") or f"feature {i}")
+        if props.get("kind") == "track":
+            geometry = feature.get("geometry") or {}
+            line = {"name": label, "lonlat": geometry.get("coordinates"),
+                    "open": bool(props.get("open", False))}  # fmt: skip
+            if geometry.get("type") != "LineString":
+                line["lonlat"] = None  # the site builder names the problem
+            if "line_speed_mph" in props:
+                line["line_speed_mph"] = props["line_speed_mph"]
+            lines.append(line)
+            continue
         collection = {"type": "FeatureCollection", "features": [feature]}
         if crs is not None:
             collection["crs"] = crs
         item = {"name": label, "geojson": collection}
         (exclusions if props.get("kind") == "exclusion" else worksites).append(item)
     site = {"name": name}
-    data = {"site": site, "worksite": worksites, "exclusion": exclusions}
+    data = {"site": site, "worksite": worksites, "exclusion": exclusions, "line": lines}
     return site_from_mapping(data, waymarks=bundled_waymarks())

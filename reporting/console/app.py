@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from reporting.console import admin, devices, events, sites
 from store import Store
 
+STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """
 What the safety task force reads: the breach log (live and after the fact), the
 devices and their states, the sites and every version of their fences, and the
@@ -32,4 +35,11 @@ def create_app(
     app.state.lost_after_s = lost_after_s
     for module in (events, devices, sites, admin):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The console page (it asks for a token; the data comes from the API)."""
+        return FileResponse(STATIC / "index.html")
+
     return app

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from reporting.console.auth import Role
+from reporting.console.auth import Principal, Role
 from reporting.console.deps import Reader, StoreDep
 from reporting.console.models import DeviceOut
+from store import Store
 
 router = APIRouter(tags=["devices"])
 
@@ -23,6 +24,13 @@ def devices(
         str | None, Query(max_length=100, description="Only this supplier's devices.")
     ] = None,
 ) -> list[DeviceOut]:
+    return overview(request, store, who, supplier)
+
+
+def overview(
+    request: Request, store: Store, who: Principal, supplier: str | None
+) -> list[DeviceOut]:
+    """Devices as this principal may see them (a supplier: only its own)."""
     if who.role == Role.SUPPLIER:
         if supplier is not None and supplier != who.supplier:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "a supplier reads only its own devices")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import datetime as dt
 import io
 import json
+import time
+from collections import OrderedDict
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from reporting.console.auth import Principal, Role
 from reporting.console.deps import Reader, StoreDep
@@ -37,6 +41,13 @@ class EventKindName(StrEnum):
 #: An event's detail shows the device's fixes this long either side of it.
 AROUND_MS = 60_000
 MAX_PAGE = 1000
+#: The live stream polls the store this often...
+LIVE_POLL_S = 0.25
+#: ...looking back this far each time (events written late still appear)...
+LIVE_LOOKBACK_MS = 60_000
+#: ...remembering this many events it has sent, so each is sent once.
+LIVE_SEEN = 20_000
+HEARTBEAT_S = 15.0
 
 
 def _encode(key: tuple[int, str, str, int]) -> str:
@@ -185,6 +196,68 @@ def _geojson(store: Store, rows: list[EventOut]) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
+@router.get(
+    "/events/stream",
+    summary="The breach log live (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def live(
+    request: Request,
+    store: StoreDep,
+    who: Reader,
+    site: Annotated[str | None, Query(max_length=200, description="Only this site.")] = None,
+    supplier: Annotated[
+        str | None, Query(max_length=100, description="Only this supplier's devices.")
+    ] = None,
+    kind: Annotated[
+        list[EventKindName] | None,
+        Query(description="Only these kinds (repeat the parameter for several)."),
+    ] = None,
+    duration_s: Annotated[
+        float | None,
+        Query(gt=0, le=86_400, description="Close the stream after this long (default: never)."),
+    ] = None,
+) -> StreamingResponse:
+    """Each new event as an SSE message (`event:` its kind, `data:` the event as JSON).
+
+    The stream reads the store, so it shows what is kept, from every ingest worker. It
+    starts with the last minute's events, and looks back that far on every poll, so
+    an event written a little late (a fix that arrived out of order) still appears;
+    each event is sent once.
+    """
+    supplier = _scoped(who, supplier)
+    kinds = tuple(k.value for k in kind or ())
+    began = time.monotonic()
+
+    async def stream():
+        seen: OrderedDict[str, None] = OrderedDict()
+        last_beat = time.monotonic()
+        yield ": the breach log, live\n\n"
+        while not await request.is_disconnected():
+            if duration_s is not None and time.monotonic() - began > duration_s:
+                return
+            since = time.time_ns() // 1_000_000 - LIVE_LOOKBACK_MS
+            query = EventQuery(since_ms=since, site=site, supplier=supplier, kinds=kinds,
+                               limit=MAX_PAGE)  # fmt: skip
+            for e in await run_in_threadpool(store.breach_log, query):
+                out = event_out(e)
+                if out.id in seen:
+                    continue
+                seen[out.id] = None
+                if len(seen) > LIVE_SEEN:
+                    seen.popitem(last=False)
+                yield f"id: {out.id}\nevent: {out.kind}\ndata: {out.model_dump_json()}\n\n"
+            if time.monotonic() - last_beat > HEARTBEAT_S:
+                last_beat = time.monotonic()
+                yield ": still here\n\n"  # keeps proxies from closing a quiet stream
+            await asyncio.sleep(LIVE_POLL_S)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
 @router.get("/events/{event_id}", response_model=EventDetail, summary="One event, in detail")
 def event_detail(
     event_id: Annotated[str, Path(max_length=500, description="An event's id (breach log).")],
@@ -226,6 +299,8 @@ def event_detail(
                 lat=f.lat,
                 lon=f.lon,
                 accuracy_m=f.accuracy_m,
+                x_m=f.x_m,
+                y_m=f.y_m,
                 distance_m=f.distance_m,
                 state=f.state,
             )

@@ -39,6 +39,8 @@ class FixOut(BaseModel):
     lat: float = Field(description="Latitude as the device reported it, degrees.")
     lon: float = Field(description="Longitude as the device reported it, degrees.")
     accuracy_m: float | None = Field(description="Horizontal accuracy the device claimed, m.")
+    x_m: float | None = Field(description="Position in its site's metric frame (east), m.")
+    y_m: float | None = Field(description="Position in its site's metric frame (north), m.")
     distance_m: float | None = Field(description="Signed distance to the safe-zone edge, m.")
     state: str = Field(description="The device's state after this fix.")
 
@@ -129,3 +131,34 @@ class ReportFile(BaseModel):
 class Health(BaseModel):
     database: str = Field(description="ok or unreachable.")
     broker: str = Field(description="ok, unreachable or not configured.")
+
+
+class MapArea(BaseModel):
+    name: str = Field(description="The fence's name.")
+    kind: str = Field(description="safe_zone, danger_zone or exclusion.")
+    rings: list[list[list[float]]] = Field(
+        description="Its outline(s) in site metres ([x east, y north] from the site's centre)."
+    )
+
+
+class MapLine(BaseModel):
+    name: str = Field(description="The track's name.")
+    open: bool = Field(description="Open to traffic (it then has a danger zone).")
+    points: list[list[float]] = Field(description="Its centreline in site metres.")
+
+
+class MapDevice(BaseModel):
+    device_id: str = Field(description="supplier/device.")
+    state: str = Field(description="SAFE, WARNING, BREACH or LOST.")
+    x_m: float = Field(description="East of the site's centre, metres.")
+    y_m: float = Field(description="North of the site's centre, metres.")
+    accuracy_m: float | None = Field(description="Claimed horizontal accuracy, metres.")
+    seconds_since_fix: float = Field(description="Seconds since its last fix was received.")
+
+
+class SiteMap(BaseModel):
+    site_id: str = Field(description="The site.")
+    version: int = Field(description="The site version drawn.")
+    areas: list[MapArea] = Field(description="Safe zones, danger zones and exclusions.")
+    lines: list[MapLine] = Field(description="Track centrelines.")
+    devices: list[MapDevice] = Field(description="Devices working at this site, as last seen.")

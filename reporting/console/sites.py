@@ -10,11 +10,20 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from geofence.errors import GeofenceError
 from reporting.console.deps import Editor, Reader, StoreDep
-from reporting.console.models import SiteChange, SiteIn, SiteVersionOut
+from reporting.console.devices import overview
+from reporting.console.models import (
+    MapArea,
+    MapDevice,
+    MapLine,
+    SiteChange,
+    SiteIn,
+    SiteMap,
+    SiteVersionOut,
+)
 from store import SiteVersion, Store, StoreError
 from trackfence.sites import site_from_geojson
 
@@ -131,3 +140,60 @@ def retire_site(
 )
 def site_versions(site_id: SiteId, store: StoreDep, who: Reader) -> list[SiteVersionOut]:
     return [_out(v) for v in _history(store, site_id)]
+
+
+def _rings(geometry) -> list[list[list[float]]]:
+    rings = []
+    for polygon in getattr(geometry, "geoms", [geometry]):
+        rings.append([[round(x, 3), round(y, 3)] for x, y in polygon.exterior.coords])
+        rings += [[[round(x, 3), round(y, 3)] for x, y in i.coords] for i in polygon.interiors]
+    return rings
+
+
+@router.get(
+    "/sites/{site_id}/map",
+    response_model=SiteMap,
+    summary="A site drawn in its own metric frame, with the devices working there",
+)
+def site_map(site_id: SiteId, request: Request, store: StoreDep, who: Reader) -> SiteMap:
+    latest = _history(store, site_id)[-1]
+    built = site_from_geojson(site_id, json.loads(latest.document))
+    areas = [
+        MapArea(name=f.name, kind=kind, rings=_rings(f.geometry))
+        for kind, fences in (
+            ("safe_zone", built.safe_zones),
+            ("danger_zone", built.danger_zones),
+            ("exclusion", built.exclusions),
+        )
+        for f in fences
+    ]
+    lines = [
+        MapLine(
+            name=line.name,
+            open=line.open,
+            points=[[round(x, 3), round(y, 3)] for x, y in line.centreline_m],
+        )
+        for line in built.lines
+    ]
+    here = [d for d in overview(request, store, who, None) if d.site == site_id]
+    devices = []
+    if here:
+        import numpy as np
+
+        x, y = built.frame.from_etrs89(
+            np.array([d.lat for d in here]), np.array([d.lon for d in here])
+        )
+        devices = [
+            MapDevice(
+                device_id=d.device_id,
+                state=d.state,
+                x_m=round(float(xi), 3),
+                y_m=round(float(yi), 3),
+                accuracy_m=d.accuracy_m,
+                seconds_since_fix=d.seconds_since_fix,
+            )
+            for d, xi, yi in zip(here, x, y, strict=True)
+        ]
+    return SiteMap(
+        site_id=site_id, version=latest.version, areas=areas, lines=lines, devices=devices
+    )
