@@ -16,6 +16,7 @@ bounds memory when both the database and the spool are unavailable.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import queue
@@ -48,6 +49,10 @@ TICK_MS = 250  # how often silent devices are checked and the spool replayed
 SWITCH_INTERVAL_S = 0.0005
 WRITE_GATHER_S = 0.005  # the writer gathers batches this long before one transaction...
 WRITE_GATHER_RECORDS = 2000  # ...or until it holds this many records
+#: Each worker publishes its health here (retained) for the console's /metrics: it still
+#: arrives when the database is down, which is when the spool depth matters.
+HEALTH_TOPIC = "trackfence/v1/ingest/{client_id}/status"
+HEALTH_EVERY_MS = 5_000
 STATE_FEED = 1  # subscription identifier: every message, for the device states
 EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
 
@@ -105,6 +110,12 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.health_topic = HEALTH_TOPIC.format(client_id=settings.client_id)
+        # a worker that dies without a goodbye is marked offline by the broker
+        self.client.will_set(
+            self.health_topic, json.dumps({"client_id": settings.client_id, "online": False}),
+            qos=1, retain=True,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ MQTT callbacks
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -197,6 +208,11 @@ class IngestService:
             self._worker.join(timeout=30)
         if self._writer is not None:
             self._writer.join(timeout=60)
+        if self.connected.is_set():  # a clean goodbye: the will is not sent for one
+            gone = {"client_id": self.settings.client_id, "online": False}
+            self.client.publish(
+                self.health_topic, json.dumps(gone), qos=1, retain=True
+            ).wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
         self.store.close()
@@ -215,6 +231,7 @@ class IngestService:
         amortises the per-batch cost without adding latency when it is quiet.
         """
         next_tick = self.clock_ms() + TICK_MS
+        next_health = self.clock_ms()
         max_wait_s = self.settings.batch_max_wait_ms / 1000
         rate = 0.0  # messages a second (exponentially weighted)
         last = time.monotonic()
@@ -249,6 +266,9 @@ class IngestService:
                 if now >= next_tick:
                     next_tick = now + TICK_MS
                     self._finish(self.pipeline.expire(now), [])
+                if now >= next_health:
+                    next_health = now + HEALTH_EVERY_MS
+                    self._publish_health(now)
             except Exception:  # the service must not die on one bad batch
                 log.exception(
                     "a batch failed; its messages stay unacknowledged and will come again"
@@ -291,6 +311,22 @@ class IngestService:
             self.client.publish(decided.dead_letter_topic, message, qos=1)
         if len(batch) or acks:
             self._writes.put((batch, acks))
+
+    def health(self, now_ms: int | None = None) -> dict:
+        """What this worker says of itself: alarms, spool depth and its counters."""
+        return {
+            "client_id": self.settings.client_id,
+            "online": True,
+            "time_ms": self.clock_ms() if now_ms is None else now_ms,
+            "alarms": sorted(self.alarms),
+            "spool_depth": self.spool.depth,
+            "counters": dict(self.counters),
+        }
+
+    def _publish_health(self, now_ms: int) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.health_topic, json.dumps(self.health(now_ms)), qos=1,
+                                retain=True)  # fmt: skip
 
     # ------------------------------------------------------------------ keeping
     def _write_loop(self) -> None:

@@ -88,6 +88,14 @@ class Store(Protocol):
         """Every device's last accepted fix and the state it left."""
         ...
 
+    def recent_decisions(self, since_ms: int) -> tuple[int, float | None, float | None]:
+        """Fixes since then, and the median and 95th percentile of receive-to-decision, ms."""
+        ...
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters kept, by reason."""
+        ...
+
     def save_site_version(
         self, site_id: str, document: str, author: str, note: str, retired: bool = False
     ) -> SiteVersion:

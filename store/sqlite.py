@@ -245,6 +245,26 @@ class SqliteStore:
         )
         return [DeviceOverview(*r) for r in rows]
 
+    def recent_decisions(self, since_ms: int) -> tuple[int, float | None, float | None]:
+        rows = self._select(
+            "SELECT decided_ms - received_ms FROM fixes WHERE fix_ms >= ?", [since_ms]
+        )
+        if not rows:
+            return 0, None, None
+        values = sorted(r[0] for r in rows)
+
+        def percentile(q: float) -> float:  # linear between the nearest ranks
+            at = q * (len(values) - 1)
+            low = int(at)
+            high = min(low + 1, len(values) - 1)
+            return float(values[low] + (values[high] - values[low]) * (at - low))
+
+        return len(values), percentile(0.5), percentile(0.95)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        rows = self._select("SELECT reason, count(*) FROM dead_letters GROUP BY reason", [])
+        return {reason: int(n) for reason, n in rows}
+
     def save_site_version(
         self, site_id: str, document: str, author: str, note: str, retired: bool = False
     ) -> SiteVersion:

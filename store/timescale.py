@@ -340,6 +340,20 @@ class TimescaleStore:
         )
         return [DeviceOverview(*r) for r in rows]
 
+    def recent_decisions(self, since_ms: int) -> tuple[int, float | None, float | None]:
+        ((count, p50, p95),) = self._query(
+            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY d), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY d) FROM (SELECT "
+            "EXTRACT(EPOCH FROM decided_at - received_at) * 1000 AS d FROM fixes "
+            "WHERE fix_time >= to_timestamp(%s / 1000.0)) recent",
+            (since_ms,),
+        )
+        return int(count), p50, p95
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        rows = self._query("SELECT reason, count(*) FROM dead_letters GROUP BY reason", ())
+        return {reason: int(n) for reason, n in rows}
+
     @_serialised
     def save_site_version(
         self, site_id: str, document: str, author: str, note: str, retired: bool = False

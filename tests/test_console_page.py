@@ -64,9 +64,8 @@ def console_server(timescaledb, mosquitto, tmp_path):
     ingest.start()
     assert ingest.subscribed.wait(15)
     port = free_loopback_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(store, broker=mosquitto.url)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     assert wait_until(lambda: server.started, 15)
@@ -135,3 +134,34 @@ def test_a_breach_appears_live_on_the_page(console_server, tmp_path):
     finally:
         publisher.close()
         browser.quit()
+
+
+def test_metrics_show_the_fix_rate_and_each_workers_health(console_server):
+    import httpx
+
+    base, token, broker = console_server
+    publisher = Publisher(broker.port)
+    try:
+        topic = "trackside/v1/acme/m1/fix"
+        for seq in range(5):
+            publisher.send(topic, native("m1", seq, now_ms(), *INSIDE))
+        publisher.send("trackside/v1/acme/m1/fix", b"{not json")
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def scrape() -> str:
+            return httpx.get(f"{base}/metrics", headers=auth).text
+
+        assert wait_until(lambda: 'trackfence_dead_letters{reason="json"} 1' in scrape(), 15), (
+            scrape()
+        )
+        text = scrape()
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+        assert float(samples["trackfence_fixes_per_second"]) == round(5 / 60, 3)
+        assert 'trackfence_decision_latency_ms{quantile="0.5"}' in text
+        assert 'trackfence_devices{state="SAFE"} 1' in text
+        # the worker's own word, over MQTT: online, nothing spooled, no alarm
+        assert wait_until(lambda: "trackfence_ingest_spool_depth{worker=" in scrape(), 15)
+        assert 'trackfence_ingest_up{worker="page-' in scrape()
+        assert "trackfence_ingest_alarm{" not in scrape()
+    finally:
+        publisher.close()

@@ -329,3 +329,23 @@ def test_one_store_serves_many_threads_at_once(store):
         t.join(60)
     assert failures == []
     assert all(len(store.breach_log(EventQuery(device_id=f"acme/t{n}"))) == 15 for n in range(6))
+
+
+def test_recent_decisions_and_dead_letters_by_reason(store):
+    store.write(
+        Batch(
+            fixes=[
+                fix("acme/r1", i, T0 + i * 100, decided_ms=T0 + i * 100 + 40 + i) for i in range(11)
+            ],
+            dead_letters=[
+                DeadLetter(T0, "t", "json", "bad", b"{"),
+                DeadLetter(T0 + 1, "t", "json", "bad", b"{{"),
+                DeadLetter(T0, "t", "range:lat", "bad", b"x"),
+            ],
+        )
+    )
+    # receive is fix + 40 ms; decision fix + 40 + i ms, i = 0..10: latencies 0..10 ms
+    count, p50, p95 = store.recent_decisions(T0)
+    assert (count, p50, p95) == (11, 5.0, pytest.approx(9.5))
+    assert store.recent_decisions(T0 + 10_000) == (0, None, None)
+    assert store.dead_letter_counts() == {"json": 2, "range:lat": 1}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from reporting.console import admin, devices, events, sites
+from reporting.console import admin, devices, events, metrics, sites
+from reporting.console.metrics import IngestHealth
 from store import Store
 
 STATIC = Path(__file__).parent / "static"
@@ -28,12 +30,25 @@ def create_app(
     broker: str | None = None,
     lost_after_s: float = 10.0,
 ) -> FastAPI:
-    app = FastAPI(title="trackfence console", version="1", description=DESCRIPTION)
+    health = IngestHealth(broker) if broker is not None else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if health is not None:
+            health.start()
+        yield
+        if health is not None:
+            health.stop()
+
+    app = FastAPI(
+        title="trackfence console", version="1", description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.store = store
+    app.state.ingest_health = health
     app.state.reports_dir = reports_dir
     app.state.broker = broker
     app.state.lost_after_s = lost_after_s
-    for module in (events, devices, sites, admin):
+    for module in (events, devices, sites, admin, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
