@@ -153,8 +153,8 @@ class SqliteStore:
         )
         return [Event(*r) for r in rows]
 
-    def alerts(self, device_id=None) -> list[Alert]:
-        where, params = _time_filter("event_ms", device_id, None, None)
+    def alerts(self, device_id=None, since_ms=None, until_ms=None) -> list[Alert]:
+        where, params = _time_filter("event_ms", device_id, since_ms, until_ms)
         rows = self._select(
             f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts{where} ORDER BY device_id, event_ms",
             params,

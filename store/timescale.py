@@ -256,9 +256,15 @@ class TimescaleStore:
         )
         return [Event(*r) for r in rows]
 
-    def alerts(self, device_id=None) -> list[Alert]:
+    def alerts(self, device_id=None, since_ms=None, until_ms=None) -> list[Alert]:
         rows = self._select(
-            "alerts", _ALERT_COLUMNS, "event_time", device_id, None, None, "device_id, event_time"
+            "alerts",
+            _ALERT_COLUMNS,
+            "event_time",
+            device_id,
+            since_ms,
+            until_ms,
+            "device_id, event_time",
         )
         return [Alert(*r) for r in rows]
 

@@ -321,3 +321,13 @@ def test_every_parameter_and_field_is_described_in_the_openapi_schema(console):
             continue
         for field, info in schema.get("properties", {}).items():
             assert info.get("description"), (name, field)
+
+
+def test_nul_characters_are_refused_not_a_server_error(console):
+    # found by schemathesis: PostgreSQL refuses NUL in text, which was a 500
+    client, tokens, *_ = console
+    viewer = _as(tokens, "viewer")
+    assert client.get("/events", params={"device": "\x00"}, headers=viewer).status_code == 422
+    assert client.get("/sites/a%00b", headers=viewer).status_code == 422
+    body = {"site_id": "nul", "note": "a\x00b", "geojson": _polygon(-0.11, 51.556)}
+    assert client.post("/sites", json=body, headers=_as(tokens, "operator")).status_code == 422

@@ -150,6 +150,8 @@ def test_events_alerts_and_dead_letters_are_kept(store):
     assert store.events(device) == events
     assert store.events(device, since_ms=T0 + 2000) == events[1:]
     assert store.alerts(device) == [alert]
+    assert store.alerts(device, alert.event_ms, alert.event_ms + 1) == [alert]
+    assert store.alerts(device, alert.event_ms + 1) == []
 
 
 def test_per_minute_statistics(store):

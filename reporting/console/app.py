@@ -5,8 +5,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from reporting.console import admin, devices, events, metrics, sites
@@ -45,6 +45,16 @@ def create_app(
     )
     app.state.store = store
     app.state.ingest_health = health
+
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next):
+        """No text we keep or search may hold a NUL character (PostgreSQL refuses them)."""
+        if "\x00" in request.url.path or any(
+            "\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()
+        ):
+            return JSONResponse({"detail": "text may not contain NUL characters"}, status_code=422)
+        return await call_next(request)
+
     app.state.reports_dir = reports_dir
     app.state.broker = broker
     app.state.lost_after_s = lost_after_s

@@ -278,7 +278,7 @@ def event_detail(
     fixes = store.fixes(device, ms - AROUND_MS, ms + AROUND_MS + 1)
     cause = next((f for f in fixes if f.fix_ms == ms and f.seq == seq), None)
     alert = next(
-        (a for a in store.alerts(device) if a.kind == kind and a.event_ms == ms and a.seq == seq),
+        (a for a in store.alerts(device, ms, ms + 1) if a.kind == kind and a.seq == seq),
         None,
     )
     return EventDetail(

@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: Free text we keep: anything but NUL (which PostgreSQL cannot store).
+TEXT = r"^[^\x00]*$"
 
 
 class EventOut(BaseModel):
@@ -83,7 +85,9 @@ class SiteIn(BaseModel):
         pattern=SITE_ID_PATTERN,
         description="A short lower-case id for the site (letters, digits, - and _).",
     )
-    note: str = Field(min_length=1, max_length=500, description="Why it is being created.")
+    note: str = Field(
+        min_length=1, max_length=500, pattern=TEXT, description="Why it is being created."
+    )
     geojson: dict[str, Any] = Field(
         description="The site as a GeoJSON FeatureCollection (RFC 7946, lon/lat): every "
         'feature a worksite unless its properties say "kind": "exclusion".'
@@ -91,7 +95,9 @@ class SiteIn(BaseModel):
 
 
 class SiteChange(BaseModel):
-    note: str = Field(min_length=1, max_length=500, description="Why the fences change.")
+    note: str = Field(
+        min_length=1, max_length=500, pattern=TEXT, description="Why the fences change."
+    )
     geojson: dict[str, Any] = Field(description="The whole site as it is to be, GeoJSON.")
 
 
@@ -106,13 +112,18 @@ class SiteVersionOut(BaseModel):
 
 
 class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100, description="Who or what holds the token.")
+    name: str = Field(
+        min_length=1, max_length=100, pattern=TEXT, description="Who or what holds the token."
+    )
     role: str = Field(
         pattern="^(viewer|operator|supplier|admin)$",
         description="viewer, operator, supplier or admin.",
     )
     supplier: str | None = Field(
-        default=None, description="For a supplier token: the supplier it may read."
+        default=None,
+        max_length=100,
+        pattern=r"^[^\x00/]+$",
+        description="For a supplier token: the supplier it may read.",
     )
 
 

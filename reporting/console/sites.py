@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from geofence.errors import GeofenceError
@@ -178,8 +179,6 @@ def site_map(site_id: SiteId, request: Request, store: StoreDep, who: Reader) ->
     here = [d for d in overview(request, store, who, None) if d.site == site_id]
     devices = []
     if here:
-        import numpy as np
-
         x, y = built.frame.from_etrs89(
             np.array([d.lat for d in here]), np.array([d.lon for d in here])
         )
