@@ -79,6 +79,9 @@ class Decided:
 
 #: How many messages a replicated worker remembers while waiting for their other copy.
 REMEMBERED_MESSAGES = 50_000
+#: Devices one worker keeps state for. A trial has tens, a railway tens of thousands; a
+#: flood of invented device names beyond this is dead-lettered, not held in memory.
+MAX_DEVICES = 200_000
 _EMITTED = object()  # marker: this message's effects have been emitted
 
 
@@ -100,6 +103,7 @@ class Pipeline:
         self._number: dict[str, int] = {}
         self._site_of: list[str | None] = []
         self.states = DeviceStates.new(0)
+        self.max_devices = MAX_DEVICES
 
     # ------------------------------------------------------------------ devices
     def _device(self, device_id: str) -> int:
@@ -163,6 +167,7 @@ class Pipeline:
         fragments = [Decided() for _ in messages]
         fixes: list[tuple[DecodedFix, int, int]] = []  # (fix, received_ms, message)
         offline: list[tuple[int, int, int]] = []  # (device number, received_ms, message)
+        arriving: set[str] = set()  # devices first seen in this batch
         for i, m in enumerate(messages):
             topic = parse(m.topic)
             if topic is None:
@@ -173,6 +178,18 @@ class Pipeline:
                     f"topic {m.topic!r} is not trackside/v1/SUPPLIER/DEVICE/KIND",
                 )
                 continue
+            unknown = topic.device_id not in self._number and topic.device_id not in arriving
+            if unknown and len(self.device_ids) + len(arriving) >= self.max_devices:
+                self._dead(
+                    fragments[i],
+                    m,
+                    "device-limit",
+                    f"this worker already keeps {self.max_devices:,} devices; "
+                    f"{topic.device_id!r} is one more than it may hold",
+                )
+                continue
+            if unknown:
+                arriving.add(topic.device_id)
             if topic.kind == "status":
                 went_offline = self._status(m.payload)
                 if went_offline is None:
