@@ -138,3 +138,16 @@ def test_a_supplier_publishes_and_reads_only_under_its_own_prefix(secured_broker
     for c in (ingest, acme):
         c.disconnect()
         c.loop_stop()
+
+
+def test_the_console_reads_the_same_database_and_follows_the_broker():
+    console = COMPOSE["services"]["console"]
+    env = console["environment"]
+    workers = next(iter(INGESTS.values()))["environment"]
+    assert env["TRACKFENCE_DB"] == workers["TRACKFENCE_DB"]
+    assert env["TRACKFENCE_BROKER"] == workers["TRACKFENCE_BROKER"]
+    assert env["TRACKFENCE_MQTT_USERNAME"] == "console"
+    # the console user may read the workers' health in the shipped ACL
+    acl = (ROOT / "deploy" / "mosquitto" / "acl").read_text().split("user console", 1)[1]
+    assert "topic read trackfence/v1/ingest/+/status" in acl
+    assert console["command"][0] == "serve"

@@ -100,11 +100,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the console API over the store ingest writes to. OpenAPI docs are "
         "at /docs. Every route but /health needs a token from `trackfence token create`.",
     )
-    serve.add_argument("--db", required=True, help="postgresql://… or sqlite:///FILE")
+    serve.add_argument("--db", help="postgresql://… or sqlite:///FILE (env TRACKFENCE_DB)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--reports", type=Path, help="a trial's report folder to serve")
-    serve.add_argument("--broker", help="mqtt://HOST:PORT, for /health to check")
+    serve.add_argument(
+        "--broker",
+        help="mqtt://HOST:PORT (env TRACKFENCE_BROKER): /health checks it and /metrics follows "
+        "the ingest workers' health on it (credentials: TRACKFENCE_MQTT_USERNAME, _PASSWORD)",
+    )
     token = commands.add_parser("token", help="manage the console's bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     tcreate = token_commands.add_parser(
@@ -271,18 +275,31 @@ def _sim_import(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from reporting.console.app import create_app
     from store import StoreError, open_store
 
+    db = args.db or os.environ.get("TRACKFENCE_DB")
+    broker = args.broker or os.environ.get("TRACKFENCE_BROKER")
+    if not db:
+        print("trackfence serve: give --db or TRACKFENCE_DB", file=sys.stderr)
+        return 2
     try:
-        store = open_store(args.db)
+        store = open_store(db)
         store.migrate()
     except StoreError as exc:
         print(f"trackfence serve: {exc}", file=sys.stderr)
         return 2
-    app = create_app(store, reports_dir=args.reports, broker=args.broker)
+    app = create_app(
+        store,
+        reports_dir=args.reports,
+        broker=broker,
+        mqtt_username=os.environ.get("TRACKFENCE_MQTT_USERNAME"),
+        mqtt_password=os.environ.get("TRACKFENCE_MQTT_PASSWORD"),
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -29,8 +29,10 @@ def create_app(
     reports_dir: Path | None = None,
     broker: str | None = None,
     lost_after_s: float = 10.0,
+    mqtt_username: str | None = None,
+    mqtt_password: str | None = None,
 ) -> FastAPI:
-    health = IngestHealth(broker) if broker is not None else None
+    health = IngestHealth(broker, mqtt_username, mqtt_password) if broker else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
