@@ -105,6 +105,8 @@ class IngestService:
         )
         if settings.username:
             self.client.username_pw_set(settings.username, settings.password)
+        if settings.uses_tls:  # the broker's certificate is checked against tls_ca
+            self.client.tls_set(ca_certs=settings.tls_ca)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

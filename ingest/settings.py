@@ -6,6 +6,7 @@ db = "postgresql://…"                    # TRACKFENCE_DB (or sqlite:///trial.s
 client_id = "trackfence-ingest-1"        # TRACKFENCE_CLIENT_ID; keep it stable: it names
                                          # the persistent session the broker queues for
 mqtt_protocol = "5"                      # TRACKFENCE_MQTT_PROTOCOL; or "3.1.1"
+tls_ca = "/etc/trackfence/ca.crt"        # TRACKFENCE_TLS_CA, with broker = "mqtts://…:8883"
 username = "ingest"                      # TRACKFENCE_MQTT_USERNAME / _PASSWORD
 batch_max_fixes = 500                    # a micro-batch closes at this many messages...
 batch_max_wait_ms = 5                    # ...or this long after its first
@@ -58,6 +59,7 @@ class IngestSettings:
     client_id: str = "trackfence-ingest"
     group: str | None = None  # shared-subscription group of several workers (None: work alone)
     mqtt_protocol: str = "5"  # "5", or "3.1.1" for brokers without v5 (no shared groups)
+    tls_ca: str | None = None  # for mqtts://: the CA that signed the broker's certificate
     username: str | None = None
     password: str | None = None
     batch_max_fixes: int = 500
@@ -86,9 +88,15 @@ class IngestSettings:
     @property
     def broker_host_port(self) -> tuple[str, int]:
         parsed = urlparse(self.broker)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise SettingsError(f"broker {self.broker!r} must look like mqtt://HOST:PORT")
-        return parsed.hostname, parsed.port or 1883
+        if parsed.scheme not in ("mqtt", "tcp", "mqtts") or not parsed.hostname:
+            raise SettingsError(
+                f"broker {self.broker!r} must look like mqtt://HOST:PORT or mqtts://HOST:PORT"
+            )
+        return parsed.hostname, parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlparse(self.broker).scheme == "mqtts"
 
     def deployment(self) -> Deployment:
         from trackfence.sites import load_site
@@ -120,6 +128,7 @@ _ENV = {
     "TRACKFENCE_MQTT_PASSWORD": "password",
     "TRACKFENCE_SPOOL": "spool",
     "TRACKFENCE_MQTT_PROTOCOL": "mqtt_protocol",
+    "TRACKFENCE_TLS_CA": "tls_ca",
 }
 
 

@@ -59,6 +59,7 @@ class Mosquitto:
             with suppress(KeyError):
                 os.chown(self.folder, pwd.getpwnam("mosquitto").pw_uid, -1)
         self.port = free_port()
+        self.tls_port: int | None = None  # a second, TLS listener (enable_tls)
         self.process: subprocess.Popen | None = None
 
     def config_text(self, auth_folder: Path | None = None) -> str:
@@ -79,7 +80,25 @@ class Mosquitto:
             elif key == "include_dir":
                 line = f"include_dir {auth_folder}" if auth_folder else "allow_anonymous true"
             lines.append(line)
+        if self.tls_port is not None:  # as deploy/mosquitto/tls.conf, on a free port
+            certs = self.folder / "certs"
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {certs / 'ca.crt'}",
+                f"certfile {certs / 'server.crt'}",
+                f"keyfile {certs / 'server.key'}",
+                "tls_version tlsv1.2",
+            ]
         return "\n".join(lines) + "\n"
+
+    def enable_tls(self, certs: Path) -> None:
+        """Also listen with TLS, using ca.crt, server.crt and server.key from `certs`."""
+        mine = self.folder / "certs"
+        mine.mkdir(exist_ok=True)
+        for name in ("ca.crt", "server.crt", "server.key"):
+            shutil.copy(certs / name, mine / name)
+            (mine / name).chmod(0o644)  # read by the broker's own user, in a test folder
+        self.tls_port = free_port()
 
     def start(self, auth_folder: Path | None = None) -> Mosquitto:
         self.auth_folder = (
@@ -92,6 +111,8 @@ class Mosquitto:
         )
         try:
             wait_for_port(self.port)
+            if self.tls_port is not None:
+                wait_for_port(self.tls_port)
         except TimeoutError:
             self.process.kill()
             _, err = self.process.communicate(timeout=5)

@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--reports", type=Path, help="a trial's report folder to serve")
+    serve.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate…")
+    serve.add_argument("--tls-key", type=Path, help="…and this key (see deploy/make-ca.sh)")
     serve.add_argument(
         "--broker",
         help="mqtt://HOST:PORT (env TRACKFENCE_BROKER): /health checks it and /metrics follows "
@@ -299,8 +301,19 @@ def _serve(args: argparse.Namespace) -> int:
         broker=broker,
         mqtt_username=os.environ.get("TRACKFENCE_MQTT_USERNAME"),
         mqtt_password=os.environ.get("TRACKFENCE_MQTT_PASSWORD"),
+        tls_ca=os.environ.get("TRACKFENCE_TLS_CA"),
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("trackfence serve: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
+        ssl_keyfile=str(args.tls_key) if args.tls_key else None,
+    )
     return 0
 
 

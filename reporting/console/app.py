@@ -31,8 +31,9 @@ def create_app(
     lost_after_s: float = 10.0,
     mqtt_username: str | None = None,
     mqtt_password: str | None = None,
+    tls_ca: str | None = None,
 ) -> FastAPI:
-    health = IngestHealth(broker, mqtt_username, mqtt_password) if broker else None
+    health = IngestHealth(broker, mqtt_username, mqtt_password, tls_ca) if broker else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

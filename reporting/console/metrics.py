@@ -34,8 +34,15 @@ WINDOW_MS = 60_000
 class IngestHealth:
     """The latest status each ingest worker published (retained, so known at once)."""
 
-    def __init__(self, broker_url: str, username: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        broker_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca: str | None = None,
+    ):
         parsed = urlparse(broker_url)
+        tls = parsed.scheme == "mqtts"
         self.workers: dict[str, dict] = {}
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
@@ -43,7 +50,9 @@ class IngestHealth:
             self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, *_: c.subscribe(HEALTH_TOPICS, qos=1)
         self.client.on_message = self._on_message
-        self.client.connect_async(parsed.hostname, parsed.port or 1883)
+        if tls:
+            self.client.tls_set(ca_certs=tls_ca)
+        self.client.connect_async(parsed.hostname, parsed.port or (8883 if tls else 1883))
 
     def _on_message(self, client, userdata, message) -> None:
         try:
