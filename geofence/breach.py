@@ -277,7 +277,20 @@ def _apply(
     d = device[pick]
     t = time_ms[pick]
     q = seq[pick]
+    lapse_ms = round(config.lost_after_s * 1000)
     newer = (t > s.last_fix_ms[d]) | ((t == s.last_fix_ms[d]) & (q > s.last_seq[d]))
+    # A device clock that jumps back (a GNSS receiver re-acquiring time, a phone's clock
+    # corrected) would otherwise be ignored until it caught up with its own past, with
+    # the wearer unprotected meanwhile. Its sequence numbers still count on, which a late
+    # or redelivered old fix's do not: such a fix is taken as new, and the device's time
+    # starts again from it.
+    clock_back = (
+        (q >= 0)
+        & (s.last_seq[d] != NO_SEQ)
+        & (q > s.last_seq[d])
+        & (t < s.last_fix_ms[d] - lapse_ms)
+    )
+    newer |= clock_back
     pick, d, t, q = pick[newer], d[newer], t[newer], q[newer]
     accepted[pick] = True
     m = margin[pick]
@@ -291,7 +304,6 @@ def _apply(
     # too (a replay, a time-warped trial, a device switched off between shifts): the
     # device was LOST in between and starts afresh, so a breach is raised (and the
     # wearer alerted) again rather than carried silently over the gap.
-    lapse_ms = round(config.lost_after_s * 1000)
     last = s.last_fix_ms[d]
     lapsed = (prev != _LOST) & (last != NO_TIME) & (t - last > lapse_ms)
     recovered = (prev == _LOST) | lapsed

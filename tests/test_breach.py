@@ -186,3 +186,17 @@ def test_a_device_with_a_slow_clock_is_not_lost_while_it_keeps_reporting():
     states, lost = expire(states, 1_004_000 + 10_000, CONFIG)  # now it really falls silent
     assert [EventKind(k).name for k in lost.kind] == ["LOST"]
     assert lost.time_ms.tolist() == [1_004_000 - slow_ms + 10_000]  # stamped on its own clock
+
+
+def test_a_device_clock_that_jumps_back_is_followed_not_ignored():
+    # seq counts on while the fix time falls back an hour: the device is still reporting,
+    # so its fixes are decided (and a breach alerted), not dropped as late arrivals
+    hour = 3_600_000
+    first = step(DeviceStates.new(1), [0, 0], [5 * hour, 5 * hour + 1000], [10, 11],
+                 [2.0, 2.0], [0, 0], [0.2, 0.2], CONFIG)  # fmt: skip
+    back = step(first.states, [0], [4 * hour], [12], [-1.0], [-1], [0.2], CONFIG)
+    assert back.accepted.tolist() == [True]
+    assert "BREACH" in [EventKind(k).name for k in back.events.kind]
+    # a late copy of an old fix (its sequence number is behind) is still not applied
+    late = step(back.states, [0], [3 * hour], [5], [2.0], [0], [0.2], CONFIG)
+    assert late.accepted.tolist() == [False] and len(late.events) == 0
