@@ -387,6 +387,7 @@ class IngestService:
             try:
                 self.store.write(batch)
                 self._clear("database-unreachable")
+                self._clear("spool-full")  # written straight through: the spool has drained
                 return True
             except StoreUnavailableError as exc:
                 self._alarm("database-unreachable", str(exc))
@@ -403,13 +404,21 @@ class IngestService:
             return False
 
     def _catch_up(self) -> None:
-        """Retry held batches, then replay the spool into the database, oldest first."""
+        """Replay the spool into the database (oldest first), then retry held batches.
+
+        In that order: batches are held only when the spool is full, and they can be
+        kept only once the spool has drained (or has room again). Retrying them first
+        would wait forever on a full spool that only this replay can empty.
+        """
+        self._replay_spool()
         while self._held:
             batch, acks = self._held[0]
             if not self._keep(batch):
                 return
             self._held.pop(0)
             self._ack(acks)
+
+    def _replay_spool(self) -> None:
         if not self._schema_ready:
             self._prepare_store(restore=False)
             if not self._schema_ready:

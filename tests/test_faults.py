@@ -311,3 +311,41 @@ def test_a_device_whose_clock_jumps_back_is_still_protected(
         worker.wait(30)
         alerts.close()
         store.close()
+
+
+def test_a_full_spool_holds_messages_in_the_broker_and_loses_nothing(
+    tmp_path, mosquitto, timescaledb, database, example_site
+):
+    # the database is down and the disk spool is tiny: the worker raises spool-full and
+    # stops acknowledging, so the broker keeps the rest; when the database returns,
+    # everything arrives, once
+    worker = _start(_worker(tmp_path, mosquitto.url, database, extra="spool_max_mb = 0.05"))
+    store = TimescaleStore(database)
+    health = Listener(mosquitto.port, "trackfence/v1/ingest/+/status")
+    alerts = Listener(mosquitto.port, "trackside/v1/acme/+/alert")
+    try:
+        _ready(store, mosquitto.port)
+        timescaledb.stop("immediate")
+        shift = Shift(mosquitto.port, example_site, seconds=max(12, SECONDS // 2)).start()
+
+        def alarmed() -> bool:
+            return any(
+                "spool-full" in json.loads(p).get("alarms", []) for _, p, _ in health.messages
+            )
+
+        assert wait_until(alarmed, 60), "the worker never said its spool was full"
+        shift.join()
+        timescaledb.restart()
+        _verdict(shift, store, alerts, "spool full, database down")
+
+        def recovered() -> bool:  # and it says so itself, with no operator
+            last = json.loads(health.messages[-1][1]) if health.messages else {}
+            return last.get("alarms") == [] and last.get("spool_depth") == 0
+
+        assert wait_until(recovered, 30), health.messages[-1:]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        health.close()
+        alerts.close()
+        store.close()
