@@ -150,11 +150,11 @@ class AlertListener:
         self.client.loop_stop()
 
 
-def round_trip(port: int, first_seq: int) -> dict:
-    """Publish at RATE from DEVICES devices; latency from each publish to its alert."""
+def round_trip(port: int, first_seq: int, rate: float = RATE, seconds: float = SECONDS) -> dict:
+    """Publish at `rate` from DEVICES devices; latency from each publish to its alert."""
     listener = AlertListener(port)
-    n = int(RATE * SECONDS)
-    out = load(port, first_seq, n, RATE, alternate=True)
+    n = int(rate * seconds)
+    out = load(port, first_seq, n, rate, alternate=True)
     lines = out.stdout.splitlines()
     sent = {(d, s): t for d, s, t in json.loads(lines[1])}
     time.sleep(1.0)
