@@ -13,7 +13,6 @@ import os
 import random
 import re
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -43,10 +42,7 @@ def full_store():
     import psycopg
 
     server = TimescaleDB().start()
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    url = server.url.rsplit("/", 1)[0] + f"/{name}"
+    url = server.fresh_database()
     store = TimescaleStore(url)
     store.migrate()
     began = time.perf_counter()

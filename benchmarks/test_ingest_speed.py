@@ -45,12 +45,7 @@ def servers():
 
 
 def fresh_database(db: TimescaleDB) -> str:
-    import psycopg
-
-    name = f"b_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(db.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return db.url.rsplit("/", 1)[0] + f"/{name}"
+    return db.fresh_database()
 
 
 def start_ingest(folder, broker: Mosquitto, db_url: str, *, every_fix_alerts: bool):

@@ -231,6 +231,15 @@ class TimescaleDB:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/trackfence"
 
+    def fresh_database(self) -> str:
+        """A new, empty database on this server: a test that uses one sees no other's rows."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
 
 def _uid_in_root(user: str) -> int:
     for line in (TSDB_ROOT / "etc" / "passwd").read_text().splitlines():

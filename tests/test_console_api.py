@@ -52,12 +52,7 @@ def _polygon(lon0: float, lat0: float, dlon: float = 0.0006, dlat: float = 0.002
 
 @pytest.fixture(scope="module")
 def console(timescaledb, tmp_path_factory):
-    import psycopg
-
-    name = f"c_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    store = TimescaleStore(timescaledb.url.rsplit("/", 1)[0] + f"/{name}")
+    store = TimescaleStore(timescaledb.fresh_database())
     store.migrate()
     fixes, events, alerts = [], [], []
     for supplier in ("acme", "gnssco"):

@@ -8,7 +8,6 @@ import json
 import shutil
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -37,7 +36,6 @@ def _site() -> dict:
 
 @pytest.fixture
 def console_server(timescaledb, mosquitto, tmp_path):
-    import psycopg
     import uvicorn
 
     from ingest.embedded_broker import free_loopback_port
@@ -47,10 +45,8 @@ def console_server(timescaledb, mosquitto, tmp_path):
     from reporting.console.auth import issue_token
     from store.timescale import TimescaleStore
 
-    name = f"p_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    url = timescaledb.url.rsplit("/", 1)[0] + f"/{name}"
+    url = timescaledb.fresh_database()
+    name = url.rsplit("/", 1)[1]
     store = TimescaleStore(url)
     store.migrate()
     store.save_site_version("kgx", json.dumps(_site()), "test", "created")

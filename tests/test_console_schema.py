@@ -3,8 +3,6 @@ not) to every operation, as an admin, on a real TimescaleDB; no answer is a serv
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -19,12 +17,7 @@ SKIP = {"GET /events/stream"}
 
 @pytest.fixture(scope="module")
 def console(timescaledb):
-    import psycopg
-
-    name = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    store = TimescaleStore(timescaledb.url.rsplit("/", 1)[0] + f"/{name}")
+    store = TimescaleStore(timescaledb.fresh_database())
     store.migrate()
     token = issue_token(store, "fuzzer", "admin")
     app = create_app(store)

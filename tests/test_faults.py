@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 
-import psycopg
 import pytest
 
 from store.timescale import TimescaleStore
@@ -115,10 +114,7 @@ def _start(command: list[str]) -> subprocess.Popen:
 
 @pytest.fixture
 def database(timescaledb):
-    name = f"f_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return timescaledb.url.rsplit("/", 1)[0] + f"/{name}"
+    return timescaledb.fresh_database()
 
 
 def _stored(store: TimescaleStore) -> int:

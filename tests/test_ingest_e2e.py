@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 
-import psycopg
 import pytest
 
 from ingest import nmea
@@ -27,10 +26,7 @@ SITE_FILE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 
 @pytest.fixture
 def database(timescaledb):
-    name = f"i_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return timescaledb.url.rsplit("/", 1)[0] + f"/{name}"
+    return timescaledb.fresh_database()
 
 
 def settings_file(tmp_path, broker_url: str, db_url: str, site, extra: str = "") -> object:

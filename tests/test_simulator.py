@@ -178,9 +178,6 @@ def test_a_scenario_published_through_the_broker_reaches_ingest_end_to_end(
 ):
     import json
     import time
-    import uuid
-
-    import psycopg
 
     from devices.sim.publish import publish
     from ingest.service import IngestService
@@ -188,10 +185,8 @@ def test_a_scenario_published_through_the_broker_reaches_ingest_end_to_end(
     from store.timescale import TimescaleStore
     from tests.devices import Listener, wait_until
 
-    name = f"s_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(timescaledb.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    db = timescaledb.url.rsplit("/", 1)[0] + f"/{name}"
+    db = timescaledb.fresh_database()
+    name = db.rsplit("/", 1)[1]
     config = tmp_path / "ingest.toml"
     config.write_text(
         f'[ingest]\nbroker = "{mosquitto.url}"\ndb = "{db}"\nclient_id = "sim-e2e-{name}"\n'

@@ -48,12 +48,7 @@ def store(request, tmp_path):
     if request.param == "timescaledb":
         server = request.getfixturevalue("timescaledb")
         # a fresh database per test, so tests do not see each other's rows
-        import psycopg
-
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server.url, autocommit=True) as admin:
-            admin.execute(f"CREATE DATABASE {name}")
-        s = TimescaleStore(server.url.rsplit("/", 1)[0] + f"/{name}")
+        s = TimescaleStore(server.fresh_database())
     else:
         s = SqliteStore(tmp_path / "trial.sqlite")
     s.migrate()
