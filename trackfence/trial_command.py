@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -114,6 +115,11 @@ def _score(trial: Trial, manifest: dict, out: Path, db: str, formats: tuple[str,
     print(f"  (and one per supplier in {out / 'report'})")
     for line in result.missing:
         print(f"  missing: {line}")
+    print(
+        "to browse the breach log and the reports: trackfence token create --db "
+        f"{shlex.quote(db)} --name you --role viewer; trackfence serve --db {shlex.quote(db)} "
+        f"--reports {shlex.quote(str(out / 'report'))}"
+    )
     return 0
 
 
