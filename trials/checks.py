@@ -303,12 +303,13 @@ def breach_log_position(trial: Trial, rows: Rows) -> Check:
             "where they were at the time it logs"
         )
         if worst > limit:
-            which = (
-                "at the logged time (a clock error)"
-                if p95_time > p95_alert
-                else ("at the alert (a stale position)")
-            )
-            text += f": wrong {which}, limit {limit:g} m"
+            if p95_time > 1.5 * p95_alert:
+                which = "wrong at the logged time (a clock error)"
+            elif p95_alert > 1.5 * p95_time:
+                which = "wrong at the alert (a stale position)"
+            else:
+                which = "the logged positions themselves are that far off"
+            text += f": {which}, limit {limit:g} m"
         results.append(
             SupplierFinding(
                 s.key,
