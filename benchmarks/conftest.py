@@ -8,6 +8,17 @@ RESULTS: dict[str, float] = {}  # name -> fixes per second (median)
 NOTES: dict[str, str] = {}
 
 
+@pytest.fixture(scope="module")
+def servers():
+    """A real Mosquitto and TimescaleDB on loopback, for the ingest and load benchmarks."""
+    from tests.servers import Mosquitto, TimescaleDB
+
+    broker, db = Mosquitto().start(), TimescaleDB().start()
+    yield broker, db
+    broker.close()
+    db.close()
+
+
 @pytest.fixture(scope="session")
 def workload():
     from benchmarks.workload import reference_workload

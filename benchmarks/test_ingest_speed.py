@@ -19,7 +19,6 @@ import uuid
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.conftest import NOTES
@@ -34,14 +33,6 @@ RATE = 1000.0
 SECONDS = 5
 PY = sys.executable
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-
-
-@pytest.fixture(scope="module")
-def servers():
-    broker, db = Mosquitto().start(), TimescaleDB().start()
-    yield broker, db
-    broker.close()
-    db.close()
 
 
 def fresh_database(db: TimescaleDB) -> str:

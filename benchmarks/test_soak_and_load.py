@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import pytest
 
 from benchmarks.conftest import NOTES
 from benchmarks.test_ingest_speed import (
@@ -34,21 +33,12 @@ from benchmarks.test_ingest_speed import (
     stop,
     stored,
 )
-from tests.servers import Mosquitto, TimescaleDB
 
 SOAK_S = int(os.environ.get("TRACKFENCE_SOAK_S", 300))
 SOAK_RATE = 2000.0
 STEPS = (1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
 STEP_S = 15
 RESULTS = Path(__file__).parent / "RESULTS.md"
-
-
-@pytest.fixture(scope="module")
-def servers():
-    broker, db = Mosquitto().start(), TimescaleDB().start()
-    yield broker, db
-    broker.close()
-    db.close()
 
 
 def _record(section: str, text: str) -> None:
