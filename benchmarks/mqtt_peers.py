@@ -63,6 +63,9 @@ SAFE_POSITION = (51.5577058, -0.1087803)  # 1.5 m inside the safe zone
 DANGER_POSITION = (51.5577196, -0.1088520)  # 1.6 m into the Up Fast danger zone
 
 
+MAX_UNACKNOWLEDGED = 50_000
+
+
 def publish(
     port: int, first: int, n: int, devices: int, rate: float, alternate: bool = False
 ) -> None:
@@ -71,6 +74,11 @@ def publish(
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)  # larger windows slow paho's own bookkeeping
+    # MQTT packet ids are 16-bit, so at most 65,535 messages can await their PUBACK; past
+    # a smaller window the generator waits (the broker's back-pressure lowers the offered
+    # rate, which is printed) instead of failing on a packet id still in use.
+    window = threading.BoundedSemaphore(MAX_UNACKNOWLEDGED)
+    client.on_publish = lambda c, u, mid, rc, p: window.release()
     client.connect("127.0.0.1", port)
     client.loop_start()
     start = time.perf_counter()
@@ -97,6 +105,7 @@ def publish(
                 "firmware": "1.0",
             }
         )
+        window.acquire()
         infos.append(client.publish(f"trackside/v1/bench/{device}/fix", payload, qos=1))
         sent[(device, seq)] = now_ns
         if rate > 0:

@@ -113,7 +113,10 @@ def load(port: int, first_seq: int, n: int, rate: float, alternate: bool = False
         str(DEVICES),
         str(rate),
     ] + (["alternate"] if alternate else [])
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"load generator failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done
 
 
 class AlertListener:

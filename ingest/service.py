@@ -28,16 +28,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.lag import FALLING_BEHIND, LagWatch
 from ingest.pipeline import Decided, Inbound, Pipeline
 from ingest.settings import IngestSettings
 from ingest.spool import Spool, SpoolFullError
 from ingest.topics import subscriptions
-from store import Alert, Batch, Store, StoreError, StoreUnavailableError, open_store
+from store import Alert, Batch, Fix, Store, StoreError, StoreUnavailableError, open_store
 
 log = logging.getLogger("trackfence.ingest")
 
@@ -53,6 +55,7 @@ WRITE_GATHER_RECORDS = 2000  # ...or until it holds this many records
 #: arrives when the database is down, which is when the spool depth matters.
 HEALTH_TOPIC = "trackfence/v1/ingest/{client_id}/status"
 HEALTH_EVERY_MS = 5_000
+LAG_SAMPLE = 32  # fixes a batch lends the falling-behind watch, at most
 STATE_FEED = 1  # subscription identifier: every message, for the device states
 EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
 
@@ -84,6 +87,7 @@ class IngestService:
         self.spool = Spool(settings.spool, max_bytes=int(settings.spool_max_mb * 2**20))
         self.counters: Counter = Counter()
         self.alarms: set[str] = set()
+        self.lag = LagWatch()
         self._inbox: queue.Queue[tuple[Inbound, int, int]] = queue.Queue()
         self._held: list[tuple[Batch, list[tuple[int, int]]]] = []  # written nowhere yet
         self._writes: queue.Queue = queue.Queue()  # (batch, acks) from decider to writer
@@ -264,10 +268,12 @@ class IngestService:
                     self.counters["batches"] += 1
                     decided = self.pipeline.decide([t[0] for t in taken], self.clock_ms)
                     self._finish(decided, [(mid, qos) for _, mid, qos in taken])
+                    self._watch_lag(decided.batch.fixes)
                 now = self.clock_ms()
                 if now >= next_tick:
                     next_tick = now + TICK_MS
                     self._finish(self.pipeline.expire(now), [])
+                    self._watch_lag([])
                 if now >= next_health:
                     next_health = now + HEALTH_EVERY_MS
                     self._publish_health(now)
@@ -314,6 +320,19 @@ class IngestService:
         if len(batch) or acks:
             self._writes.put((batch, acks))
 
+    def _watch_lag(self, fixes: list[Fix]) -> None:
+        """Feed the falling-behind watch a bounded sample of the batch: its cost stays flat."""
+        sample = fixes[:: max(1, -(-len(fixes) // LAG_SAMPLE))]
+        change = self.lag.observe(
+            self.clock_ms(),
+            np.array([f.device_id for f in sample], dtype=object),
+            np.array([f.received_ms - f.fix_ms for f in sample], dtype=float),
+        )
+        if change is True:
+            self._alarm(FALLING_BEHIND, self.lag.detail())
+        elif change is False:
+            self._clear(FALLING_BEHIND)
+
     def health(self, now_ms: int | None = None) -> dict:
         """What this worker says of itself: alarms, spool depth and its counters."""
         return {
@@ -322,6 +341,7 @@ class IngestService:
             "time_ms": self.clock_ms() if now_ms is None else now_ms,
             "alarms": sorted(self.alarms),
             "spool_depth": self.spool.depth,
+            "fix_age_median_ms": self.lag.last_median_ms,
             "counters": dict(self.counters),
         }
 

@@ -404,3 +404,48 @@ def test_a_worker_started_while_the_database_is_down_keeps_its_states_when_it_re
         svc.stop()
         pub.close()
         store.close()
+
+
+def test_a_fleet_whose_fixes_arrive_late_raises_falling_behind_and_it_clears(
+    service, mosquitto, example_site
+):
+    """Fixes reaching the worker seconds old, from every device, is the alarm an operator needs.
+
+    (A backlog in the broker looks exactly like this from the worker.) One device bursting
+    stale fixes after a tunnel, among current ones, is not.
+    """
+    health = Listener(mosquitto.port, service.health_topic)
+    pub = Publisher(mosquitto.port)
+    devices = [f"lag{k}" for k in range(8)]
+    lat, lon = site_latlon(example_site, 430.0, -3.0)
+
+    seq = iter(range(1, 10**6))
+
+    def stream(seconds: float, age_ms: int, stale_device: str | None = None) -> None:
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            k = next(seq)
+            for dev in devices:
+                age = 600_000 if dev == stale_device else age_ms
+                pub.send(f"trackside/v1/acme/{dev}/fix", native(dev, k, now_ms() - age, lat, lon))
+            time.sleep(0.1)
+
+    try:
+        stream(5, 200, stale_device="lag0")
+        assert "falling-behind" not in service.alarms
+        stream(5, 4_000)
+        assert "falling-behind" in service.alarms
+        assert service.health()["fix_age_median_ms"] > 3_000
+        stream(2.5, 200)
+        assert "falling-behind" not in service.alarms
+        assert service.health()["fix_age_median_ms"] < 1_000
+        # the operator saw it too, in the worker's published status
+        assert wait_until(
+            lambda: any(
+                "falling-behind" in json.loads(p).get("alarms", []) for _, p, _ in health.messages
+            ),
+            6,
+        )
+    finally:
+        pub.close()
+        health.close()

@@ -153,6 +153,17 @@ def metrics(request: Request, who: Observer) -> str:
     )
     _metric(
         lines,
+        "trackfence_ingest_fix_age_ms",
+        "gauge",
+        "Median across devices of how old their fixes are on reaching a worker: a backlog.",
+        [
+            ({"worker": w}, s["fix_age_median_ms"])
+            for w, s in sorted(workers.items())
+            if s.get("online") and s.get("fix_age_median_ms") is not None
+        ],
+    )
+    _metric(
+        lines,
         "trackfence_ingest_alarm",
         "gauge",
         "1 for each alarm a worker has raised.",
