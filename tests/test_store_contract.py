@@ -9,7 +9,7 @@ import pytest
 
 from store import Alert, Batch, DeadLetter, Event, Fix, StoreError, open_store
 from store.sqlite import SqliteStore
-from store.timescale import TimescaleStore
+from store.timescale import PIPELINED_RECORDS, TimescaleStore
 
 T0 = 1_795_000_000_000  # November 2026, UTC ms
 
@@ -43,12 +43,14 @@ def fix(device: str, seq: int, t_ms: int, **changes) -> Fix:
     return replace(base, **changes)
 
 
-@pytest.fixture(params=["timescaledb", "sqlite"])
+@pytest.fixture(params=["timescaledb", "timescaledb-copy", "sqlite"])
 def store(request, tmp_path):
-    if request.param == "timescaledb":
+    if request.param.startswith("timescaledb"):
         server = request.getfixturevalue("timescaledb")
-        # a fresh database per test, so tests do not see each other's rows
-        s = TimescaleStore(server.fresh_database())
+        # a fresh database per test, so tests do not see each other's rows; both ways of
+        # writing (small batches pipelined, large ones by COPY) are held to the contract
+        pipelined = 0 if request.param == "timescaledb-copy" else PIPELINED_RECORDS
+        s = TimescaleStore(server.fresh_database(), pipelined_records=pipelined)
     else:
         s = SqliteStore(tmp_path / "trial.sqlite")
     s.migrate()
