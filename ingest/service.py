@@ -178,9 +178,9 @@ class IngestService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        # The decider, the writer and paho's network thread share one interpreter lock;
-        # by default a thread may hold it 5 ms, which would sit between a fix and its
-        # alert. Hand it over more often (a small cost in throughput).
+        # The decider (which also drives the socket) and the writer share one interpreter
+        # lock; by default a thread may hold it 5 ms, which would sit between a fix and
+        # its alert. Hand it over more often (a small cost in throughput).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._prepare_store(restore=True)
         host, port = self.settings.broker_host_port
@@ -372,8 +372,8 @@ class IngestService:
             except queue.Empty:
                 self._guard(self._catch_up)
                 continue
-            # gather for a moment: one transaction per few dozen fixes rather than per fix
-            # frees the interpreter for the decider (alerts never wait for this)
+            # gather for a moment (see WRITE_GATHER_S): fewer transactions free the
+            # interpreter for the decider, but acknowledgements wait for the write
             items = [first]
             deadline = time.monotonic() + WRITE_GATHER_S
             while first is not None and sum(len(i[0]) for i in items if i) < WRITE_GATHER_RECORDS:
