@@ -123,6 +123,7 @@ class HealthWatch:
     def __init__(self, port: int) -> None:
         self.alarms: set[str] = set()
         self.spool_depth_max = 0
+        self.fix_age_max_ms = 0.0
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -133,11 +134,12 @@ class HealthWatch:
         status = json.loads(message.payload)
         self.alarms.update(status.get("alarms", []))
         self.spool_depth_max = max(self.spool_depth_max, status.get("spool_depth", 0))
+        self.fix_age_max_ms = max(self.fix_age_max_ms, status.get("fix_age_median_ms") or 0.0)
 
-    def take(self) -> tuple[list[str], int]:
-        seen, depth = sorted(self.alarms), self.spool_depth_max
-        self.alarms, self.spool_depth_max = set(), 0
-        return seen, depth
+    def take(self) -> tuple[list[str], int, float]:
+        seen, depth, age = sorted(self.alarms), self.spool_depth_max, self.fix_age_max_ms
+        self.alarms, self.spool_depth_max, self.fix_age_max_ms = set(), 0, 0.0
+        return seen, depth, age
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -205,7 +207,7 @@ def test_step_load_to_saturation(servers, tmp_path):
                 time.sleep(0.2)
             caught_up_s = time.perf_counter() - drained_at
             time.sleep(HEALTH_PERIOD_S)  # one more status, covering the end of the step
-            alarms, spool_depth = health.take()
+            alarms, spool_depth, fix_age_ms = health.take()
             rows.append(
                 {
                     "asked": rate,
@@ -217,6 +219,7 @@ def test_step_load_to_saturation(servers, tmp_path):
                     "worker_cpu": cpu,
                     "alarms": ", ".join(alarms) or "none",
                     "spool_depth": spool_depth,
+                    "fix_age_s": fix_age_ms / 1000,
                 }
             )
     finally:
@@ -229,7 +232,8 @@ def test_step_load_to_saturation(servers, tmp_path):
     short = [f"{r['asked']:,.0f}" for r in rows if r["offered"] < 0.9 * r["asked"]]
     table = "\n".join(
         f"| {r['asked']:.0f} | {r['offered']:.0f} | {r['kept_per_s']:.0f} | {r['behind']:,} | "
-        f"{r['caught_up_s']:.1f} | {r['worker_cpu']:.0f} | {r['alarms']} | {r['spool_depth']:,} "
+        f"{r['caught_up_s']:.1f} | {r['worker_cpu']:.0f} | {r['fix_age_s']:.1f} | {r['alarms']} "
+        f"| {r['spool_depth']:,} "
         f"| {'yes' if r['all_kept'] else 'NO'} |"
         for r in rows
     )
@@ -261,8 +265,8 @@ def test_step_load_to_saturation(servers, tmp_path):
             else "Did not saturate within the steps.\n\n"
         )
         + "| asked /s | offered /s | kept /s during | behind at step end | caught up after s "
-        "| worker CPU % | worker alarms | spool depth max | all kept |\n"
-        "|---|---|---|---|---|---|---|---|---|\n" + table,
+        "| worker CPU % | fix age at receipt s (worst status) | worker alarms | spool depth max "
+        "| all kept |\n|---|---|---|---|---|---|---|---|---|---|\n" + table,
     )
     NOTES["step"] = (
         f"step load: worker keeps up to {best:,.0f} fixes/s; past it (from "

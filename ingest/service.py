@@ -95,6 +95,7 @@ class IngestService:
         self.counters: Counter = Counter()
         self.alarms: set[str] = set()
         self.lag = LagWatch()
+        self._health_due = False  # an alarm changed: publish the status without waiting
         #: filled by on_message and emptied by the decider: the same thread (see network.py)
         self._inbox: deque[tuple[Inbound, int, int]] = deque()
         self._held: list[tuple[Batch, list[tuple[int, int]]]] = []  # written nowhere yet
@@ -285,7 +286,8 @@ class IngestService:
                     next_tick = now + TICK_MS
                     self._finish(self.pipeline.expire(now), [])
                     self._watch_lag([])
-                if now >= next_health:
+                if now >= next_health or self._health_due:
+                    self._health_due = False  # (set by either thread; published by this one)
                     next_health = now + HEALTH_EVERY_MS
                     self._publish_health(now)
                 self.network.flush()
@@ -485,9 +487,13 @@ class IngestService:
     def _alarm(self, name: str, detail: str) -> None:
         if name not in self.alarms:
             log.error("ALARM %s: %s", name, detail)
-        self.alarms.add(name)
+            self.alarms.add(name)
+            # a status at once, not at the next periodic one: an alarm that starts and
+            # ends between two of them would otherwise never reach an operator
+            self._health_due = True
 
     def _clear(self, name: str) -> None:
         if name in self.alarms:
             log.warning("alarm cleared: %s", name)
             self.alarms.discard(name)
+            self._health_due = True
