@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -115,7 +116,7 @@ class NetworkLoop:
         self._delay_s = min(self.max_delay_s, max(self.min_delay_s, 2 * self._delay_s))
         self._next_attempt = time.monotonic() + self._delay_s
 
-    def drain(self, until, timeout_s: float) -> bool:
+    def drain(self, until: Callable[[], bool], timeout_s: float) -> bool:
         """Keep the socket going until `until()` holds or the time is up; whether it held."""
         deadline = time.monotonic() + timeout_s
         while not until():
