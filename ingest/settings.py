@@ -9,7 +9,8 @@ mqtt_protocol = "5"                      # TRACKFENCE_MQTT_PROTOCOL; or "3.1.1"
 tls_ca = "/etc/trackfence/ca.crt"        # TRACKFENCE_TLS_CA, with broker = "mqtts://…:8883"
 username = "ingest"                      # TRACKFENCE_MQTT_USERNAME / _PASSWORD
 batch_max_fixes = 500                    # a micro-batch closes at this many messages...
-batch_max_wait_ms = 5                    # ...or this long after its first
+batch_max_wait_ms = 1                    # ...or this long after its first (it waits
+                                         # only while that would double the batch)
 spool = "/var/lib/trackfence/spool"     # TRACKFENCE_SPOOL
 spool_max_mb = 512
 
