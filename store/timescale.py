@@ -77,8 +77,25 @@ def _from_time(name: str) -> str:
     return name
 
 
+def _targets(names: list[str]) -> str:
+    """The stored table's column names for record fields (times are kept as timestamps)."""
+    return ", ".join(_TIME_NAMES.get(n, n) for n in names)
+
+
+def _dead_letter_row(d: DeadLetter) -> tuple:
+    """A dead letter as the table's row, in its column order, with the payload's digest."""
+    return (
+        d.received_ms,
+        d.topic,
+        d.reason,
+        d.detail,
+        d.payload,
+        hashlib.sha256(d.payload).digest(),
+    )
+
+
 def _move(table: str, names: list[str]) -> str:
-    target = ", ".join(_TIME_NAMES.get(n, n) for n in names)
+    target = _targets(names)
     source = ", ".join(_to_time(n) for n in names)
     return (
         f"INSERT INTO {table} ({target}) SELECT {source} FROM stage_{table} ON CONFLICT DO NOTHING"
@@ -87,7 +104,7 @@ def _move(table: str, names: list[str]) -> str:
 
 def _insert(table: str, names: list[str]) -> str:
     """One row's INSERT, for batches small enough to send pipelined (see PIPELINED_RECORDS)."""
-    target = ", ".join(_TIME_NAMES.get(n, n) for n in names)
+    target = _targets(names)
     values = ", ".join(
         "to_timestamp(%s::bigint / 1000.0)" if n in _MS_COLUMNS else "%s" for n in names
     )
@@ -200,16 +217,7 @@ class TimescaleStore:
                     if batch.dead_letters:
                         with cur.copy("COPY stage_dead_letters FROM STDIN") as copy:
                             for d in batch.dead_letters:
-                                copy.write_row(
-                                    (
-                                        d.received_ms,
-                                        d.topic,
-                                        d.reason,
-                                        d.detail,
-                                        d.payload,
-                                        hashlib.sha256(d.payload).digest(),
-                                    )
-                                )
+                                copy.write_row(_dead_letter_row(d))
                     if batch.fixes:
                         cur.execute(_move("fixes", _FIX_COLUMNS))
                     if batch.events:
@@ -242,13 +250,8 @@ class TimescaleStore:
                     cur.executemany(_insert(table, names), [row_of(r) for r in rows])
             if batch.dead_letters:
                 cur.executemany(
-                    _DEAD_LETTER_INSERT,
-                    [
-                        (d.received_ms, d.topic, d.reason, d.detail, d.payload,
-                         hashlib.sha256(d.payload).digest())
-                        for d in batch.dead_letters
-                    ],
-                )  # fmt: skip
+                    _DEAD_LETTER_INSERT, [_dead_letter_row(d) for d in batch.dead_letters]
+                )
 
     @staticmethod
     def _copy(cur: psycopg.Cursor, table: str, names: list[str], rows: list) -> None:
