@@ -103,6 +103,25 @@ class Site:
             y = np.where(valid, y, np.nan)
         return Evaluation(x, y, valid, fence, distance, danger)
 
+    def exact_distance_m(self, x_m: np.ndarray, y_m: np.ndarray) -> np.ndarray:
+        """Signed distance to the safe-zone edge (+ inside) that is exact at any range.
+
+        The live decision needs distances only near the edge, so the fence index
+        clamps them at its horizon. Scoring a trial does not: how deep a wearer truly
+        went, or how far outside they were when alerted, is a figure in the report,
+        and a clamp would print the horizon as the depth. The few points beyond the
+        horizon are measured with GEOS against the safe zone's boundary.
+        """
+        x = np.asarray(x_m, dtype=np.float64)
+        y = np.asarray(y_m, dtype=np.float64)
+        _, distance = self.index.evaluate(x, y)
+        far = np.flatnonzero(np.abs(distance) >= self.index.horizon_m)
+        if far.size:
+            edge = shapely.union_all([z.geometry for z in self.safe_zones]).boundary
+            points = shapely.points(x[far], y[far])
+            distance[far] = np.sign(distance[far]) * shapely.distance(edge, points)
+        return distance
+
     def locate(
         self,
         lat_deg: np.ndarray,

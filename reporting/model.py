@@ -16,10 +16,13 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from trials.checks import FAIL, FOUND
+from reporting.narrative import PRIORITY_WORDS, findings, summary
+from trials.collect import LIVE_PACE_LIMIT, replay_speedup
 from trials.definition import CRITERIA
+from trials.design import Design
 from trials.figures import Figures
 from trials.score import TrialResult
+from trials.verdict import METHOD
 
 REPORT_SCHEMA = "trackfence-trial-report"
 REPORT_SCHEMA_VERSION = 1
@@ -44,21 +47,52 @@ GROUND_TRUTH = (
     "survey pole or a reference receiver carried with the devices). Every fix is "
     "compared with the truth at the time the fix claims, so a late clock is charged. "
     "True excursions out of the safe zone are labelled on the truth by the surveyed "
-    "fence."
+    "fence; their depth is measured exactly, however far the wearer went."
 )
-METRICS = (
-    "Horizontal error: CEP50 (median), R95 (95th percentile), maximum, 2DRMS, bias "
-    "(mean east/north error, ISO 5725 trueness) and precision (spread about the bias); "
-    "empirical percentiles with 95 % moving-block bootstrap intervals. Detection: an "
-    "excursion is detected when the device is in breach from 30 s before the true "
-    "crossing to its end; time to alert is the breach's start on the device minus the "
-    "true crossing (negative: warned early, floored at -30 s), overshoot is how far "
-    "outside the wearer truly was then; a breach overlapping no excursion is a false "
-    "alert. Rates carry 95 % Wilson intervals. Availability: distinct fixes received "
-    "against those the configured rate promises; silences beyond 10 s count as time "
-    "without protection. Hops: device uplink (simulated), receive to decision and "
-    "decision to alert publish (measured on the run)."
-)
+
+
+def metrics_text(trial, replayed: bool) -> list[str]:
+    """The definitions, in the words the report's reader needs to trust its figures."""
+    sc = trial.scoring
+    hops = (
+        "The shifts were replayed faster than real time, so the platform's measured hops "
+        "(receive to decision, decision to alert published) reflect the replay's queues, "
+        "not a live deployment: they are reported on their own and left out of time to "
+        "alert, which runs from the true crossing to the moment the device sent the fix "
+        "that raised the alert."
+        if replayed
+        else "Time to alert runs from the true crossing to the alert's publication: the "
+        "device's uplink plus the platform's measured hops."
+    )
+    return [
+        "Horizontal error: CEP50 (median), R95 (95th percentile), maximum, 2DRMS, bias "
+        "(mean east/north error, ISO 5725 trueness) and precision (spread about the bias); "
+        "empirical percentiles.",
+        f"Detection by a fresh alert: a true crossing is detected only by a breach alert that "
+        f"starts between {sc.alert_lead_s:g} s before the crossing and the wearer's return "
+        f"to the safe zone. The {sc.alert_lead_s:g} s allow for the uncertainty circle, which "
+        "rightly reaches the edge a moment before the wearer does; an alarm that began "
+        "earlier was raised for something else. An alarm already on as that window opens "
+        "cannot tell the wearer of this crossing: the crossing is saturated, not detected. "
+        "Time to alert is the detecting alert's start minus the true crossing, never "
+        "floored; its limit judges the late side, and alerts before the crossing are "
+        "counted separately as early. Overshoot (how far outside the wearer truly was at "
+        "the alert) and depth are measured on the truth.",
+        hops,
+        f"False alarms are counted by number and by time: alert starts while the wearer "
+        f"was truly safe (outside every detection window), per device-hour; and time in "
+        f"breach while truly safe, outside each crossing's window and the "
+        f"{sc.clear_allowance_s:g} s a true alarm may take to clear after the wearer is "
+        "back (the clearing dwell and margin). An alarm that runs into a crossing but "
+        "began before its window is false until the window opens.",
+        "Availability: distinct fixes received against those the approved configuration "
+        "(the acceptance certificate) promises, not the rate a device was really set to; "
+        "silences beyond the lost-protection time count as time without protection.",
+        f"Every criterion is judged on its confidence bounds: each end of an interval is a "
+        f"one-sided {sc.confidence:.0%} bound. A criterion passes when the unfavourable "
+        "bound meets the limit, fails when even the favourable bound misses it, and is not "
+        "demonstrated otherwise. The method for each criterion is in the table below.",
+    ]
 
 
 def clean(value: Any) -> Any:
@@ -95,25 +129,28 @@ def build_document(
     executive = []
     for s in keys:
         vs = result.verdicts[s]
-        failed = [v.criterion for v in vs if v.status == "fail"]
-        unmeasured = [v.criterion for v in vs if v.status == "not measured"]
-        checks_failed = [c.title for c in result.checks if _result(c, s).status == FAIL]
         executive.append(
             {
                 "supplier": s,
                 "organisation": trial.supplier(s).organisation,
                 "technology": trial.supplier(s).technology,
-                "overall": "PASS" if result.accepted(s) else "FAIL",
+                "overall": result.overall_verdict(s),
                 "criteria_passed": rank[s].passed,
                 "criteria_judged": rank[s].judged,
-                "criteria_failed": failed,
-                "criteria_not_measured": unmeasured,
-                "checks_failed": checks_failed,
+                "criteria_failed": [v.what for v in vs if v.status == "fail"],
+                "criteria_not_demonstrated": [v.what for v in vs if v.status == "not demonstrated"],
+                "criteria_not_measured": [v.what for v in vs if v.status == "not measured"],
+                "checks_failed": [c.title for c in result.checks if _result(c, s).status == "fail"],
                 "rank": rank[s].position,
                 "rank_tied": rank[s].tied,
                 "trl": result.readiness[s].trl,
+                "crossings": result.overall[s].excursions,
+                "narrative": summary(result, s),
             }
         )
+    replayed = [
+        replay_speedup(shift) > LIVE_PACE_LIMIT for shift in shifts
+    ]
     doc = {
         "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -132,7 +169,9 @@ def build_document(
             "device_shifts": int(sum(ds.where(supplier=s).sum() for s in keys)),
             "device_hours": float(sum(result.overall[s].device_hours for s in keys)),
             "fixes_scored": int(sum(result.overall[s].fixes for s in keys)),
-            "true_excursions": int(sum(result.overall[s].excursions for s in keys)),
+            # per supplier: every person wears one device of each supplier, so the same
+            # crossing is seen once by each supplier and is not added up across them
+            "true_crossings": {s: result.overall[s].excursions for s in keys},
         },
         "sections": {
             "executive_summary": {
@@ -172,8 +211,10 @@ def build_document(
                     for sc in trial.scenarios
                 ],
                 "decisions": asdict(trial.decisions),
+                "scoring": asdict(trial.scoring),
                 "ground_truth": GROUND_TRUTH,
-                "metrics": METRICS,
+                "metrics": metrics_text(trial, any(replayed)),
+                "replayed": any(replayed),
                 "criteria": [
                     {
                         "criterion": k,
@@ -181,9 +222,11 @@ def build_document(
                         "direction": "at most" if CRITERIA[k][1] == "max" else "at least",
                         "limit": v,
                         "unit": CRITERIA[k][2],
+                        "method": METHOD[k],
                     }
                     for k, v in trial.criteria.items()
                 ],
+                "design": _design(result.design, keys),
                 "pipeline": (
                     f"Every fix went device -> MQTT ({manifest['broker']}) -> ingest "
                     f"(decode, geofence, breach state machine, alert) -> store ({manifest['db']})."
@@ -232,7 +275,18 @@ def build_document(
                 s: {"trl": result.readiness[s].trl, "rationale": result.readiness[s].rationale}
                 for s in keys
             },
-            "recommendations": recommendations(result, keys),
+            "recommendations": [
+                {
+                    "supplier": f.supplier,
+                    "priority": f.priority,
+                    "impact": PRIORITY_WORDS[f.priority],
+                    "subject": f.subject,
+                    "text": f.text,
+                }
+                for f in findings(result, keys, result.design)
+            ]
+            or [{"supplier": None, "priority": 3, "impact": PRIORITY_WORDS[3],
+                 "subject": "all criteria", "text": "No findings: proceed to acceptance."}],
         },
         "plots": plots or {},
         "appendix": {
@@ -293,49 +347,22 @@ def _feedback(result: TrialResult, keys: list[str]) -> dict:
     }
 
 
-def recommendations(result: TrialResult, keys: list[str]) -> list[dict]:
-    """What to do next, one line per finding, most serious first."""
-    out = []
-    for s in keys:
-        for v in result.verdicts[s]:
-            if v.status == "fail":
-                sense = "above" if v.direction == "max" else "below"
-                out.append(
-                    {
-                        "supplier": s,
-                        "priority": 1 if v.criterion == "detection_rate" else 2,
-                        "text": f"{v.what} is {v.value:.3g}, {sense} the limit of {v.limit:g}: "
-                        "the supplier to show the cause and a fix before acceptance.",
-                    }
-                )
-            elif v.status == "not measured":
-                out.append(
-                    {
-                        "supplier": s,
-                        "priority": 2,
-                        "text": f"{v.what} could not be measured: extend the trial to cover it.",
-                    }
-                )
-            elif v.marginal:
-                out.append(
-                    {
-                        "supplier": s,
-                        "priority": 3,
-                        "text": f"{v.what} passes, but its 95 % interval reaches the limit: "
-                        "more shifts are needed to be sure.",
-                    }
-                )
-        for c in result.checks:
-            r = _result(c, s)
-            if r.status in (FAIL, FOUND):
-                out.append(
-                    {
-                        "supplier": s,
-                        "priority": 1 if r.status == FAIL else 3,
-                        "text": f"{c.title}: {r.finding}.",
-                    }
-                )
-    out.sort(key=lambda r: (r["priority"], r["supplier"]))
-    if not out:
-        out.append({"supplier": None, "priority": 3, "text": "No findings: proceed to acceptance."})
-    return out
+def _design(design: Design, keys: list[str]) -> dict:
+    return {
+        "confidence": design.confidence,
+        "needs": [
+            {
+                "criterion": n.criterion,
+                "what": n.what,
+                "needs": n.needs,
+                "unit": n.unit,
+                "needed": n.needed,
+                "provided": {s: n.provided[s] for s in keys},
+                "demonstrable": {s: n.demonstrable[s] for s in keys},
+            }
+            for n in design.needs
+        ],
+        "crossings_by_scenario": {s: design.provisions[s].crossings_by_scenario for s in keys},
+        "untested_scenarios": {s: design.untested_scenarios.get(s, []) for s in keys},
+        "shortfalls": [line for line in design.shortfalls() if any(k in line for k in keys)],
+    }

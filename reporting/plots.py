@@ -87,16 +87,19 @@ def time_to_alert(result: TrialResult, path: Path, suppliers: list[str]) -> Path
             tta = ex.time_to_alert_s[m][hit].astype(float)
             y = i + rng.uniform(-0.18, 0.18, tta.size)
             ax.scatter(tta, y, s=18, color=colours[s], alpha=0.8, edgecolors="none")
-            missed = int((~hit).sum())
-            if missed:
+            saturated = int(ex.saturated[m].astype(bool).sum())
+            none = int((~hit).sum()) - saturated
+            said = [f"{saturated} saturated"] * bool(saturated) + [f"{none} no alarm"] * bool(none)
+            if said:
                 ax.annotate(
-                    f"{missed} missed",
-                    (1.0, i),
+                    "not detected: " + ", ".join(said),
+                    (1.0, i + 0.3),
                     xycoords=("axes fraction", "data"),
                     ha="right",
                     va="center",
                     color="#B00020",
                     fontweight="bold",
+                    fontsize=9,
                 )
         limit = result.trial.criteria.get("time_to_alert_p95_s")
         if limit is not None:
@@ -105,8 +108,8 @@ def time_to_alert(result: TrialResult, path: Path, suppliers: list[str]) -> Path
         ax.axvline(0, color="grey", lw=1)
         ax.set_yticks(range(len(suppliers)), suppliers)
         ax.set_ylim(-0.6, len(suppliers) - 0.4)
-        ax.set_xlabel("time to alert (s): alert on the device minus the true crossing")
-        ax.set_title("Time to alert, every true excursion")
+        ax.set_xlabel("time to alert (s): fresh alert minus the true crossing")
+        ax.set_title("Time to alert, every crossing detected by a fresh alert")
         fig.savefig(path)
         plt.close(fig)
     return path
@@ -130,10 +133,11 @@ def availability_by_week(result: TrialResult, path: Path, suppliers: list[str]) 
         if limit is not None:
             ax.axhline(100 * limit, color="black", ls="--", lw=1.2, label=f"limit {limit:.1%}")
         ax.set_xlabel("trial week")
-        ax.set_ylabel("fixes received (%)")
         ax.set_xticks(range(1, result.trial.weeks + 1))
+        ax.set_ylabel("fixes the certificate promises,\nreceived (%)")
         ax.set_title("Availability over the trial")
-        ax.legend(loc="lower left", ncols=2)
+        # beside the axes, never over the lowest points (which matter most)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         fig.savefig(path)
         plt.close(fig)
     return path

@@ -75,7 +75,7 @@ def supplier(key: str, *, extra: str = "", simulated: str = "", devices: str = "
     )
 
 
-def trial_text(scenario: Path, *, repeats: int = 4, criteria: str = "") -> str:
+def trial_text(scenario: Path, *, repeats: int = 8, criteria: str = "") -> str:
     return (
         f"""
 [trial]
@@ -169,7 +169,9 @@ def test_every_failure_mode_planted_is_caught_and_named(embedded_run):
     assert statuses["Firmware version differences"]["good"] == "not assessed"  # one version
     # alarm timing: mixing 0.3 s and 6 s of latency is not consistent
     assert statuses["Alarm timing consistency"]["firmware"] == "fail"
-    assert statuses["Alarm timing consistency"]["good"] == "pass"
+    # 24 alerts cannot show a p95 - p5 spread within 3 s (a p95 needs 59): not a pass
+    assert statuses["Alarm timing consistency"]["good"] == "not demonstrated"
+    assert "too few" in _finding(doc, "Alarm timing consistency", "good")
     # configuration drift: the device, the keys, and the fix rate it really delivered
     assert statuses["Configuration drift"]["drift"] == "fail"
     drift = _finding(doc, "Configuration drift", "drift")
@@ -178,7 +180,9 @@ def test_every_failure_mode_planted_is_caught_and_named(embedded_run):
     assert statuses["Configuration drift"]["good"] == "pass"
     # breach log position: 5 s of clock error at walking pace is metres
     assert statuses["Breach log position"]["clock"] == "fail"
-    assert statuses["Breach log position"]["good"] == "pass"
+    assert "clock error" in _finding(doc, "Breach log position", "clock")
+    # the good device's log is right, but 24 alerts cannot bound a p95 (59 needed)
+    assert statuses["Breach log position"]["good"] == "not demonstrated"
     # suppliers alarming differently: the long fence alerts late on the same movement
     assert statuses["Suppliers alarming differently"]["fence"] in ("found", "fail")
     details = next(
@@ -199,7 +203,10 @@ def test_every_failure_mode_planted_is_caught_and_named(embedded_run):
         e for e in doc["sections"]["executive_summary"]["suppliers"] if e["supplier"] == "good"
     )
     assert good["checks_failed"] == []
-    assert "detection_rate" not in good["criteria_failed"]
+    assert good["criteria_failed"] == []
+    # ...yet a trial this small demonstrates nothing of detection: 24 of 24 is no proof of 99 %
+    assert good["overall"] == "NOT DEMONSTRATED"
+    assert "share of true crossings detected by a fresh alert" in good["criteria_not_demonstrated"]
 
 
 def test_the_good_supplier_is_scored_against_hand_checkable_truth(embedded_run):
@@ -208,8 +215,9 @@ def test_the_good_supplier_is_scored_against_hand_checkable_truth(embedded_run):
     # a 5 cm CEP50 receiver measured as such (the truth is known to the millimetre)
     assert 0.03 < good["cep50_m"] < 0.08
     alerting = doc["sections"]["alerting"]["figures"]["good"]
-    # 3 true excursions a shift for the walker, 4 shifts: every one alerted
-    assert alerting["excursions"] == 12 and alerting["detected"] == 12
+    # 3 true excursions a shift for the walker, 8 shifts: every one alerted by a fresh alert
+    assert alerting["excursions"] == 24 and alerting["detected"] == 24
+    assert alerting["saturated"] == 0 and alerting["missed"] == 0
     # at walking pace with 0.3 s of uplink the alert is within a couple of seconds
     assert -1.0 < alerting["time_to_alert_p50_s"] < 2.0
     assert alerting["false_alerts"] == 0

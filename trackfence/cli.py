@@ -143,6 +143,16 @@ def _parser() -> argparse.ArgumentParser:
         "--replace", action="store_true", help="run again into an --out that holds a run"
     )
     _report_options(trun)
+    tplan = trial_commands.add_parser(
+        "plan",
+        help="what each criterion needs to be demonstrable, and what the trial provides",
+        description="For each acceptance criterion, how many true crossings, device-hours, "
+        "values or device-shifts it needs before it can pass on its confidence bound, what the "
+        "trial's scenarios and schedule give each supplier, and which scenarios test no "
+        "detection. Only the workers' true paths are simulated. Exit code 1 when a criterion "
+        "cannot be demonstrated for some supplier.",
+    )
+    tplan.add_argument("trial", type=Path, help="trial TOML (see examples/trials)")
     tscore = trial_commands.add_parser(
         "score",
         help="rescore a trial that has been run (new criteria, new report), without rerunning",
@@ -179,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         return _token(args)
     if args.command == "trial":
-        from trackfence.trial_command import run_command, score_command
+        from trackfence.trial_command import plan_command, run_command, score_command
 
+        if args.trial_command == "plan":
+            return plan_command(args)
         return run_command(args) if args.trial_command == "run" else score_command(args)
     return 2  # pragma: no cover - argparse rejects other commands
 

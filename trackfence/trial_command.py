@@ -35,12 +35,38 @@ def _formats(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def plan_command(args: argparse.Namespace) -> int:
+    from trials.design import design, design_table, provided_by_plan
+
+    try:
+        trial = load_trial(args.trial)
+        planned = design(trial, provided_by_plan(trial))
+    except (TrialError, GeofenceError, ValueError, OSError) as exc:
+        print(f"trackfence trial: {exc}", file=sys.stderr)
+        return 2
+    print(f"{trial.name}: what each criterion needs at {planned.confidence:.0%} confidence\n")
+    print(design_table(planned))
+    short = planned.shortfalls()
+    for line in short:
+        print(f"cannot be demonstrated: {line}")
+    return 1 if short else 0
+
+
+def warn_design(trial: Trial) -> None:
+    """Say up front which criteria this trial cannot demonstrate, before hours of running."""
+    from trials.design import design, provided_by_plan
+
+    for line in design(trial, provided_by_plan(trial)).shortfalls():
+        print(f"trackfence trial: warning: cannot be demonstrated: {line}", file=sys.stderr)
+
+
 def run_command(args: argparse.Namespace) -> int:
     from trials.runner import TrialRunError, run_trial
 
     try:
         trial = load_trial(args.trial)
         formats = _formats(args.formats)
+        warn_design(trial)
         began = time.monotonic()
         manifest = run_trial(
             trial,
@@ -131,8 +157,9 @@ def summary_table(result) -> str:
 
     rank = {r.supplier: r for r in result.ranking}
     lines = [
-        f"{'supplier':<10} {'verdict':<7} {'met':>5} {'rank':>4} {'TRL':>3} {'R95 m':>6} "
-        f"{'detect':>7} {'TTA p95 s':>9} {'FA/h':>5} {'avail':>7}  NRA24-05 findings"
+        f"{'supplier':<10} {'verdict':<16} {'met':>5} {'rank':>4} {'TRL':>3} {'R95 m':>6} "
+        f"{'detected':>9} {'TTA p95 s':>9} {'FA/h':>5} {'alarm safe':>10} {'avail':>7}  "
+        "NRA24-05 findings"
     ]
     for s in result.trial.suppliers:
         f = result.overall[s.key]
@@ -143,12 +170,12 @@ def summary_table(result) -> str:
             for x in c.results
             if x.supplier == s.key and x.status in ("fail", "found")
         ]
-        verdict = "PASS" if result.accepted(s.key) else "FAIL"
         lines.append(
-            f"{s.key:<10} {verdict:<7} {r.passed:>2}/{r.judged:<2} "
+            f"{s.key:<10} {result.overall_verdict(s.key):<16} {r.passed:>2}/{r.judged:<2} "
             f"{('=' if r.tied else '') + str(r.position):>4} {result.readiness[s.key].trl:>3} "
-            f"{num(f.r95_m, '6.2f')} {num(100 * f.detection_rate, '6.1f')}% "
+            f"{num(f.r95_m, '6.2f')} {f.detected:>4}/{f.excursions:<4} "
             f"{num(f.time_to_alert_p95_s, '9.1f')} {num(f.false_alerts_per_device_hour, '5.2f')} "
-            f"{num(100 * f.availability, '6.2f')}%  {', '.join(checks) or '-'}"
+            f"{num(100 * f.false_alarm_share, '9.1f')}% {num(100 * f.availability, '6.2f')}%  "
+            f"{', '.join(checks) or '-'}"
         )
     return "\n".join(lines)

@@ -8,7 +8,16 @@ put into the *reference* site's frame (the surveyed one), whatever fence the
 supplier configured.
 
 Missing data is listed, never scored as zero: a shift with no truth, or a device
-with no stored fixes, is named in `Collected.missing` and left out.
+that sent fixes of which none was stored, is named in `Collected.missing` and
+left out. A device that sent nothing at all is not missing data: it is a silent
+device, and is scored as one (no availability, every crossing missed).
+
+The platform's own hops (receive -> decision -> alert published) are part of
+time to alert only when they were measured at the pace of a live shift. A
+simulated shift is replayed many times faster than real time, and its queues
+would add hundreds of milliseconds no live wearer waits for; there the hops
+are reported on their own (`decide_ms`, `publish_ms`) and left out of the
+alert's time.
 """
 
 from __future__ import annotations
@@ -28,6 +37,16 @@ from trials.definition import Trial
 #: Fixes stamped up to this long either side of a shift belong to it (clocks out of step);
 #: shifts of one trial are always further apart than this.
 SHIFT_MARGIN_MS = 3_600_000
+#: A shift published faster than this many times real time is a replay: its measured
+#: hops reflect the replay's queues, not a live deployment, and stay out of time to alert.
+LIVE_PACE_LIMIT = 1.5
+
+
+def replay_speedup(shift: dict) -> float:
+    """How many times faster than real time a shift's fixes were published."""
+    duration_s = (shift["end_ms"] - shift["start_ms"]) / 1000
+    seconds = float(shift.get("publish_seconds") or 0.0)
+    return duration_s / seconds if seconds > 0 else float("inf")
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class Worn:
     configuration: dict
     configuration_hash: str
     rate_hz: float  # the fix rate the device was configured for
+    approved_rate_hz: float  # the fix rate on the supplier's acceptance certificate
     start_ms: int
     end_ms: int
     fix_ms: np.ndarray  # stored fixes (located ones: RFID reads are not positions)
@@ -124,21 +144,31 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
         for d in shift["devices"]:
             device_id = d["device_id"]
             mine = by_device.get(device_id, [])
-            if not mine:
+            if not mine and bool((sent["device"] == device_id).any()):
                 result.missing.append(f"{run_id}: no fixes stored for {device_id}; not scored")
                 continue
             supplier = trial.supplier(d["supplier"])
             profile = supplier.profile(d["firmware"], d["configuration"])
             t_rows = truth_device == device_id
+            approved = supplier.approved_configuration.get("fix_rate_hz")
+            approved_rate = (
+                float(approved)
+                if isinstance(approved, int | float) and not isinstance(approved, bool)
+                and approved > 0
+                else float(profile.fix_rate_hz)
+            )
+            live = replay_speedup(shift) <= LIVE_PACE_LIMIT
             result.worn.append(
                 _worn(number, shift, d, profile, site, mine, breaches[device_id],
-                      columns, t_rows, [x for x in excursions if x.device_id == device_id], sent)
+                      columns, t_rows, [x for x in excursions if x.device_id == device_id], sent,
+                      approved_rate, live)
             )  # fmt: skip
     return result
 
 
 def _worn(
-    number, shift, d, profile, site, fixes, breaches, truth, t_rows, excursions, sent
+    number, shift, d, profile, site, fixes, breaches, truth, t_rows, excursions, sent,
+    approved_rate_hz: float, live: bool,
 ) -> Worn:
     rate_hz = profile.fix_rate_hz
     resolution_ms = TIME_RESOLUTION_MS[profile.format]
@@ -176,16 +206,20 @@ def _worn(
         after = np.searchsorted(ends, f.fix_ms, side="right")
         alert_end.append(int(ends[after]) if after < ends.size else int(shift["end_ms"]))
         hops = (f.alert_ms if f.alert_ms is not None else f.decided_ms) - f.received_ms
-        alert_ms.append(int(first_send[k]) + hops)
+        alert_ms.append(int(first_send[k]) + (hops if live else 0))
         publish.append((f.alert_ms - f.decided_ms) if f.alert_ms is not None else np.nan)
         lat_a.append(f.lat)
         lon_a.append(f.lon)
         t_a.append(f.fix_ms)
-    alert_x, alert_y = site.locate(
-        np.array(lat_a, dtype=np.float64),
-        np.array(lon_a, dtype=np.float64),
-        "ETRS89",
-        np.array(t_a, dtype=np.int64),
+    alert_x, alert_y = (
+        site.locate(
+            np.array(lat_a, dtype=np.float64),
+            np.array(lon_a, dtype=np.float64),
+            "ETRS89",
+            np.array(t_a, dtype=np.int64),
+        )
+        if t_a
+        else (np.zeros(0), np.zeros(0))
     )
     distinct = np.unique(np.stack([s_seq, s_fix], axis=1), axis=0) if s_seq.size else s_seq
     return Worn(
@@ -202,6 +236,7 @@ def _worn(
         configuration=d["configuration"],
         configuration_hash=d["configuration_hash"],
         rate_hz=float(rate_hz),
+        approved_rate_hz=approved_rate_hz,
         start_ms=int(shift["start_ms"]),
         end_ms=int(shift["end_ms"]),
         fix_ms=fix_ms,

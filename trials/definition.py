@@ -15,6 +15,11 @@
     [decisions]                      # how trackfence decides (geofence.breach.BreachConfig)
     clearing_margin_m = 0.5
 
+    [scoring]                        # how the trial is scored (see Scoring)
+    alert_lead_s = 5.0
+    clear_allowance_s = 10.0
+    confidence = 0.95
+
     [[scenario]]
     file = "../scenarios/plain-line.toml"
     repeats = 2                      # optional: overrides [trial].repeats
@@ -65,7 +70,13 @@ class TrialError(ValueError):
 CRITERIA: dict[str, tuple[str, str, str, float, float]] = {
     "r95_m": ("R95 horizontal error", "max", "metres", 0.0, 100.0),
     "cep50_m": ("CEP50 horizontal error", "max", "metres", 0.0, 100.0),
-    "detection_rate": ("share of true excursions alerted", "min", "a share 0-1", 0.0, 1.0),
+    "detection_rate": (
+        "share of true crossings detected by a fresh alert",
+        "min",
+        "a share 0-1",
+        0.0,
+        1.0,
+    ),
     "time_to_alert_p95_s": ("time to alert, 95th percentile", "max", "seconds", 0.0, 600.0),
     "false_alerts_per_device_hour": ("false alerts per device-hour", "max", "per hour", 0.0, 1e3),
     "availability": ("share of expected fixes received", "min", "a share 0-1", 0.0, 1.0),
@@ -115,6 +126,35 @@ DEFAULT_CRITERIA = {
 
 #: Units a criterion name might wrongly carry, and the unit the criterion wants.
 _WRONG_UNITS = {"_cm": "_m", "_mm": "_m", "_ft": "_m", "_ms": "_s", "_min": "_s", "_pct": ""}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a trial is scored: part of the method, printed in the report's methodology.
+
+    alert_lead_s: a fresh alert that starts up to this long *before* the true
+        crossing still detects it. The decision is accuracy-aware (a fix's
+        uncertainty circle reaches the edge before the wearer does), so a good
+        device rightly alerts a moment early; an alarm that began earlier than
+        this was raised for something else, and one still on when the window
+        opens cannot tell the wearer about this crossing (saturated).
+    clear_allowance_s: after the wearer is truly back inside, the alarm may take
+        this long to stop before the rest counts as false-alarm time: the
+        clearing dwell (5 s by default) plus stepping back by the clearing margin
+        and the uplink.
+    confidence: each end of every interval is a one-sided bound at this level; a
+        criterion passes when the unfavourable bound meets its limit.
+    """
+
+    alert_lead_s: float = 5.0
+    clear_allowance_s: float = 10.0
+    confidence: float = 0.95
+
+    LIMITS = {  # noqa: RUF012 - a class constant: the range each setting may take
+        "alert_lead_s": (0.0, 60.0),
+        "clear_allowance_s": (0.0, 600.0),
+        "confidence": (0.5, 0.999),
+    }
 
 
 def config_hash(configuration: Mapping[str, Any]) -> str:
@@ -205,6 +245,7 @@ class Trial:
     #: how trackfence decides during the trial (geofence.breach.BreachConfig): part of
     #: the method, recorded in the manifest and the report
     decisions: BreachConfig = field(default_factory=BreachConfig)
+    scoring: Scoring = field(default_factory=Scoring)
 
     @property
     def end_date(self) -> dt.date:
@@ -251,7 +292,7 @@ def _table(value: object, where: str) -> dict[str, Any]:
 
 def trial_from_mapping(data: Mapping, file: Path) -> Trial:
     base = file.parent
-    unknown = set(data) - {"trial", "criteria", "scenario", "supplier", "decisions"}
+    unknown = set(data) - {"trial", "criteria", "scenario", "supplier", "decisions", "scoring"}
     if unknown:
         raise TrialError(f"unknown table(s) {', '.join(sorted(unknown))}")
     head = data.get("trial")
@@ -279,6 +320,7 @@ def trial_from_mapping(data: Mapping, file: Path) -> Trial:
             raise TrialError(f"[trial].feedback: no such file {feedback}")
     criteria = _criteria(data.get("criteria"))
     decisions = _decisions(data.get("decisions"))
+    scoring = _scoring(data.get("scoring"))
     scenarios = _scenarios(data.get("scenario"), base, repeats)
     suppliers = _suppliers(data.get("supplier"), base)
     for s in suppliers:
@@ -307,6 +349,7 @@ def trial_from_mapping(data: Mapping, file: Path) -> Trial:
         night_shift_start=night,
         sponsor=str(head.get("sponsor", "")),
         decisions=decisions,
+        scoring=scoring,
     )
 
 
@@ -322,6 +365,21 @@ def _decisions(table: object) -> BreachConfig:
         return BreachConfig(**{k: float(v) for k, v in given.items()})
     except ValueError as exc:
         raise TrialError(f"[decisions]: {exc}") from None
+
+
+def _scoring(table: object) -> Scoring:
+    given = _table(table, "[scoring]")
+    values = {}
+    for key, value in given.items():
+        if key not in Scoring.LIMITS:
+            raise TrialError(
+                f"[scoring].{key}: unknown setting (known: {', '.join(Scoring.LIMITS)})"
+            )
+        lo, hi = Scoring.LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise TrialError(f"[scoring].{key}: a number from {lo:g} to {hi:g}, got {value!r}")
+        values[key] = float(value)
+    return Scoring(**values)
 
 
 def _clock(head: Mapping, key: str, default: dt.time) -> dt.time:

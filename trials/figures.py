@@ -1,7 +1,23 @@
 """The figures of one slice of a trial (a supplier, a scenario, a firmware version…).
 
-Every figure the report prints comes from here, with its interval: Wilson for
-rates, block bootstrap for percentiles. A slice with nothing to measure gets
+Every figure the report prints comes from here, and every figure a criterion is
+judged on carries its confidence bounds: each end of an interval is a one-sided
+bound at the trial's confidence (95 % by default), so a criterion can pass only
+when the unfavourable end meets its limit (trials.verdict). The method follows
+what the figure is:
+
+- a proportion of independent trials (excursions detected): Clopper-Pearson;
+- a count per exposure (false alerts per device-hour): exact Poisson;
+- a percentile (of fix errors, times to alert, breach-log offsets): the more
+  cautious of a bootstrap that resamples whole device-shifts (the values of one
+  device on one shift are correlated) and the distribution-free order-statistic
+  bound (which needs `values_needed` values: 59 for a p95 at 95 %);
+- a share of time or of fixes (false-alarm time, availability, time without
+  protection): a bootstrap over whole device-shifts, and for availability also
+  Clopper-Pearson, the more cautious of the two.
+
+A bootstrap over fewer than MIN_CLUSTERS device-shifts cannot speak for the
+next shift, so it gives no bound at all. A slice with nothing to measure gets
 NaN (shown as "not measured"), never zero.
 """
 
@@ -12,11 +28,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from trials.intervals import block_bootstrap_percentiles, wilson
+from trials.intervals import (
+    clopper_pearson,
+    cluster_bootstrap_percentiles,
+    cluster_bootstrap_ratio,
+    order_statistic_bounds,
+    poisson_rate,
+)
 from trials.rows import Rows
 
 Interval = tuple[float, float]
 NAN_INTERVAL: Interval = (math.nan, math.nan)
+UNBOUNDED: Interval = (-math.inf, math.inf)
+#: The fewest device-shifts a bootstrap bound is given from.
+MIN_CLUSTERS = 2
+#: Bootstrap resamples per figure (the bounds move by well under their width between seeds).
+RESAMPLES = 1000
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -24,17 +51,68 @@ def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else math.nan
 
 
-def _pct_ci(values: np.ndarray, qs: tuple[float, ...], block: int) -> list[Interval]:
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        return [NAN_INTERVAL for _ in qs]
-    return block_bootstrap_percentiles(values, qs, block=block)
+def _cautious(a: Interval, b: Interval) -> Interval:
+    """The wider of two intervals at each end; an end that cannot be bounded is unbounded."""
+    low = min(a[0], b[0]) if not (math.isnan(a[0]) or math.isnan(b[0])) else -math.inf
+    high = max(a[1], b[1]) if not (math.isnan(a[1]) or math.isnan(b[1])) else math.inf
+    return low, high
+
+
+def _clusters(values: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finite values grouped contiguously by cluster, and the size of each cluster."""
+    keep = np.isfinite(values)
+    values, cluster = values[keep], cluster[keep]
+    order = np.argsort(cluster, kind="stable")
+    _, sizes = np.unique(cluster[order], return_counts=True)
+    return values[order], sizes
+
+
+def percentile_bounds(
+    values: np.ndarray, sizes: np.ndarray, q: float, confidence: float
+) -> Interval:
+    """Bounds of the q-th percentile of clustered values (contiguous, `sizes` each)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return NAN_INTERVAL
+    ordered = order_statistic_bounds(values, q, confidence)
+    if np.count_nonzero(sizes) < MIN_CLUSTERS:
+        return UNBOUNDED
+    boot = cluster_bootstrap_percentiles(
+        values, sizes, (q,), confidence=confidence, resamples=RESAMPLES
+    )[0]
+    return _cautious(ordered, boot)
+
+
+def spread_bounds(values: np.ndarray, sizes: np.ndarray, confidence: float) -> Interval:
+    """Bounds of p95 - p5: the widest the spread could be, and the narrowest."""
+    if values.size == 0:
+        return NAN_INTERVAL
+    p5 = percentile_bounds(values, sizes, 5, confidence)
+    p95 = percentile_bounds(values, sizes, 95, confidence)
+    return max(0.0, p95[0] - p5[1]), p95[1] - p5[0]
+
+
+def share_bounds(
+    numerators: np.ndarray, denominators: np.ndarray, confidence: float
+) -> Interval:
+    """Bounds of sum(numerators) / sum(denominators), one pair per device-shift."""
+    if float(np.sum(denominators)) <= 0:
+        return NAN_INTERVAL
+    if numerators.size < MIN_CLUSTERS:
+        return 0.0, 1.0
+    return cluster_bootstrap_ratio(
+        numerators.astype(np.float64),
+        denominators.astype(np.float64),
+        confidence=confidence,
+        resamples=RESAMPLES,
+    )
 
 
 @dataclass(frozen=True)
 class Figures:
     # accuracy (horizontal error against truth)
     fixes: int
+    device_shifts: int
     cep50_m: float
     cep50_ci_m: Interval
     r95_m: float
@@ -44,33 +122,48 @@ class Figures:
     bias_east_m: float  # ISO 5725 trueness
     bias_north_m: float
     precision_m: float  # ISO 5725 precision: spread about the mean error
-    # alerting
+    # alerting: detection by a fresh alert
     excursions: int
     detected: int
+    saturated: int  # an alarm already on as the window opened: not detected
+    missed: int  # no alarm at all
     detection_rate: float
     detection_ci: Interval
+    early_alerts: int  # detected, with the alert before the true crossing
     time_to_alert_p50_s: float
     time_to_alert_p95_s: float
     time_to_alert_p95_ci_s: Interval
     time_to_alert_max_s: float
     alert_timing_spread_s: float  # p95 - p5 of time to alert
-    overshoot_p50_m: float
+    alert_timing_spread_ci_s: Interval
+    overshoot_p50_m: float  # how far truly outside at the alert
     overshoot_max_m: float
+    depth_p50_m: float  # how far the wearer truly went (every excursion)
+    depth_max_m: float
+    # false alarms, by count and by time
     false_alerts: int
     device_hours: float
     false_alerts_per_device_hour: float
-    breach_share: float  # share of device time spent in breach (constant alarms show here)
+    false_alerts_per_device_hour_ci: Interval
+    breach_share: float  # share of device time spent in breach
     false_alarm_share: float  # share of device time in breach while truly safe
-    breach_log_offset_p50_m: float
-    breach_log_offset_p95_m: float
-    # availability
+    false_alarm_share_ci: Interval
+    # the breach log against the truth
+    alerts: int
+    breach_log_offset_p50_m: float  # at the alert
+    breach_log_offset_p95_m: float  # the worse of the two readings (at the alert, at its time)
+    breach_log_offset_p95_ci_m: Interval
+    # availability, owed at the approved (certificate) fix rate
     expected_fixes: int
+    expected_fixes_configured: int
     received_fixes: int
     availability: float
     availability_ci: Interval
+    availability_configured: float  # against the rate the devices were really set to
     gaps: int
     unprotected_s: float
     unprotected_share: float
+    unprotected_share_ci: Interval
     # hops (ms): uplink simulated, decision and alert publish measured
     uplink_p50_ms: float
     decide_p50_ms: float
@@ -82,29 +175,45 @@ class Figures:
         return asdict(self)
 
 
-def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
-    """The figures of the rows matching `keys` (e.g. supplier="acme", firmware="2.5.0")."""
+def figures(
+    rows: Rows, *, confidence: float = 0.95, intervals: bool = True, **keys: object
+) -> Figures:
+    """The figures of the rows matching `keys` (e.g. supplier="acme", firmware="2.5.0").
+
+    `intervals=False` skips the bounds (tables that print none, and they cost a
+    bootstrap each).
+    """
     radial = rows.fix_values("error_m", **keys)
+    ds = rows.device_shifts
+    dmask = ds.where(**keys)
+    sizes = rows.fixes_per_worn[dmask]
     count = int(radial.size)
     mean_square = float(np.dot(radial, radial)) / count if count else math.nan
     ex = rows.excursions
     emask = ex.where(**keys)
     hit = ex.detected[emask].astype(bool)
-    tta = ex.time_to_alert_s[emask][hit].astype(np.float64)
+    saturated = ex.saturated[emask].astype(bool)
+    tta_all = ex.time_to_alert_s[emask].astype(np.float64)
+    tta, tta_sizes = _clusters(tta_all, ex.worn[emask].astype(np.int64))
     over = ex.overshoot_m[emask][hit].astype(np.float64)
+    depth = ex.depth_m[emask].astype(np.float64)
     al = rows.alerts
     amask = al.where(**keys)
-    offsets = al.log_offset_m[amask].astype(np.float64)
-    ds = rows.device_shifts
-    dmask = ds.where(**keys)
+    at_alert = al.log_offset_m[amask].astype(np.float64)
+    at_time = al.log_offset_at_logged_time_m[amask].astype(np.float64)
+    alert_cluster = al.worn[amask].astype(np.int64)
     # mean errors from each device-shift's sums: no pass over the fixes
     sum_e = float(ds.error_east_sum_m[dmask].sum())
     sum_n = float(ds.error_north_sum_m[dmask].sum())
-    hours = float(ds.hours[dmask].sum())
+    hours_each = ds.hours[dmask].astype(np.float64)
+    hours = float(hours_each.sum())
     false_alerts = int(ds.false_alerts[dmask].sum())
-    expected = int(ds.expected[dmask].sum())
-    received = int(ds.received[dmask].sum())
-    unprotected = float(ds.unprotected_s[dmask].sum())
+    expected_each = ds.expected[dmask].astype(np.float64)
+    received_each = ds.received[dmask].astype(np.float64)
+    expected, received = int(expected_each.sum()), int(received_each.sum())
+    expected_configured = int(ds.expected_configured[dmask].sum())
+    unprotected_each = ds.unprotected_s[dmask].astype(np.float64)
+    false_each = ds.false_alarm_s[dmask].astype(np.float64)
     mean_e = sum_e / count if count else math.nan
     mean_n = sum_n / count if count else math.nan
     n_ex = int(emask.sum())
@@ -112,13 +221,34 @@ def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
     decisions = rows.fix_values("decide_ms", **keys)
     decisions = decisions[np.isfinite(decisions)]
     decide = np.percentile(decisions, [50, 95]) if decisions.size else (math.nan, math.nan)
-    cep50_ci, r95_ci = _pct_ci(radial, (50, 95), block)
+    seconds = hours * 3600
+    log_p95 = max(_pct(at_alert, 95), _pct(at_time, 95)) if at_alert.size else math.nan
+
+    def bounds(compute) -> Interval:
+        return compute() if intervals else NAN_INTERVAL
+
+    def log_bounds() -> Interval:
+        a_values, a_sizes = _clusters(at_alert, alert_cluster)
+        t_values, t_sizes = _clusters(at_time, alert_cluster)
+        a = percentile_bounds(a_values, a_sizes, 95, confidence)
+        t = percentile_bounds(t_values, t_sizes, 95, confidence)
+        return max(a[0], t[0]), max(a[1], t[1])
+
+    def availability_bounds() -> Interval:
+        if not expected:
+            return NAN_INTERVAL
+        return _cautious(
+            clopper_pearson(received, expected, confidence),
+            share_bounds(received_each, expected_each, confidence),
+        )
+
     return Figures(
         fixes=count,
+        device_shifts=int(dmask.sum()),
         cep50_m=float(cep50),
-        cep50_ci_m=cep50_ci,
+        cep50_ci_m=bounds(lambda: percentile_bounds(radial, sizes, 50, confidence)),
         r95_m=float(r95),
-        r95_ci_m=r95_ci,
+        r95_ci_m=bounds(lambda: percentile_bounds(radial, sizes, 95, confidence)),
         max_error_m=float(radial.max()) if radial.size else math.nan,
         drms2_m=2 * math.sqrt(mean_square) if count else math.nan,
         bias_east_m=mean_e,
@@ -127,34 +257,53 @@ def figures(rows: Rows, *, block: int = 50, **keys: object) -> Figures:
         precision_m=math.sqrt(max(0.0, mean_square - mean_e**2 - mean_n**2)) if count else math.nan,
         excursions=n_ex,
         detected=int(hit.sum()),
+        saturated=int(saturated.sum()),
+        missed=int((~hit & ~saturated).sum()),
         detection_rate=float(hit.mean()) if n_ex else math.nan,
-        detection_ci=wilson(int(hit.sum()), n_ex),
+        detection_ci=clopper_pearson(int(hit.sum()), n_ex, confidence),
+        early_alerts=int((tta < 0).sum()),
         time_to_alert_p50_s=_pct(tta, 50),
         time_to_alert_p95_s=_pct(tta, 95),
-        time_to_alert_p95_ci_s=_pct_ci(tta, (95,), 1)[0],  # excursions are independent
+        time_to_alert_p95_ci_s=bounds(lambda: percentile_bounds(tta, tta_sizes, 95, confidence)),
         time_to_alert_max_s=float(tta.max()) if tta.size else math.nan,
         alert_timing_spread_s=_pct(tta, 95) - _pct(tta, 5),
+        alert_timing_spread_ci_s=bounds(lambda: spread_bounds(tta, tta_sizes, confidence)),
         overshoot_p50_m=_pct(over, 50),
         overshoot_max_m=float(over.max()) if over.size else math.nan,
+        depth_p50_m=_pct(depth, 50),
+        depth_max_m=float(depth.max()) if depth.size else math.nan,
         false_alerts=false_alerts,
         device_hours=hours,
         false_alerts_per_device_hour=false_alerts / hours if hours > 0 else math.nan,
-        breach_share=float(ds.breach_s[dmask].sum()) / (hours * 3600) if hours > 0 else math.nan,
-        false_alarm_share=(
-            float(ds.false_alarm_s[dmask].sum()) / (hours * 3600) if hours > 0 else math.nan
+        false_alerts_per_device_hour_ci=poisson_rate(false_alerts, hours, confidence),
+        breach_share=float(ds.breach_s[dmask].sum()) / seconds if hours > 0 else math.nan,
+        false_alarm_share=float(false_each.sum()) / seconds if hours > 0 else math.nan,
+        false_alarm_share_ci=bounds(
+            lambda: share_bounds(false_each, hours_each * 3600, confidence)
         ),
-        breach_log_offset_p50_m=_pct(offsets, 50),
-        breach_log_offset_p95_m=_pct(offsets, 95),
+        alerts=int(amask.sum()),
+        breach_log_offset_p50_m=_pct(at_alert, 50),
+        breach_log_offset_p95_m=log_p95,
+        breach_log_offset_p95_ci_m=bounds(log_bounds) if at_alert.size else NAN_INTERVAL,
         expected_fixes=expected,
+        expected_fixes_configured=expected_configured,
         received_fixes=received,
         availability=received / expected if expected else math.nan,
-        availability_ci=wilson(received, expected),
+        availability_ci=bounds(availability_bounds),
+        availability_configured=(
+            min(received, expected_configured) / expected_configured
+            if expected_configured
+            else math.nan
+        ),
         gaps=int(ds.gaps[dmask].sum()),
-        unprotected_s=unprotected,
-        unprotected_share=unprotected / (hours * 3600) if hours > 0 else math.nan,
+        unprotected_s=float(unprotected_each.sum()),
+        unprotected_share=float(unprotected_each.sum()) / seconds if hours > 0 else math.nan,
+        unprotected_share_ci=bounds(
+            lambda: share_bounds(unprotected_each, hours_each * 3600, confidence)
+        ),
         uplink_p50_ms=_pct(ds.uplink_p50_ms[dmask].astype(np.float64), 50),
-        decide_p50_ms=decide[0],
-        decide_p95_ms=decide[1],
+        decide_p50_ms=float(decide[0]),
+        decide_p95_ms=float(decide[1]),
         publish_p50_ms=_pct(al.publish_ms[amask].astype(np.float64), 50),
         publish_p95_ms=_pct(al.publish_ms[amask].astype(np.float64), 95),
     )

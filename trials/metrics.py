@@ -1,4 +1,4 @@
-"""Trial metrics, vectorised: accuracy, breach detection, availability.
+"""Trial metrics, vectorised: accuracy, breach detection, false alarms, availability.
 
 Accuracy is per fix against the truth at the time the fix claims (so a device
 whose clock is wrong is charged for it, as it would be on the track):
@@ -6,12 +6,20 @@ CEP50 (median), R95 (95th percentile), max, 2DRMS, bias (mean east/north error,
 ISO 5725 trueness) and precision (spread about that mean). Percentiles are
 empirical, never Gaussian shortcuts.
 
-Detection is per true excursion out of the safe zone: detected if the device
-was in breach at some time between `lead_s` before the true crossing (an
-uncertainty circle may, rightly, warn early) and the end of the excursion; time
-to alert is the breach's start minus the true crossing; overshoot is how far
-outside the wearer truly was at the alert. A breach that overlaps no excursion
-is a false alert.
+Detection is per true excursion out of the safe zone, and only a *fresh* alert
+detects: a breach alert that starts inside the excursion's detection window,
+from `lead_s` before the true crossing (an uncertainty circle may rightly reach
+the edge a moment before the wearer does) to the end of the excursion. An alarm
+that was already on when the window opened carries no information about this
+crossing: the excursion is *saturated*, not detected. A device in breach all
+shift therefore detects nothing, however often its wearer crosses. Time to alert
+is the detecting alert's start minus the crossing, never floored or clamped.
+
+False alarms are counted two ways, because a device can fail either: alert
+*starts* outside every detection window (a flapping device), and *time* in
+breach outside every excursion's window and its clearing allowance (a device
+whose alarm never stops). An alarm that began before a window and runs into
+the excursion is false until the window opens.
 """
 
 from __future__ import annotations
@@ -75,69 +83,130 @@ def accuracy(
 
 @dataclass(frozen=True)
 class Detection:
-    excursions: int
-    detected: int
-    detection_rate: float
-    detection_ci: tuple[float, float]
-    time_to_alert_s: np.ndarray  # per detected excursion (negative: alerted before crossing)
-    overshoot_m: np.ndarray  # per detected excursion: how far truly outside at the alert
-    missed: np.ndarray  # indices of excursions never alerted
-    false_alerts: int
-    device_hours: float
-    false_alerts_per_device_hour: float
+    """One device's alerts matched to its wearer's true excursions."""
+
+    detected: np.ndarray  # per excursion: a fresh alert started in its window
+    saturated: np.ndarray  # per excursion: not detected, an alarm already on as the window opened
+    time_to_alert_s: np.ndarray  # per excursion: detecting alert minus crossing (NaN if none)
+    alert: np.ndarray  # per excursion: index of the detecting alert, or -1
+    false_start: np.ndarray  # per alert: it started outside every detection window
+
+    @property
+    def excursions(self) -> int:
+        return int(self.detected.size)
+
+    @property
+    def missed(self) -> np.ndarray:
+        """Excursions with no fresh alert (saturated or not)."""
+        return np.flatnonzero(~self.detected)
+
+    @property
+    def false_alerts(self) -> int:
+        return int(self.false_start.sum())
 
 
 def detection(
     excursion_start_ms: np.ndarray,
     excursion_end_ms: np.ndarray,
     alert_ms: np.ndarray,
-    device_hours: float,
-    truth_time_ms: np.ndarray | None = None,
-    truth_distance_m: np.ndarray | None = None,
-    lead_s: float = 30.0,
     alert_end_ms: np.ndarray | None = None,
+    *,
+    lead_s: float = 5.0,
 ) -> Detection:
-    """Match one device's breach alerts to its true excursions.
+    """Match one device's breach alerts (start, end) to its true excursions (start, end).
 
-    An alert is the start of a breach that lasts until `alert_end_ms` (its clear;
-    without it, an instant). An excursion is detected when some breach overlaps
-    its window [start - lead_s, end]: a device already in breach when the wearer
-    crosses is warning them. Time to alert is the first such breach's start minus
-    the crossing, floored at -lead_s. A breach overlapping no window is false.
+    An alert detects an excursion when it *starts* in [crossing - lead_s, end of the
+    excursion]; the earliest such alert is the one timed. An excursion with no such
+    alert is saturated when a breach that started earlier is still on as its window
+    opens. An alert whose start lies in no window is a false alert.
     """
     starts = np.asarray(excursion_start_ms, dtype=np.int64)
     ends = np.asarray(excursion_end_ms, dtype=np.int64)
     alerts = np.asarray(alert_ms, dtype=np.int64)
     until = alerts if alert_end_ms is None else np.asarray(alert_end_ms, dtype=np.int64)
-    order = np.argsort(alerts, kind="stable")
-    alerts, until = alerts[order], np.maximum(until[order], alerts[order])
-    lead_ms = round(lead_s * 1000)
-    window_start = starts - lead_ms
-    # (excursions x alerts): excursions and alerts per device are tens, not millions
-    overlaps = (alerts[None, :] <= ends[:, None]) & (until[None, :] >= window_start[:, None])
-    hit = overlaps.any(axis=1)
-    # the earliest overlapping breach (alerts are sorted); none -> never indexed
-    first = np.argmax(overlaps, axis=1) if alerts.size else np.zeros(starts.size, np.int64)
-    raised = np.maximum(alerts[first[hit]], window_start[hit])
-    time_to_alert = (raised - starts[hit]) / 1000.0
-    if truth_time_ms is not None and truth_distance_m is not None:
-        at = np.clip(np.searchsorted(truth_time_ms, raised), 0, len(truth_time_ms) - 1)
-        overshoot = np.maximum(0.0, -np.asarray(truth_distance_m)[at])
-    else:
-        overshoot = np.full(int(hit.sum()), math.nan)
-    false_alerts = int((~overlaps.any(axis=0)).sum()) if alerts.size else 0
-    return Detection(
-        excursions=int(starts.size),
-        detected=int(hit.sum()),
-        detection_rate=float(hit.mean()) if starts.size else math.nan,
-        detection_ci=wilson(int(hit.sum()), int(starts.size)),
-        time_to_alert_s=time_to_alert,
-        overshoot_m=overshoot,
-        missed=np.flatnonzero(~hit),
-        false_alerts=false_alerts,
-        device_hours=device_hours,
-        false_alerts_per_device_hour=false_alerts / device_hours if device_hours > 0 else math.nan,
+    until = np.maximum(until, alerts)
+    window_start = starts - round(lead_s * 1000)
+    # excursions x alerts: per device-shift these are tens, not millions
+    fresh = (alerts[None, :] >= window_start[:, None]) & (alerts[None, :] <= ends[:, None])
+    # the earliest fresh alert of each excursion (alerts may come in any order)
+    never = np.iinfo(np.int64).max
+    first_ms = np.where(fresh, alerts[None, :], never).min(axis=1, initial=never)
+    detected = fresh.any(axis=1)
+    alert = np.full(starts.size, -1, dtype=np.int64)
+    if alerts.size:
+        first = fresh & (alerts[None, :] == first_ms[:, None])
+        alert[detected] = np.argmax(first, axis=1)[detected]
+    time_to_alert = np.where(detected, (first_ms - starts) / 1000.0, np.nan)
+    on_before = (alerts[None, :] < window_start[:, None]) & (
+        until[None, :] >= window_start[:, None]
     )
+    saturated = ~detected & on_before.any(axis=1)
+    return Detection(
+        detected=detected,
+        saturated=saturated,
+        time_to_alert_s=time_to_alert,
+        alert=alert,
+        false_start=~fresh.any(axis=0),
+    )
+
+
+def _union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge intervals [start, end) into disjoint ones, sorted."""
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if starts.size == 0:
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    new = np.r_[True, starts[1:] > reach[:-1]]
+    group = np.cumsum(new) - 1
+    merged_end = np.zeros(int(group[-1]) + 1, dtype=reach.dtype)
+    np.maximum.at(merged_end, group, ends)
+    return starts[new], merged_end
+
+
+def _length(starts: np.ndarray, ends: np.ndarray) -> float:
+    s, e = _union(starts, ends)
+    return float((e - s).sum())
+
+
+def _overlap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Total length covered by both interval sets (each may overlap itself)."""
+    a0, a1 = _union(*a)
+    b0, b1 = _union(*b)
+    if a0.size == 0 or b0.size == 0:
+        return 0.0
+    # disjoint sorted sets: pairwise overlap, only pairs that can meet (tens per shift)
+    lo = np.maximum(a0[:, None], b0[None, :])
+    hi = np.minimum(a1[:, None], b1[None, :])
+    return float(np.clip(hi - lo, 0, None).sum())
+
+
+def alarm_seconds(
+    alert_ms: np.ndarray,
+    alert_end_ms: np.ndarray,
+    excursion_start_ms: np.ndarray,
+    excursion_end_ms: np.ndarray,
+    shift_start_ms: int,
+    shift_end_ms: int,
+    *,
+    lead_s: float = 5.0,
+    clear_allowance_s: float = 10.0,
+) -> tuple[float, float]:
+    """(time in breach, time in breach while truly safe), in seconds of one device-shift.
+
+    Truly safe is outside every excursion's window: from `lead_s` before the crossing
+    to `clear_allowance_s` after the wearer is back inside (the clearing dwell and
+    margin keep a true alarm on a few seconds after the return, by design).
+    """
+    a0 = np.clip(np.asarray(alert_ms, dtype=np.int64), shift_start_ms, shift_end_ms)
+    a1 = np.clip(np.asarray(alert_end_ms, dtype=np.int64), shift_start_ms, shift_end_ms)
+    w0 = np.asarray(excursion_start_ms, dtype=np.int64) - round(lead_s * 1000)
+    w1 = np.asarray(excursion_end_ms, dtype=np.int64) + round(clear_allowance_s * 1000)
+    breach = _length(a0, a1)
+    justified = _overlap((a0, a1), (w0, w1))
+    return breach / 1000.0, (breach - justified) / 1000.0
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from trials.collect import Worn
-from trials.metrics import availability, detection, distinct
+from trials.metrics import alarm_seconds, availability, detection, distinct
 
 #: Crossing speed is measured over this long either side of the true crossing.
 SPEED_WINDOW_MS = 1000
@@ -60,41 +60,46 @@ class FixRows(Table):
 
 @dataclass(frozen=True)
 class ExcursionRows(Keyed):
+    worn: np.ndarray  # row of DeviceShiftRows (the cluster a bootstrap resamples)
     wearer: np.ndarray
     repeat_key: np.ndarray  # scenario/wearer/ordinal: the same movement in each repeat
     start_ms: np.ndarray
     end_ms: np.ndarray
-    depth_m: np.ndarray
+    depth_m: np.ndarray  # furthest the wearer truly went beyond the edge (exact, not clamped)
     speed_mps: np.ndarray  # how fast the wearer crossed the edge (outward)
-    detected: np.ndarray
-    time_to_alert_s: np.ndarray  # NaN where missed
-    overshoot_m: np.ndarray  # NaN where missed
+    detected: np.ndarray  # a fresh alert started in the detection window
+    saturated: np.ndarray  # not detected: an alarm was already on as the window opened
+    time_to_alert_s: np.ndarray  # NaN where not detected; negative: alerted before the crossing
+    overshoot_m: np.ndarray  # how far truly outside at the alert (NaN where not detected)
 
 
 @dataclass(frozen=True)
 class AlertRows(Keyed):
+    worn: np.ndarray  # row of DeviceShiftRows
     alert_ms: np.ndarray
     log_offset_m: np.ndarray  # breach log position against the true position at the alert
-    log_time_offset_m: np.ndarray  # ...against the true position at the time the log gives
+    log_offset_at_logged_time_m: np.ndarray  # ...against the truth at the time the log gives
     publish_ms: np.ndarray  # measured: decision -> alert published
-    false: np.ndarray  # matched no true excursion
+    false: np.ndarray  # started outside every detection window: the wearer was truly safe
 
 
 @dataclass(frozen=True)
 class DeviceShiftRows(Keyed):
     date: np.ndarray
     configuration_hash: np.ndarray
-    rate_hz: np.ndarray  # configured
+    rate_hz: np.ndarray  # configured on the device that shift
+    approved_rate_hz: np.ndarray  # on the supplier's acceptance certificate
     observed_rate_hz: np.ndarray  # distinct fixes stored per second of shift
     hours: np.ndarray
-    expected: np.ndarray
+    expected: np.ndarray  # fixes the approved rate promises
+    expected_configured: np.ndarray  # ...and the rate the device was really set to
     received: np.ndarray
     sent: np.ndarray  # distinct fixes the device sent
     gaps: np.ndarray
     unprotected_s: np.ndarray
-    false_alerts: np.ndarray
+    false_alerts: np.ndarray  # alert starts while the wearer was truly safe
     breach_s: np.ndarray  # time the device held its wearer in breach
-    false_alarm_s: np.ndarray  # ...while the wearer was truly safe, away from any excursion
+    false_alarm_s: np.ndarray  # ...while the wearer was truly safe (outside every window)
     uplink_p50_ms: np.ndarray  # simulated device -> broker
     error_east_sum_m: np.ndarray  # sums of the fixes' errors: means without touching fixes
     error_north_sum_m: np.ndarray
@@ -136,36 +141,15 @@ def _cat(parts: list[dict], cls: type[Table]) -> Table:
     return cls(*(np.concatenate([p[n] for p in parts]) for n in names))
 
 
-def _covered(times: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Which `times` fall inside any of the intervals [start, end] (in any order, overlapping)."""
-    if starts.size == 0:
-        return np.zeros(times.size, dtype=bool)
-    # +1 at each start, -1 after each end; a time is covered where the running sum is positive
-    edges = np.concatenate([starts, ends + 1])
-    steps = np.concatenate([np.ones(starts.size), -np.ones(ends.size)])
-    order = np.argsort(edges, kind="stable")
-    running = np.cumsum(steps[order])
-    at = np.searchsorted(edges[order], times, side="right") - 1
-    return (at >= 0) & (running[np.maximum(at, 0)] > 0)
+def build_rows(
+    worn: list[Worn], *, lead_s: float = 5.0, clear_allowance_s: float = 10.0
+) -> Rows:
+    """The four tables of a trial, from its device-shifts.
 
-
-def false_alarm_s(w: Worn, lead_s: float) -> float:
-    """Time a device held its wearer in breach while they were truly safe.
-
-    Sampled on the 10 Hz truth: in breach, truly inside the safe zone, and not within
-    lead_s of a true excursion (an early warning or the clearing dwell is not false).
+    `lead_s`: how long before the true crossing a fresh alert still counts as
+    detecting it; `clear_allowance_s`: how long after the wearer is back inside an
+    alarm may take to clear before it counts as false (trials.metrics).
     """
-    t = w.truth_ms
-    lead_ms = round(lead_s * 1000)
-    breach = _covered(t, w.alert_ms, np.minimum(w.alert_end_ms, w.end_ms))
-    near = _covered(t, w.excursion_start_ms - lead_ms, w.excursion_end_ms + lead_ms)
-    false = breach & (w.truth_distance_m > 0) & ~near
-    step_s = float(np.median(np.diff(t))) / 1000 if t.size > 1 else 0.0
-    return float(false.sum()) * step_s
-
-
-def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
-    """The four tables of a trial, from its device-shifts."""
     fixes, excursions, alerts, shifts = [], [], [], []
     for row, w in enumerate(worn):
         keys = {
@@ -195,83 +179,79 @@ def build_rows(worn: list[Worn], *, lead_s: float = 30.0) -> Rows:
         )
         hours = (w.end_ms - w.start_ms) / 3_600_000
         found = detection(
-            w.excursion_start_ms,
-            w.excursion_end_ms,
-            w.alert_ms,
-            hours,
-            w.truth_ms,
-            w.truth_distance_m,
-            lead_s=lead_s,
-            alert_end_ms=w.alert_end_ms,
+            w.excursion_start_ms, w.excursion_end_ms, w.alert_ms, w.alert_end_ms, lead_s=lead_s
         )
         n = w.excursion_start_ms.size
-        hit = np.zeros(n, dtype=bool)
-        hit[np.setdiff1d(np.arange(n), found.missed)] = True
-        tta = np.full(n, np.nan)
-        tta[hit] = found.time_to_alert_s
-        over = np.full(n, np.nan)
-        over[hit] = found.overshoot_m
+        alerted_at = np.where(found.detected, w.alert_ms[np.maximum(found.alert, 0)], 0)
+        truly = np.interp(alerted_at, w.truth_ms, w.truth_distance_m)
+        overshoot = np.where(found.detected, np.maximum(0.0, -truly), np.nan)
         before = np.interp(w.excursion_start_ms - SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
         after = np.interp(w.excursion_start_ms + SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
-        ordinal = np.arange(n)
         excursions.append(
             {
                 **full(n, week=w.week, wearer=w.wearer),
+                "worn": np.full(n, row, dtype=np.int64),
                 "repeat_key": np.array(
-                    [f"{w.scenario}/{w.wearer}/{k}" for k in ordinal], dtype=object
+                    [f"{w.scenario}/{w.wearer}/{k}" for k in range(n)], dtype=object
                 ),
                 "start_ms": w.excursion_start_ms,
                 "end_ms": w.excursion_end_ms,
                 "depth_m": w.excursion_depth_m,
                 "speed_mps": (before - after) / (2 * SPEED_WINDOW_MS / 1000),
-                "detected": hit,
-                "time_to_alert_s": tta,
-                "overshoot_m": over,
+                "detected": found.detected,
+                "saturated": found.saturated,
+                "time_to_alert_s": found.time_to_alert_s,
+                "overshoot_m": overshoot,
             }
         )
         # alerts: where the breach log put the wearer, against where they truly were
         a = w.alert_ms
         tx = np.interp(a, w.truth_ms, w.truth_x_m)
         ty = np.interp(a, w.truth_ms, w.truth_y_m)
-        window_start = w.excursion_start_ms - round(lead_s * 1000)
-        in_window = (
-            (a[:, None] <= w.excursion_end_ms[None, :])
-            & (w.alert_end_ms[:, None] >= window_start[None, :])
-        ).any(axis=1)
         alerts.append(
             {
                 **full(a.size, week=w.week),
+                "worn": np.full(a.size, row, dtype=np.int64),
                 "alert_ms": a,
                 "log_offset_m": np.hypot(w.alert_x_m - tx, w.alert_y_m - ty),
-                "log_time_offset_m": np.hypot(
+                "log_offset_at_logged_time_m": np.hypot(
                     w.alert_x_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_x_m),
                     w.alert_y_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_y_m),
                 ),
                 "publish_ms": w.publish_ms,
-                "false": ~in_window,
+                "false": found.false_start,
             }
         )
-        seen = availability(w.fix_ms, w.start_ms, w.end_ms, w.rate_hz)
+        # availability is owed at the approved rate: a device set slower is charged for it
+        seen = availability(w.fix_ms, w.start_ms, w.end_ms, w.approved_rate_hz)
+        configured = availability(w.fix_ms, w.start_ms, w.end_ms, w.rate_hz)
+        breach_s, false_s = alarm_seconds(
+            w.alert_ms,
+            w.alert_end_ms,
+            w.excursion_start_ms,
+            w.excursion_end_ms,
+            w.start_ms,
+            w.end_ms,
+            lead_s=lead_s,
+            clear_allowance_s=clear_allowance_s,
+        )
         duration_s = (w.end_ms - w.start_ms) / 1000
         shifts.append(
             {
                 **full(1, week=w.week, date=w.date, configuration_hash=w.configuration_hash),
                 "rate_hz": np.array([w.rate_hz]),
+                "approved_rate_hz": np.array([w.approved_rate_hz]),
                 "observed_rate_hz": np.array([distinct(w.fix_ms).size / duration_s]),
                 "hours": np.array([hours]),
                 "expected": np.array([seen.expected]),
+                "expected_configured": np.array([configured.expected]),
                 "received": np.array([seen.received]),
                 "sent": np.array([w.sent_fix_ms.size]),
                 "gaps": np.array([seen.gaps]),
                 "unprotected_s": np.array([seen.unprotected_s]),
                 "false_alerts": np.array([found.false_alerts]),
-                "false_alarm_s": np.array([false_alarm_s(w, lead_s)]),
-                "breach_s": np.array(
-                    [
-                        float((np.minimum(w.alert_end_ms, w.end_ms) - w.alert_ms).clip(0).sum())
-                        / 1000
-                    ]
-                ),
+                "false_alarm_s": np.array([false_s]),
+                "breach_s": np.array([breach_s]),
                 "error_east_sum_m": np.array([float(de.sum())]),
                 "error_north_sum_m": np.array([float(dn.sum())]),
                 "uplink_p50_ms": np.array([np.median(w.uplink_ms) if w.uplink_ms.size else np.nan]),

@@ -27,6 +27,7 @@ from trials.checks import (
 )
 from trials.collect import Collected
 from trials.definition import Trial
+from trials.design import Design, design, provided_by_rows
 from trials.feedback import Feedback, read_feedback
 from trials.figures import Figures, figures
 from trials.metrics import Accuracy, Availability, Detection, accuracy, availability, detection
@@ -67,11 +68,10 @@ def decide_offline(sim: Simulation, site: Site, config: BreachConfig) -> dict[in
 
 
 def score_run(
-    sim: Simulation, alerts_ms: dict[int, np.ndarray], *, lead_s: float = 30.0
+    sim: Simulation, alerts_ms: dict[int, np.ndarray], *, lead_s: float = 5.0
 ) -> list[DeviceScore]:
     """Accuracy, detection and availability of every device of a run."""
     t, f, ex = sim.truth, sim.fixes, sim.excursions
-    hours = sim.scenario.duration_s / 3600
     scores = []
     for w, worker in enumerate(sim.scenario.workers):
         profile = sim.scenario.profile(worker)
@@ -91,9 +91,6 @@ def score_run(
                     ex.start_ms[theirs],
                     ex.end_ms[theirs],
                     alerts_ms.get(w, np.zeros(0, np.int64)),
-                    hours,
-                    t.t_ms,
-                    t.distance_m[w],
                     lead_s=lead_s,
                 ),
                 availability=availability(f.true_ms[mine], 0, int(t.t_ms[-1]), profile.fix_rate_hz),
@@ -130,19 +127,34 @@ class TrialResult:
     feedback: Feedback | None
     missing: list[str]
     readiness: dict[str, Readiness]
+    design: Design  # what each criterion needed, and what the run gave each supplier
 
     def accepted(self, supplier: str) -> bool:
-        """The supplier's overall verdict: every criterion met, measured, no check failed."""
-        return all(v.status == "pass" for v in self.verdicts[supplier]) and not any(
+        """Every criterion demonstrated met, and no NRA24-05 check failed."""
+        return self.overall_verdict(supplier) == "PASS"
+
+    def overall_verdict(self, supplier: str) -> str:
+        """PASS (every criterion shown met, no check failed), FAIL (any criterion shown
+        missed or any check failed) or NOT DEMONSTRATED (the trial cannot tell yet)."""
+        failed_check = any(
             r.supplier == supplier and r.status == "fail" for c in self.checks for r in c.results
         )
+        statuses = {v.status for v in self.verdicts[supplier]}
+        if "fail" in statuses or failed_check:
+            return "FAIL"
+        if statuses == {"pass"}:
+            return "PASS"
+        return "NOT DEMONSTRATED"
 
 
 def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResult:
     """Score a collected trial run: figures per slice, criteria, NRA24-05 checks, readiness."""
     from trackfence.sites import load_site
 
-    rows = build_rows(collected.worn)
+    scoring = trial.scoring
+    rows = build_rows(
+        collected.worn, lead_s=scoring.alert_lead_s, clear_allowance_s=scoring.clear_allowance_s
+    )
     ds = rows.device_shifts
     suppliers = [s.key for s in trial.suppliers]
     scenarios = [sc.key for sc in trial.scenarios]
@@ -152,18 +164,22 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
         for sc in scenarios:
             if (s, sc) not in present:
                 missing.append(f"{s} on {sc}: no stored data; not scored")
-    overall = {s: figures(rows, supplier=s) for s in suppliers}
+    c = scoring.confidence
+    overall = {s: figures(rows, supplier=s, confidence=c) for s in suppliers}
     by_scenario = {
-        (s, sc): figures(rows, supplier=s, scenario=sc)
+        (s, sc): figures(rows, supplier=s, scenario=sc, confidence=c)
         for s in suppliers
         for sc in scenarios
         if (s, sc) in present
     }
     versions = sorted({(s, f) for s, f in zip(ds.supplier, ds.firmware, strict=True)})
-    by_firmware = {(s, f): figures(rows, supplier=s, firmware=f) for s, f in versions}
+    by_firmware = {
+        (s, f): figures(rows, supplier=s, firmware=f, confidence=c) for s, f in versions
+    }
     triples = sorted(set(zip(ds.supplier, ds.scenario, ds.firmware, strict=True)))
     by_scenario_firmware = {
-        (s, sc, f): figures(rows, supplier=s, scenario=sc, firmware=f) for s, sc, f in triples
+        (s, sc, f): figures(rows, supplier=s, scenario=sc, firmware=f, intervals=False)
+        for s, sc, f in triples
     }
     sites: dict = {}
 
@@ -179,22 +195,27 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
         for shift in manifest["shifts"]
         for d in shift["devices"]
     }
+    fences = fence_alignment(trial, load, sites_used)
+    agreement = supplier_agreement(trial, rows)
     checks = [
-        fence_alignment(trial, load, sites_used),
-        alarm_timing(trial, rows),
+        fences,
+        alarm_timing(trial, rows, overall),
         firmware_differences(trial, rows),
         configuration_drift(trial, rows, configurations),
-        breach_log_position(trial, rows),
-        supplier_agreement(trial, rows),
+        breach_log_position(trial, rows, overall),
+        agreement,
     ]
-    extra = {
-        s: {
-            "fence_alignment_m": checks[0].results[i].figures.get("worst_offset_m", math.nan),
-            "supplier_agreement": checks[5].results[i].figures.get("agreement", math.nan),
-            "breach_log_offset_p95_m": checks[4].results[i].figures.get("worst_p95_m", math.nan),
+    extra = {}
+    for s in suppliers:
+        offset = _finding(fences, s).figures.get("worst_offset_m", math.nan)
+        agreed = _finding(agreement, s).figures
+        extra[s] = {
+            "fence_alignment_m": (offset, (offset, offset)),  # geometry: no sampling error
+            "supplier_agreement": (
+                agreed.get("agreement", math.nan),
+                agreed.get("agreement_ci", (math.nan, math.nan)),
+            ),
         }
-        for i, s in enumerate(suppliers)
-    }
     verdicts = {s: judge(overall[s], trial.criteria, extra[s]) for s in suppliers}
     return TrialResult(
         trial=trial,
@@ -211,8 +232,13 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
         weekly={s: weekly(rows, s, trial.weeks) for s in suppliers},
         feedback=read_feedback(trial.feedback, suppliers),
         missing=missing,
-        readiness={s: readiness(verdicts[s], checks, i) for i, s in enumerate(suppliers)},
+        readiness={s: readiness(verdicts[s], checks, s) for s in suppliers},
+        design=design(trial, provided_by_rows(trial, rows)),
     )
+
+
+def _finding(check: Check, supplier: str):
+    return next(r for r in check.results if r.supplier == supplier)
 
 
 def repeat_consistency(rows: Rows, supplier: str) -> float:
@@ -250,30 +276,33 @@ def weekly(rows: Rows, supplier: str, weeks: int) -> list[dict]:
     return out
 
 
-def readiness(verdicts: list[Verdict], checks: list[Check], i: int) -> Readiness:
+def readiness(verdicts: list[Verdict], checks: list[Check], supplier: str) -> Readiness:
     """The technology readiness the trial's evidence supports (product acceptance asks TRL 6).
 
     TRL 7 (prototype demonstrated in an operational environment): every criterion
-    passed and no NRA24-05 check failed. TRL 6 (demonstrated in a relevant
-    environment): excursions detected as required, by alarms that end when the
-    wearer is safe again, with other failures to close. Otherwise TRL 5: the safety
-    function itself is not yet shown.
+    shown met and no NRA24-05 check failed. TRL 6 (demonstrated in a relevant
+    environment): excursions shown detected as required, by alarms shown to stop
+    when the wearer is safe, with other findings to close. Otherwise TRL 5: the
+    safety function itself is not yet shown. "Shown" means on the confidence
+    bound, not the point estimate.
     """
-    failed = [v.criterion for v in verdicts if v.status == "fail"]
-    unmeasured = [v.criterion for v in verdicts if v.status == "not measured"]
-    check_fails = [c.title for c in checks if c.results[i].status == "fail"]
+    by_status: dict[str, list[str]] = {}
+    for v in verdicts:
+        by_status.setdefault(v.status, []).append(v.what)
+    check_fails = [c.title for c in checks if _finding(c, supplier).status == "fail"]
     # the safety function: excursions alerted, by alarms that stop when the wearer is safe
-    # (a device in breach all shift "detects" everything and protects no one)
-    detection_ok = all(
-        v.status == "pass"
-        for v in verdicts
-        if v.criterion in ("detection_rate", "false_alarm_share")
-    )
-    if not failed and not check_fails and not unmeasured:
-        return Readiness(7, "every acceptance criterion met and no NRA24-05 check failed")
-    problems = ", ".join(failed + check_fails + [f"{u} not measured" for u in unmeasured])
-    if detection_ok:
+    # (a device in breach all shift "detects" nothing and protects no one)
+    safety = {"detection_rate", "false_alarm_share"}
+    safety_shown = all(v.status == "pass" for v in verdicts if v.criterion in safety)
+    problems = [f"{w} (fails)" for w in by_status.get("fail", [])] + check_fails
+    problems += [f"{w} (not demonstrated)" for w in by_status.get("not demonstrated", [])]
+    problems += [f"{w} (not measured)" for w in by_status.get("not measured", [])]
+    if not problems:
+        return Readiness(7, "every acceptance criterion shown met and no NRA24-05 check failed")
+    if safety_shown:
         return Readiness(
-            6, f"detects excursions as required, with alarms that end; to close: {problems}"
+            6,
+            "detection of crossings and alarms that stop are shown; to close: "
+            + "; ".join(problems),
         )
-    return Readiness(5, f"the safety function is not yet shown: {problems}")
+    return Readiness(5, "the safety function is not yet shown: " + "; ".join(problems))

@@ -1,8 +1,16 @@
-"""Pass or fail against the acceptance criteria, and a ranking that admits ties.
+"""Each acceptance criterion judged on its confidence bounds, and a ranking that admits ties.
 
-A criterion passes on the point estimate (what the trial measured), and the
-verdict also says when the 95 % interval straddles the limit ("marginal"): the
-trial cannot tell that supplier's pass from a fail, and the reader should know.
+A trial measures a sample; a criterion is about the device. So a criterion is
+judged on its bounds, never on the point estimate alone (each end is a one-sided
+bound at the trial's confidence, trials.figures):
+
+- **pass**: the unfavourable end meets the limit (the device meets it, at that
+  confidence);
+- **fail**: even the favourable end misses the limit (it does not);
+- **not demonstrated**: the interval reaches across the limit; the trial cannot
+  tell, however good the point estimate looks (12 of 12 crossings alerted is not
+  evidence of 99 %);
+- **not measured**: nothing to measure (no crossings, no fixes).
 
 Suppliers are ranked by criteria passed; two suppliers that pass as many are
 tied unless their intervals for detection rate or R95 are apart. A tie is
@@ -17,17 +25,46 @@ from dataclasses import dataclass
 from trials.definition import CRITERIA
 from trials.figures import Figures
 
+PASS, FAIL, NOT_DEMONSTRATED, NOT_MEASURED = "pass", "fail", "not demonstrated", "not measured"
+
 #: Which figure (and interval) each criterion is judged on.
 JUDGED_ON = {
     "r95_m": ("r95_m", "r95_ci_m"),
     "cep50_m": ("cep50_m", "cep50_ci_m"),
     "detection_rate": ("detection_rate", "detection_ci"),
     "time_to_alert_p95_s": ("time_to_alert_p95_s", "time_to_alert_p95_ci_s"),
-    "false_alerts_per_device_hour": ("false_alerts_per_device_hour", None),
+    "false_alerts_per_device_hour": (
+        "false_alerts_per_device_hour",
+        "false_alerts_per_device_hour_ci",
+    ),
     "availability": ("availability", "availability_ci"),
-    "false_alarm_share": ("false_alarm_share", None),
-    "unprotected_share": ("unprotected_share", None),
-    "alert_timing_spread_s": ("alert_timing_spread_s", None),
+    "false_alarm_share": ("false_alarm_share", "false_alarm_share_ci"),
+    "unprotected_share": ("unprotected_share", "unprotected_share_ci"),
+    "alert_timing_spread_s": ("alert_timing_spread_s", "alert_timing_spread_ci_s"),
+    "breach_log_offset_p95_m": ("breach_log_offset_p95_m", "breach_log_offset_p95_ci_m"),
+}
+
+_PERCENTILE = (
+    "the more cautious of a bootstrap over whole device-shifts and the distribution-free "
+    "order-statistic bound ({needed} values needed for a p{q})"
+)
+_SHARE = "bootstrap over whole device-shifts (time within one shift is correlated)"
+#: How each criterion's interval is made, in words for the methodology.
+METHOD = {
+    "r95_m": _PERCENTILE.format(needed=59, q=95),
+    "cep50_m": _PERCENTILE.format(needed=5, q=50),
+    "detection_rate": "Clopper-Pearson (exact binomial) over true crossings",
+    "time_to_alert_p95_s": _PERCENTILE.format(needed=59, q=95),
+    "false_alerts_per_device_hour": "exact Poisson over device-hours",
+    "availability": f"the more cautious of Clopper-Pearson over expected fixes and a {_SHARE}",
+    "false_alarm_share": _SHARE,
+    "unprotected_share": _SHARE,
+    "fence_alignment_m": "a geometric measurement (Hausdorff distance): no sampling error",
+    "breach_log_offset_p95_m": _PERCENTILE.format(needed=59, q=95)
+    + ", the worse of the two readings",
+    "alert_timing_spread_s": "from the bounds of the p95 and the p5 of time to alert, each "
+    + _PERCENTILE.format(needed=59, q=95),
+    "supplier_agreement": "Clopper-Pearson over the crossings every supplier saw",
 }
 
 
@@ -38,37 +75,39 @@ class Verdict:
     limit: float
     direction: str  # "max" or "min"
     value: float
-    interval: tuple[float, float] | None
-    status: str  # pass, fail, not measured
-    marginal: bool  # the interval straddles the limit
+    interval: tuple[float, float]
+    status: str  # pass, fail, not demonstrated, not measured
+    method: str
 
 
-def judge(figures: Figures, criteria: dict[str, float], extra: dict[str, float]) -> list[Verdict]:
-    """Every criterion for one supplier; `extra` holds values measured by the checks."""
+def outcome(value: float, interval: tuple[float, float], limit: float, direction: str) -> str:
+    """Pass, fail or not demonstrated, from the interval's ends (NaN ends are unbounded)."""
+    if not math.isfinite(value):
+        return NOT_MEASURED
+    low = -math.inf if math.isnan(interval[0]) else interval[0]
+    high = math.inf if math.isnan(interval[1]) else interval[1]
+    if direction == "max":
+        return PASS if high <= limit else FAIL if low > limit else NOT_DEMONSTRATED
+    return PASS if low >= limit else FAIL if high < limit else NOT_DEMONSTRATED
+
+
+def judge(
+    figures: Figures,
+    criteria: dict[str, float],
+    extra: dict[str, tuple[float, tuple[float, float]]],
+) -> list[Verdict]:
+    """Every criterion for one supplier; `extra` holds (value, interval) from the checks."""
     out = []
     for name, limit in criteria.items():
         what, direction, _unit, _, _ = CRITERIA[name]
         if name in JUDGED_ON:
             field, ci_field = JUDGED_ON[name]
-            value = getattr(figures, field)
-            interval = getattr(figures, ci_field) if ci_field else None
+            value, interval = getattr(figures, field), getattr(figures, ci_field)
         else:
-            value, interval = extra.get(name, math.nan), None
-        if not math.isfinite(value):
-            out.append(
-                Verdict(name, what, limit, direction, value, interval, "not measured", False)
-            )
-            continue
-        ok = value <= limit if direction == "max" else value >= limit
-        marginal = bool(
-            interval is not None
-            and all(math.isfinite(v) for v in interval)
-            and interval[0] <= limit <= interval[1]
-        )
+            value, interval = extra.get(name, (math.nan, (math.nan, math.nan)))
+        status = outcome(value, interval, limit, direction)
         out.append(
-            Verdict(
-                name, what, limit, direction, value, interval, "pass" if ok else "fail", marginal
-            )
+            Verdict(name, what, limit, direction, value, tuple(interval), status, METHOD[name])
         )
     return out
 
@@ -92,13 +131,16 @@ def rank(verdicts: dict[str, list[Verdict]], figures: dict[str, Figures]) -> lis
     """Suppliers best first; equal positions where the trial cannot separate them."""
 
     def passed(s: str) -> int:
-        return sum(v.status == "pass" for v in verdicts[s])
+        return sum(v.status == PASS for v in verdicts[s])
+
+    def failed(s: str) -> int:
+        return sum(v.status == FAIL for v in verdicts[s])
 
     def key(s: str) -> tuple:
         f = figures[s]
         detection = f.detection_rate if math.isfinite(f.detection_rate) else -1.0
         r95 = f.r95_m if math.isfinite(f.r95_m) else math.inf
-        return (-passed(s), -detection, r95, s)
+        return (-passed(s), failed(s), -detection, r95, s)
 
     order = sorted(verdicts, key=key)
     ranks: list[Rank] = []
@@ -108,11 +150,12 @@ def rank(verdicts: dict[str, list[Verdict]], figures: dict[str, Figures]) -> lis
         if i:
             prev = order[i - 1]
             a, b = figures[prev], figures[s]
-            if passed(prev) == passed(s) and not (
+            same = passed(prev) == passed(s) and failed(prev) == failed(s)
+            if same and not (
                 _apart(a.detection_ci, b.detection_ci) or _apart(a.r95_ci_m, b.r95_ci_m)
             ):
                 position, tied = ranks[-1].position, True
                 ranks[-1] = Rank(prev, ranks[-1].position, True, ranks[-1].passed, ranks[-1].judged)
-        judged = sum(v.status != "not measured" for v in verdicts[s])
+        judged = sum(v.status != NOT_MEASURED for v in verdicts[s])
         ranks.append(Rank(s, position, tied, passed(s), judged))
     return ranks

@@ -213,6 +213,14 @@ def _knots(worker: Worker, line_length_m: float, where: str) -> tuple[np.ndarray
 
 
 def simulate(scenario: Scenario, site: Site) -> Simulation:
+    truth, excursions = true_paths(scenario, site)
+    fixes = _fixes(scenario, site, truth)
+    return Simulation(scenario, truth, excursions, fixes)
+
+
+def true_paths(scenario: Scenario, site: Site) -> tuple[Truth, Excursions]:
+    """Every worker's true path and labelled excursions, without any device (cheap: a
+    trial's design counts its crossings from these before anything is run)."""
     line = _line(scenario, site)
     frame = TrackFrame.from_vertices(line)
     n = round(scenario.duration_s * TRUTH_HZ)
@@ -232,6 +240,10 @@ def simulate(scenario: Scenario, site: Site) -> Simulation:
     lateral += sway[1::2][person]
     x, y = frame.to_xy(along.ravel(), lateral.ravel())
     ev = site.evaluate(x, y)
+    # the truth is scored, not decided: its distance is exact beyond the index's horizon
+    distance = ev.distance_m.copy()
+    far = np.flatnonzero(np.abs(distance) >= site.index.horizon_m)
+    distance[far] = site.exact_distance_m(x[far], y[far])
     shape = along.shape
     truth = Truth(
         np.round(t_s * 1000).astype(np.int64),
@@ -239,12 +251,10 @@ def simulate(scenario: Scenario, site: Site) -> Simulation:
         x.reshape(shape),
         y.reshape(shape),
         ev.inside.reshape(shape),
-        ev.distance_m.reshape(shape),
+        distance.reshape(shape),
         *reader_positions(scenario, site),
     )
-    excursions = label_excursions(truth)
-    fixes = _fixes(scenario, site, truth)
-    return Simulation(scenario, truth, excursions, fixes)
+    return truth, label_excursions(truth)
 
 
 def _line(scenario: Scenario, site: Site) -> np.ndarray:

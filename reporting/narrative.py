@@ -1,0 +1,312 @@
+"""The report in plain words: what each supplier's device would do to a track worker.
+
+A safety task force reads the first page and decides. So the executive summary
+says, per supplier, what the device does well, what fails, and what that means on
+track, in sentences with units, from the same figures the tables show. The
+recommendations are ranked by what a failure would do to a worker:
+
+1. a worker left unwarned (missed or late alerts, a misaligned fence, no fixes);
+2. alarms a worker learns to ignore (constant or frequent false alarms);
+3. the evidence and the records (accuracy, breach log, configuration, firmware,
+   a trial too small to show a criterion).
+
+Each finding is said once: a check that judges the same thing as a criterion
+(alarm timing and its spread, the breach log and its offset, the fence and its
+alignment, supplier agreement) is folded into that criterion.
+
+Pure: a scored trial in, words out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from trials.checks import Check, SupplierFinding
+from trials.design import Design
+from trials.figures import Figures
+from trials.score import TrialResult
+from trials.verdict import FAIL, NOT_DEMONSTRATED, PASS, Verdict
+
+#: A check that judges what a criterion judges: said once, under the criterion.
+CHECK_CRITERION = {
+    "NRA24-05/fence": "fence_alignment_m",
+    "NRA24-05/timing": "alert_timing_spread_s",
+    "NRA24-05/breach-log": "breach_log_offset_p95_m",
+    "NRA24-05/agreement": "supplier_agreement",
+}
+#: Criteria by what their failure does to a worker (recommendation priority).
+UNWARNED = {
+    "detection_rate",
+    "time_to_alert_p95_s",
+    "fence_alignment_m",
+    "availability",
+    "unprotected_share",
+    "supplier_agreement",
+}
+IGNORED = {"false_alarm_share", "false_alerts_per_device_hour", "alert_timing_spread_s"}
+PRIORITY_WORDS = {
+    1: "a worker left unwarned",
+    2: "alarms a worker learns to ignore",
+    3: "evidence and records",
+}
+#: Above this share of device time in breach while truly safe, the alarm is "constant".
+CONSTANT_ALARM = 0.5
+
+
+def percent(share: float, digits: int = 1) -> str:
+    """A share as a percentage, the one way the report prints shares."""
+    if not math.isfinite(share):
+        return "not measured"
+    return f"{100 * share:.{digits}f}\u00a0%"
+
+
+def _s(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "not measured"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing to do, for one supplier, ranked by what it would do to a worker."""
+
+    supplier: str
+    priority: int
+    subject: str  # what it is about, in words
+    text: str
+
+
+def _verdict(result: TrialResult, supplier: str, criterion: str) -> Verdict | None:
+    return next((v for v in result.verdicts[supplier] if v.criterion == criterion), None)
+
+
+def _check(result: TrialResult, code: str, supplier: str) -> SupplierFinding:
+    check: Check = next(c for c in result.checks if c.code == code)
+    return next(r for r in check.results if r.supplier == supplier)
+
+
+def summary(result: TrialResult, supplier: str) -> dict[str, object]:
+    """Headline, what it does well, what fails, and what that means on track."""
+    f: Figures = result.overall[supplier]
+    limits = result.trial.criteria
+    good: list[str] = []
+    bad: list[str] = []
+    constant = math.isfinite(f.false_alarm_share) and f.false_alarm_share >= CONSTANT_ALARM
+    not_warned = f.saturated + f.missed
+    crossings = f.excursions
+    if crossings:
+        if not_warned == 0:
+            good.append(
+                f"warned the wearer of every one of its {crossings} true crossings with a "
+                f"fresh alert, {_s(f.time_to_alert_p50_s)} s after the crossing at the median "
+                f"and {_s(f.time_to_alert_p95_s)} s at the 95th percentile"
+            )
+        else:
+            parts = []
+            if f.saturated:
+                parts.append(f"{f.saturated} while its alarm was already on")
+            if f.missed:
+                parts.append(f"{f.missed} with no alarm at all")
+            bad.append(
+                f"gave no fresh alert for {not_warned} of {crossings} true crossings "
+                f"({', '.join(parts)})"
+            )
+            if f.detected:
+                good.append(
+                    f"alerted {f.detected} crossings, {_s(f.time_to_alert_p95_s)} s after the "
+                    "crossing at the 95th percentile"
+                )
+    tta = _verdict(result, supplier, "time_to_alert_p95_s")
+    if tta is not None and tta.status == FAIL:
+        bad.append(
+            f"its alerts are late: {_s(f.time_to_alert_p95_s)} s after the crossing at the "
+            f"95th percentile, against {tta.limit:g} s"
+        )
+    firmware = _check(result, "NRA24-05/firmware", supplier)
+    if firmware.status == "found":
+        bad.append(firmware.finding)
+    if constant:
+        bad.append(
+            f"its alarm is on {percent(f.false_alarm_share)} of the time while the wearer is "
+            f"truly safe (in breach {percent(f.breach_share)} of the time in all)"
+        )
+    elif math.isfinite(f.false_alerts_per_device_hour):
+        fa_limit = limits.get("false_alerts_per_device_hour", math.inf)
+        text = (
+            f"{f.false_alerts} false alerts in {f.device_hours:.1f} device-hours "
+            f"({_s(f.false_alerts_per_device_hour, 2)} an hour)"
+        )
+        (good if f.false_alerts_per_device_hour <= fa_limit else bad).append(text)
+    r95_limit = limits.get("r95_m", math.inf)
+    accuracy = f"positions within {_s(f.r95_m, 2)} m of the truth 95 % of the time"
+    (good if f.r95_m <= r95_limit else bad).append(
+        accuracy + ("" if f.r95_m <= r95_limit else f" (limit {r95_limit:g} m)")
+    )
+    fence = _check(result, "NRA24-05/fence", supplier)
+    if fence.status == FAIL:
+        bad.append(
+            f"its configured fence is {fence.figures.get('worst_offset_m', math.nan):.1f} m "
+            "from the surveyed boundary at worst"
+        )
+    drift = _check(result, "NRA24-05/configuration", supplier)
+    if drift.status == FAIL:
+        bad.append("devices ran a configuration other than the certified one: " + drift.finding)
+    avail_limit = limits.get("availability", 0.0)
+    availability = (
+        f"{percent(f.availability, 2)} of the fixes its certificate promises arrived "
+        f"({_s(f.unprotected_s / 60, 0)} min without protection over {f.device_hours:.0f} "
+        "device-hours)"
+    )
+    (good if f.availability >= avail_limit else bad).append(availability)
+    log = _check(result, "NRA24-05/breach-log", supplier)
+    if log.status == FAIL:
+        bad.append("the breach log " + log.finding.split(": ", 1)[-1])
+    agreement = _check(result, "NRA24-05/agreement", supplier)
+    at_fault = agreement.figures.get("at_fault", 0)
+    if at_fault:
+        bad.append(
+            f"on {at_fault} crossings it failed to alarm in time where another supplier's "
+            "device did"
+        )
+    # what it means on track
+    trl = result.readiness[supplier].trl
+    if constant:
+        headline = (
+            "Alarms almost all the time: a worker would be in alarm for most of the shift "
+            "and could not tell a real danger from the usual buzz. It does not protect."
+        )
+    elif not_warned and crossings:
+        headline = (
+            f"Leaves a worker unwarned on {percent(not_warned / crossings)} of crossings "
+            "out of the safe zone."
+        )
+    elif tta is not None and tta.status == FAIL:
+        headline = (
+            f"Warns a worker who strays, but late: {_s(f.time_to_alert_p95_s)} s after the "
+            "crossing for the slowest 5 %."
+        )
+    elif trl >= 6:
+        headline = "Warns a worker who strays from the safe zone, promptly, with alarms that stop."
+    else:
+        headline = "Has not shown that it protects a worker: see what fails."
+    verdict = result.overall_verdict(supplier)
+    undemonstrated = [v.what for v in result.verdicts[supplier] if v.status == NOT_DEMONSTRATED]
+    return {
+        "headline": headline,
+        "verdict": verdict,
+        "does_well": good,
+        "fails": bad,
+        "not_demonstrated": undemonstrated,
+    }
+
+
+def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> list[Finding]:
+    """Recommendations, most dangerous first; each failure once, specific to what was found."""
+    out: list[Finding] = []
+    criteria = result.trial.criteria
+    for s in suppliers:
+        f = result.overall[s]
+        folded = set()
+        for v in result.verdicts[s]:
+            if v.status == PASS:
+                continue
+            priority = 1 if v.criterion in UNWARNED else 2 if v.criterion in IGNORED else 3
+            text = _advice(result, s, v, f, plan)
+            if text:
+                out.append(Finding(s, priority if v.status == FAIL else 3, v.what, text))
+            folded |= {code for code, c in CHECK_CRITERION.items() if c == v.criterion}
+        for c in result.checks:
+            r = next(x for x in c.results if x.supplier == s)
+            if c.code in folded and CHECK_CRITERION.get(c.code) in criteria:
+                continue
+            if r.status not in ("fail", "found"):
+                continue
+            priority = 1 if c.code in ("NRA24-05/fence", "NRA24-05/agreement") else 3
+            out.append(Finding(s, priority, c.title, _check_advice(c, r)))
+    out.sort(key=lambda x: (x.priority, x.supplier))
+    return out
+
+
+def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | None) -> str:
+    unit = {"max": "at most", "min": "at least"}[v.direction]
+    if v.status == NOT_DEMONSTRATED:
+        need = next((n for n in plan.needs if n.criterion == v.criterion), None) if plan else None
+        if need is not None and not need.demonstrable.get(s, True):
+            return (
+                f"{v.what}: the trial is too small to show it ({unit} {v.limit:g}); it needs "
+                f"{need.needs} and gave {need.provided[s]:,.0f}. Extend the trial."
+            )
+        return (
+            f"{v.what}: measured {_value(v)}, but its bounds reach across the limit "
+            f"({unit} {v.limit:g}); more shifts are needed to tell."
+        )
+    if v.status == "not measured":
+        return f"{v.what} could not be measured: extend the trial to cover it."
+    c = v.criterion
+    if c == "detection_rate":
+        return (
+            f"{f.saturated + f.missed} of {f.excursions} true crossings had no fresh alert "
+            f"({f.saturated} with the alarm already on, {f.missed} with none): the supplier to "
+            "show why, crossing by crossing, before the device is worn on open lines."
+        )
+    if c == "false_alarm_share":
+        return (
+            f"The alarm is on {percent(f.false_alarm_share)} of the time while the wearer is "
+            "truly safe: an alarm that seldom stops teaches workers to ignore it. Check the "
+            "accuracy the device reports (its uncertainty circle), its fence, and that it "
+            "clears when the wearer steps back."
+        )
+    if c == "false_alerts_per_device_hour":
+        return (
+            f"{_s(f.false_alerts_per_device_hour, 2)} false alerts an hour (limit "
+            f"{v.limit:g}): reduce position jitter near the edge or the reported accuracy "
+            "that drives it."
+        )
+    if c == "time_to_alert_p95_s":
+        firmware = _check(result, "NRA24-05/firmware", s)
+        cause = f" {firmware.finding}." if firmware.status == "found" else ""
+        return (
+            f"Alerts are late: {_s(f.time_to_alert_p95_s)} s after the crossing at the 95th "
+            f"percentile, against {v.limit:g} s.{cause} Hold back the slow version until "
+            "alerts are within the limit."
+        )
+    if c == "fence_alignment_m":
+        return (
+            f"The configured fence is {v.value:.1f} m from the surveyed safe-zone boundary at "
+            f"worst (limit {v.limit:g} m): re-key it from the survey and check it before each "
+            "possession; a fence beyond the limit board alarms late or never."
+        )
+    if c == "availability":
+        return (
+            f"Only {percent(f.availability, 2)} of the fixes the certificate promises arrived "
+            f"(limit {percent(v.limit, 2)}): find where the fixes were lost (tunnels, "
+            "configuration, radio) and say how the wearer is warned when protection is lost."
+        )
+    if c == "alert_timing_spread_s":
+        return (
+            f"Time to alert varies by {_s(f.alert_timing_spread_s)} s between like crossings "
+            f"(p95 - p5, limit {v.limit:g} s): a worker cannot learn what the device will do."
+        )
+    if c == "breach_log_offset_p95_m":
+        log = _check(result, "NRA24-05/breach-log", s)
+        return f"The breach log does not show where the wearer was: {log.finding}."
+    if c == "r95_m":
+        return (
+            f"R95 is {_s(f.r95_m, 2)} m against {v.limit:g} m: the device cannot place a "
+            "worker within the clearances the fence relies on."
+        )
+    if c == "supplier_agreement":
+        agreement = _check(result, "NRA24-05/agreement", s)
+        return f"It alarms unlike the others: {agreement.finding}."
+    return f"{v.what} is {_value(v)} against a limit of {unit} {v.limit:g}."
+
+
+def _value(v: Verdict) -> str:
+    return f"{v.value:.3g}" if math.isfinite(v.value) else "not measured"
+
+
+def _check_advice(check: Check, r: SupplierFinding) -> str:
+    if check.code == "NRA24-05/configuration":
+        return f"Restore the certified configuration and lock it: {r.finding}."
+    if check.code == "NRA24-05/firmware":
+        return f"Qualify each firmware version before it is worn: {r.finding}."
+    return f"{check.title}: {r.finding}."
