@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from trials.checks import Check, SupplierFinding
+from trials.definition import CRITERIA
 from trials.design import Design
 from trials.figures import Figures
 from trials.score import TrialResult
@@ -50,6 +51,8 @@ PRIORITY_WORDS = {
     2: "alarms a worker learns to ignore",
     3: "evidence and records",
 }
+#: Criteria measured on detected crossings only: with none detected, detection says it all.
+DETECTED_ONLY = {"time_to_alert_p95_s", "alert_timing_spread_s"}
 #: Above this share of device time in breach while truly safe, the alarm is "constant".
 CONSTANT_ALARM = 0.5
 
@@ -123,23 +126,27 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
         )
     firmware = _check(result, "NRA24-05/firmware", supplier)
     if firmware.status == "found":
-        bad.append(firmware.finding)
+        bad.append("it " + firmware.finding)
     if constant:
         bad.append(
             f"its alarm is on {percent(f.false_alarm_share)} of the time while the wearer is "
             f"truly safe (in breach {percent(f.breach_share)} of the time in all)"
         )
     elif math.isfinite(f.false_alerts_per_device_hour):
-        fa_limit = limits.get("false_alerts_per_device_hour", math.inf)
         text = (
             f"{f.false_alerts} false alerts in {f.device_hours:.1f} device-hours "
             f"({_s(f.false_alerts_per_device_hour, 2)} an hour)"
         )
-        (good if f.false_alerts_per_device_hour <= fa_limit else bad).append(text)
+        _sort(result, supplier, "false_alerts_per_device_hour", text, good, bad)
     r95_limit = limits.get("r95_m", math.inf)
-    accuracy = f"positions within {_s(f.r95_m, 2)} m of the truth 95 % of the time"
-    (good if f.r95_m <= r95_limit else bad).append(
-        accuracy + ("" if f.r95_m <= r95_limit else f" (limit {r95_limit:g} m)")
+    _sort(
+        result,
+        supplier,
+        "r95_m",
+        f"positions within {_s(f.r95_m, 2)} m of the truth 95 % of the time"
+        + ("" if f.r95_m <= r95_limit else f" (limit {r95_limit:g} m)"),
+        good,
+        bad,
     )
     fence = _check(result, "NRA24-05/fence", supplier)
     if fence.status == FAIL:
@@ -150,16 +157,18 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
     drift = _check(result, "NRA24-05/configuration", supplier)
     if drift.status == FAIL:
         bad.append("devices ran a configuration other than the certified one: " + drift.finding)
-    avail_limit = limits.get("availability", 0.0)
     availability = (
         f"{percent(f.availability, 2)} of the fixes its certificate promises arrived "
         f"({_s(f.unprotected_s / 60, 0)} min without protection over {f.device_hours:.0f} "
         "device-hours)"
     )
-    (good if f.availability >= avail_limit else bad).append(availability)
+    _sort(result, supplier, "availability", availability, good, bad)
     log = _check(result, "NRA24-05/breach-log", supplier)
     if log.status == FAIL:
-        bad.append("the breach log " + log.finding.split(": ", 1)[-1])
+        bad.append(
+            f"its breach log places the wearer {_s(log.figures.get('worst_p95_m', math.nan), 1)}"
+            " m (95th percentile) from where they truly were"
+        )
     agreement = _check(result, "NRA24-05/agreement", supplier)
     at_fault = agreement.figures.get("at_fault", 0)
     if at_fault:
@@ -199,6 +208,18 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
     }
 
 
+def _sort(
+    result: TrialResult, supplier: str, criterion: str, text: str, good: list, bad: list
+) -> None:
+    """Put a sentence where its verdict says: shown met, shown missed, or neither (then it
+    is named among what the trial did not demonstrate, and not here)."""
+    v = _verdict(result, supplier, criterion)
+    if v is None or v.status == PASS:
+        good.append(text)
+    elif v.status == FAIL:
+        bad.append(text)
+
+
 def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> list[Finding]:
     """Recommendations, most dangerous first; each failure once, specific to what was found."""
     out: list[Finding] = []
@@ -214,9 +235,14 @@ def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> 
             if text:
                 out.append(Finding(s, priority if v.status == FAIL else 3, v.what, text))
             folded |= {code for code, c in CHECK_CRITERION.items() if c == v.criterion}
+        tta = _verdict(result, s, "time_to_alert_p95_s")
+        if tta is not None and tta.status == FAIL:
+            folded.add("NRA24-05/firmware")  # named as the cause of late alerts, once
         for c in result.checks:
             r = next(x for x in c.results if x.supplier == s)
-            if c.code in folded and CHECK_CRITERION.get(c.code) in criteria:
+            if c.code in folded and (
+                CHECK_CRITERION.get(c.code) in criteria or c.code == "NRA24-05/firmware"
+            ):
                 continue
             if r.status not in ("fail", "found"):
                 continue
@@ -228,19 +254,23 @@ def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> 
 
 def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | None) -> str:
     unit = {"max": "at most", "min": "at least"}[v.direction]
+    what = v.what[0].upper() + v.what[1:]
+    limit = f"{unit} {_value(v, v.limit)}"
     if v.status == NOT_DEMONSTRATED:
         need = next((n for n in plan.needs if n.criterion == v.criterion), None) if plan else None
         if need is not None and not need.demonstrable.get(s, True):
             return (
-                f"{v.what}: the trial is too small to show it ({unit} {v.limit:g}); it needs "
+                f"{what}: the trial is too small to show it ({limit}); it needs "
                 f"{need.needs} and gave {need.provided[s]:,.0f}. Extend the trial."
             )
         return (
-            f"{v.what}: measured {_value(v)}, but its bounds reach across the limit "
-            f"({unit} {v.limit:g}); more shifts are needed to tell."
+            f"{what}: measured {_value(v)}, but its bounds reach across the limit ({limit}); "
+            "more shifts are needed to tell."
         )
     if v.status == "not measured":
-        return f"{v.what} could not be measured: extend the trial to cover it."
+        if v.criterion in DETECTED_ONLY and f.excursions and not f.detected:
+            return ""  # nothing detected: said once, under detection
+        return f"{what} could not be measured: extend the trial to cover it."
     c = v.criterion
     if c == "detection_rate":
         return (
@@ -263,7 +293,7 @@ def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | 
         )
     if c == "time_to_alert_p95_s":
         firmware = _check(result, "NRA24-05/firmware", s)
-        cause = f" {firmware.finding}." if firmware.status == "found" else ""
+        cause = f" The device {firmware.finding}." if firmware.status == "found" else ""
         return (
             f"Alerts are late: {_s(f.time_to_alert_p95_s)} s after the crossing at the 95th "
             f"percentile, against {v.limit:g} s.{cause} Hold back the slow version until "
@@ -300,8 +330,16 @@ def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | 
     return f"{v.what} is {_value(v)} against a limit of {unit} {v.limit:g}."
 
 
-def _value(v: Verdict) -> str:
-    return f"{v.value:.3g}" if math.isfinite(v.value) else "not measured"
+def _value(v: Verdict, value: float | None = None) -> str:
+    """A criterion's figure (or its limit) in the criterion's own unit."""
+    value = v.value if value is None else value
+    if not math.isfinite(value):
+        return "not measured"
+    unit = CRITERIA[v.criterion][2]
+    if unit.startswith("a share"):
+        return percent(value, 2)
+    suffix = {"metres": "\u00a0m", "seconds": "\u00a0s", "per hour": " per device-hour"}
+    return f"{value:.3g}{suffix.get(unit, '')}"
 
 
 def _check_advice(check: Check, r: SupplierFinding) -> str:

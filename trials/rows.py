@@ -182,7 +182,8 @@ def build_rows(
             w.excursion_start_ms, w.excursion_end_ms, w.alert_ms, w.alert_end_ms, lead_s=lead_s
         )
         n = w.excursion_start_ms.size
-        alerted_at = np.where(found.detected, w.alert_ms[np.maximum(found.alert, 0)], 0)
+        alerted_at = np.zeros(n, dtype=np.int64)  # a device with no alert at all is scored too
+        alerted_at[found.detected] = w.alert_ms[found.alert[found.detected]]
         truly = np.interp(alerted_at, w.truth_ms, w.truth_distance_m)
         overshoot = np.where(found.detected, np.maximum(0.0, -truly), np.nan)
         before = np.interp(w.excursion_start_ms - SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
