@@ -25,7 +25,7 @@ from trials.score import TrialResult
 from trials.verdict import METHOD
 
 REPORT_SCHEMA = "trackfence-trial-report"
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: verdicts on bounds, fresh-alert detection, true_crossings
 
 SECTIONS = (
     ("executive_summary", "1 Executive summary"),

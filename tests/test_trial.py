@@ -229,7 +229,7 @@ def test_the_reports_exist_in_every_form_and_agree(embedded_run):
         for ext in ("html", "pdf", "json", "md"):
             assert (folder / f"{name}.{ext}").stat().st_size > 1000, f"{name}.{ext}"
     doc = _report(embedded_run)
-    assert doc["schema"] == "trackfence-trial-report" and doc["schema_version"] == 1
+    assert doc["schema"] == "trackfence-trial-report" and doc["schema_version"] == 2
     html = (folder / "summary.html").read_text()
     markdown = (folder / "summary.md").read_text()
     from reporting.render import fig
@@ -407,3 +407,19 @@ def test_an_rfid_supplier_is_read_at_the_scenario_readers(trial_file, tmp_path):
         .fetchone()
     )
     assert reads[0] >= 3 and reads[1] == 1  # three passes, each read, each located at the site
+
+
+def test_the_plan_says_what_each_criterion_needs_before_anything_is_run(trial_file, capsys):
+    # the example trial is designed to demonstrate its criteria: 299+ crossings a supplier,
+    # every scenario with crossings
+    assert main(["trial", "plan", str(ROOT / "examples" / "trials" / "three-suppliers.toml")]) == 0
+    shown = capsys.readouterr().out
+    assert "needs 299 crossings with none missed" in shown
+    assert "gives acme 360 · gnssco 360 · phones 360 crossings" in shown
+    assert "under-overbridge 45" in shown and "SHORT" not in shown
+    # the failure-mode trial is far too small, and says so, criterion by criterion
+    assert main(["trial", "plan", str(trial_file)]) == 1
+    shown = capsys.readouterr().out
+    assert "cannot be demonstrated: share of true crossings detected by a fresh alert: " in shown
+    assert "needs 299 crossings" in shown and "good 24" in shown
+    assert "time to alert, 95th percentile: needs 59 alerted crossings" in shown

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from trials.intervals import block_bootstrap_percentile, wilson
 from trials.metrics import accuracy, availability, detection
 
 TRUTH_T = np.array([0, 10_000])
@@ -42,43 +41,6 @@ def test_fixes_outside_the_truth_are_not_scored_against_a_guess():
     t = np.array([-5000, 5000, 15_000])
     a = accuracy(t, t / 1000, np.zeros(3), TRUTH_T, TRUTH_X, TRUTH_Y)
     assert a.fixes == 1
-
-
-@pytest.mark.parametrize(
-    ("k", "n", "low", "high"),
-    [
-        (0, 10, 0.0, 0.2775),
-        (10, 10, 0.7225, 1.0),
-        (5, 10, 0.2366, 0.7634),
-        (95, 100, 0.8882, 0.9785),
-    ],
-)
-def test_wilson_interval_matches_its_published_values(k, n, low, high):
-    lo, hi = wilson(k, n)
-    assert (lo, hi) == pytest.approx((low, high), abs=1e-4)
-
-
-def test_wilson_refuses_impossible_counts_and_says_nothing_of_no_trials():
-    with pytest.raises(ValueError):
-        wilson(11, 10)
-    assert all(math.isnan(v) for v in wilson(0, 0))
-
-
-def test_block_bootstrap_brackets_the_percentile_and_respects_correlation(monkeypatch):
-    from trials import intervals
-
-    # the exact moving-block path (long series take the block-CDF path, tested below)
-    monkeypatch.setattr(intervals, "EXACT_LIMIT", 10**9)
-    rng = np.random.default_rng(3)
-    white = rng.normal(size=20_000)
-    lo, hi = block_bootstrap_percentile(white, 50, block=1)
-    assert lo < np.median(white) < hi
-    assert lo < 0 < hi  # the true median
-    # a slowly wandering series knows its median less well than white noise does
-    walk = np.convolve(rng.normal(size=20_100), np.ones(100) / 10, mode="valid")[:20_000]
-    wl, wh = block_bootstrap_percentile(walk, 50, block=200)
-    naive_l, naive_h = block_bootstrap_percentile(walk, 50, block=1)
-    assert (wh - wl) > 2 * (naive_h - naive_l)
 
 
 def test_detection_of_known_excursions_with_known_alert_times():
@@ -155,20 +117,6 @@ def test_a_breach_held_across_the_crossing_is_saturated_and_its_start_is_false()
     # the same breach cleared before the window opened: missed (not saturated), still false
     early = detection(starts, ends, np.array([-40_000]), np.array([20_000]), lead_s=5.0)
     assert not early.detected[0] and not early.saturated[0] and early.false_alerts == 1
-
-
-def test_block_cdf_bootstrap_agrees_with_the_exact_one():
-    from devices.sim.noise import gauss_markov
-    from trials import intervals
-
-    errors = gauss_markov(np.random.default_rng(3), (2, 60_000), 0.3, np.exp(-1 / 20))
-    radial = np.hypot(errors[0], errors[1])
-    for q in (50, 95):
-        exact = intervals.block_bootstrap_percentile(radial, q, resamples=300)  # exact path
-        fast = intervals._block_cdf_bootstrap(radial, (q,), 50, 1000, 0, 0.95)[0]
-        width = exact[1] - exact[0]
-        assert abs(fast[0] - exact[0]) < 0.25 * width and abs(fast[1] - exact[1]) < 0.25 * width
-        assert fast[0] < np.percentile(radial, q) < fast[1]
 
 
 def test_false_alarm_time_counts_breach_while_truly_safe_away_from_excursions():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sqlite3
 import tomllib
 from collections import defaultdict
@@ -46,9 +47,67 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     return path, out
 
 
+def _doctor(run: tuple[Path, Path], copy: Path) -> Path:
+    """A copy of the run whose store plants what the real run never shows, re-scored.
+
+    The walker's device (good-1) on the first shift loses the fresh breach of its second
+    crossing and gains one 40 s before that crossing's window opens, still on when it
+    opens (a saturated crossing, a false alert and false-alarm time); the lookout's device
+    (good-2), truly safe all shift, gains a breach that lasts to the end of the shift.
+    """
+    trial_path, out = run
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    first = manifest["shifts"][0]
+    db = sqlite3.connect(copy / "trial.sqlite")
+
+    def plant(device: str, near_ms: int) -> None:
+        # a breach raised by a fix the device really sent and ingest really stored
+        seq, fix_ms, site, distance = db.execute(
+            "SELECT seq, fix_ms, site, distance_m FROM fixes WHERE device_id = ? "
+            "AND fix_ms >= ? ORDER BY fix_ms LIMIT 1",
+            (device, near_ms),
+        ).fetchone()
+        db.execute(
+            "INSERT INTO events (device_id, kind, event_ms, seq, site, fence, distance_m) "
+            "VALUES (?, 'breach', ?, ?, ?, NULL, ?)",
+            (device, fix_ms, seq, site, distance),
+        )
+
+    walker = "good/good-1"
+    second = db.execute(
+        "SELECT start_ms, end_ms FROM true_excursions WHERE run_id = ? AND device_id = ? "
+        "ORDER BY start_ms LIMIT 1 OFFSET 1",
+        (first["run_id"], walker),
+    ).fetchone()
+    deleted = db.execute(
+        "DELETE FROM events WHERE device_id = ? AND kind = 'breach' AND event_ms BETWEEN ? AND ?",
+        (walker, second[0] - 5000, second[1]),
+    ).rowcount
+    assert deleted == 1
+    plant(walker, second[0] - 45_000)
+    plant("good/good-2", first["start_ms"] + 300_000)
+    db.commit()
+    db.close()
+    manifest["db"] = f"sqlite:///{copy / 'trial.sqlite'}"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["trial", "score", str(trial_path), "--out", str(copy), "--formats", "json"]) == 0
+    return copy
+
+
 @pytest.fixture(scope="module")
-def report(run) -> dict:
-    return json.loads((run[1] / "report" / "summary.json").read_text())
+def doctored(run, tmp_path_factory) -> tuple[Path, Path]:
+    return run[0], _doctor(run, tmp_path_factory.mktemp("doctored") / "run")
+
+
+@pytest.fixture(scope="module", params=["as run", "doctored"])
+def case(request) -> tuple[Path, Path]:
+    return request.getfixturevalue("run" if request.param == "as run" else "doctored")
+
+
+@pytest.fixture(scope="module")
+def report(case) -> dict:
+    return json.loads((case[1] / "report" / "summary.json").read_text())
 
 
 def _site_frame(site_file: str):
@@ -97,8 +156,11 @@ class Recomputed:
 
 
 @pytest.fixture(scope="module")
-def recomputed(run) -> Recomputed:
-    trial_path, out = run
+def recomputed(case) -> Recomputed:
+    return _recompute(*case)
+
+
+def _recompute(trial_path: Path, out: Path) -> Recomputed:
     manifest = json.loads((out / "manifest.json").read_text())
     scoring = load_trial(trial_path).scoring
     lead_ms = round(scoring.alert_lead_s * 1000)
@@ -362,3 +424,16 @@ def test_no_crossing_is_credited_to_an_alarm_already_on(report, recomputed):
         # and the report credits no more detections than fresh alerts give
         fresh = sum(c.first_alert_ms is not None for c in mine.crossings)
         assert _alerting(report, key)["detected"] == fresh, key
+
+
+def test_the_doctored_store_gives_the_figures_something_to_disagree_on(doctored):
+    # the run itself has no saturated crossing and no false alert: the copy has both, so
+    # the agreement above is not merely zero against zero
+    doc = json.loads((doctored[1] / "report" / "summary.json").read_text())
+    good = _alerting(doc, "good")
+    assert (good["excursions"], good["detected"], good["saturated"]) == (9, 8, 1)
+    assert good["false_alerts"] == 2
+    # about 35 s before the walker's window opened and 180 s of the lookout's shift
+    assert 200 < good["false_alarm_share"] * good["device_hours"] * 3600 < 230
+    # the other suppliers are untouched
+    assert _alerting(doc, "fence")["false_alerts"] == 0

@@ -180,19 +180,14 @@ def provided_by_plan(trial: Trial) -> dict[str, Provision]:
 
 
 def design_table(d: Design) -> str:
-    """The design as a plain-text table (for the terminal)."""
-    suppliers = list(d.provisions)
-    width = max(len(n.what) for n in d.needs) if d.needs else 10
-    width = min(width, 60)
-    head = f"{'criterion':<{width}}  {'needs':<44}" + "".join(f"  {s:>14}" for s in suppliers)
-    lines = [head]
+    """The design as plain text for the terminal: per criterion, its need and each supplier."""
+    lines = []
     for n in d.needs:
-        cells = "".join(
-            f"  {_count(round(n.provided[s], 1)) + (' ok' if n.demonstrable[s] else ' SHORT'):>14}"
-            for s in suppliers
+        given = " · ".join(
+            f"{s} {_count(round(n.provided[s], 1))}{'' if n.demonstrable[s] else ' (SHORT)'}"
+            for s in d.provisions
         )
-        lines.append(f"{n.what[:width]:<{width}}  {n.needs[:44]:<44}{cells}")
-    lines.append("")
+        lines += [n.what, f"    needs {n.needs}", f"    gives {given} {n.unit}", ""]
     for s, p in d.provisions.items():
         by = ", ".join(f"{k} {v}" for k, v in sorted(p.crossings_by_scenario.items()))
         lines.append(

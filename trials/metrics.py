@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trials.intervals import block_bootstrap_percentile, wilson
+from trials.intervals import clopper_pearson, cluster_bootstrap_percentiles
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,16 @@ def accuracy(
         return Accuracy(0, nan, (nan, nan), nan, (nan, nan), nan, nan, nan, nan, nan)
     radial = np.hypot(dx, dy)
     mean_x, mean_y = float(dx.mean()), float(dy.mean())
+    # one device's errors are a correlated series: resample whole blocks of `block` fixes
+    blocks = np.full(radial.size // block, block)
+    blocks = np.r_[blocks, radial.size - blocks.sum()] if radial.size % block else blocks
+    cep50_ci, r95_ci = cluster_bootstrap_percentiles(radial, blocks, (50, 95))
     return Accuracy(
         fixes=int(radial.size),
         cep50_m=float(np.percentile(radial, 50)),
-        cep50_ci_m=block_bootstrap_percentile(radial, 50, block=block),
+        cep50_ci_m=cep50_ci,
         r95_m=float(np.percentile(radial, 95)),
-        r95_ci_m=block_bootstrap_percentile(radial, 95, block=block),
+        r95_ci_m=r95_ci,
         max_m=float(radial.max()),
         drms2_m=float(2 * np.sqrt(np.mean(dx * dx + dy * dy))),
         bias_east_m=mean_x,
@@ -246,7 +250,7 @@ def availability(
         expected=expected,
         received=received,
         availability=received / expected,
-        availability_ci=wilson(received, expected),
+        availability_ci=clopper_pearson(received, expected),
         gaps=int((silences > gap_s).sum()),
         unprotected_s=float(np.maximum(0.0, silences - lost_after_s).sum()),
     )
