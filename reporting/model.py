@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -117,7 +118,8 @@ def build_document(
 ) -> dict:
     """The comparative report (supplier=None) or one supplier's report."""
     trial = result.trial
-    keys = [s.key for s in trial.suppliers] if supplier is None else [supplier]
+    everyone = [s.key for s in trial.suppliers]
+    keys = everyone if supplier is None else [supplier]
     manifest = result.manifest
     shifts = manifest["shifts"]
     ds = result.rows.device_shifts
@@ -264,12 +266,16 @@ def build_document(
                         "title": c.title,
                         "question": c.question,
                         "status": c.status if supplier is None else _result(c, supplier).status,
-                        "results": [clean(asdict(r)) for r in c.results if r.supplier in keys],
-                        "details": [d for d in c.details if supplier is None or supplier in d],
+                        "results": [_finding(r, supplier) for r in c.results if r.supplier in keys],
+                        "details": [
+                            _case(d, supplier)
+                            for d in c.details
+                            if supplier is None or supplier in d["outcomes"]
+                        ],
                     }
                     for c in result.checks
                 ],
-                "missing_data": result.missing,
+                "missing_data": _own(result.missing, supplier, everyone),
             },
             "readiness": {
                 s: {"trl": result.readiness[s].trl, "rationale": result.readiness[s].rationale}
@@ -334,6 +340,40 @@ def _solution(result: TrialResult, key: str) -> dict:
     }
 
 
+def _case(case: dict, supplier: str | None) -> str:
+    """One crossing the suppliers alarmed differently on, as this report's reader may see it:
+    the comparative report names every supplier; a supplier's own names only itself."""
+    outcomes = case["outcomes"]
+    if supplier is None:
+        said = ", ".join(f"{s} {t}" for s, t in sorted(outcomes.items()))
+        return f"{case['crossing']}: time to alert {said}"
+    others = [s for s in outcomes if s != supplier]
+    in_time = sum(case["in_time"][s] for s in others)
+    return (
+        f"{case['crossing']}: time to alert {supplier} {outcomes[supplier]}; "
+        f"{in_time} of {len(others)} other supplier(s) alarmed in time"
+    )
+
+
+def _own(lines: list[str], supplier: str | None, everyone: list[str]) -> list[str]:
+    """The lines a supplier's report may carry: none that names another supplier."""
+    if supplier is None:
+        return list(lines)
+    others = "|".join(re.escape(s) for s in everyone if s != supplier)
+    if not others:
+        return list(lines)
+    pattern = re.compile(rf"\b({others})\b")
+    return [line for line in lines if not pattern.search(line)]
+
+
+def _finding(r, supplier: str | None) -> dict:
+    """A check's finding for this report: in a supplier's own, shares with others unnamed."""
+    found = clean(asdict(r))
+    if supplier is not None and isinstance(found["figures"].get("pairwise"), dict):
+        found["figures"]["pairwise"] = sorted(found["figures"]["pairwise"].values())
+    return found
+
+
 def _feedback(result: TrialResult, keys: list[str]) -> dict:
     fb = result.feedback
     if fb is None:
@@ -343,7 +383,11 @@ def _feedback(result: TrialResult, keys: list[str]) -> dict:
         "respondents": fb.respondents,
         "by_supplier": {s: [asdict(q) for q in fb.by_supplier.get(s, [])] for s in keys},
         "comments": {s: fb.comments.get(s, []) for s in keys},
-        "problems": fb.problems,
+        "problems": _own(
+            fb.problems,
+            keys[0] if len(keys) == 1 else None,
+            [s.key for s in result.trial.suppliers],
+        ),
     }
 
 
@@ -364,5 +408,5 @@ def _design(design: Design, keys: list[str]) -> dict:
         ],
         "crossings_by_scenario": {s: design.provisions[s].crossings_by_scenario for s in keys},
         "untested_scenarios": {s: design.untested_scenarios.get(s, []) for s in keys},
-        "shortfalls": [line for line in design.shortfalls() if any(k in line for k in keys)],
+        "shortfalls": design.shortfalls(keys),
     }

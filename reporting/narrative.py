@@ -68,6 +68,14 @@ def _s(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "not measured"
 
 
+def _when(seconds: float) -> str:
+    """A time to alert in words: before or after the crossing, never a negative delay."""
+    if not math.isfinite(seconds):
+        return "not measured"
+    side = "before" if seconds < 0 else "after"
+    return f"{abs(seconds):.1f} s {side} the crossing"
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing to do, for one supplier, ranked by what it would do to a worker."""
@@ -94,19 +102,29 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
     good: list[str] = []
     bad: list[str] = []
     constant = math.isfinite(f.false_alarm_share) and f.false_alarm_share >= CONSTANT_ALARM
-    not_warned = f.saturated + f.missed
+    not_warned = f.excursions - f.detected
     crossings = f.excursions
+    detection = _verdict(result, supplier, "detection_rate")
     if crossings:
+        timing = (
+            f"{_when(f.time_to_alert_p50_s)} at the median and "
+            f"{_when(f.time_to_alert_p95_s)} at the 95th percentile"
+        )
         if not_warned == 0:
-            good.append(
-                f"warned the wearer of every one of its {crossings} true crossings with a "
-                f"fresh alert, {_s(f.time_to_alert_p50_s)} s after the crossing at the median "
-                f"and {_s(f.time_to_alert_p95_s)} s at the 95th percentile"
+            text = (
+                f"gave a fresh alert for every one of its {crossings} true crossings, {timing}"
             )
+            if detection is not None and detection.status != PASS:
+                text += ", though with alarms this frequent that is no proof of detection"
+                bad.append(text)
+            else:
+                good.append(text)
         else:
             parts = []
             if f.saturated:
                 parts.append(f"{f.saturated} while its alarm was already on")
+            if f.late:
+                parts.append(f"{f.late} alerted only after the wearer was back")
             if f.missed:
                 parts.append(f"{f.missed} with no alarm at all")
             bad.append(
@@ -114,15 +132,12 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
                 f"({', '.join(parts)})"
             )
             if f.detected:
-                good.append(
-                    f"alerted {f.detected} crossings, {_s(f.time_to_alert_p95_s)} s after the "
-                    "crossing at the 95th percentile"
-                )
+                good.append(f"alerted {f.detected} crossings, {timing}")
     tta = _verdict(result, supplier, "time_to_alert_p95_s")
     if tta is not None and tta.status == FAIL:
         bad.append(
-            f"its alerts are late: {_s(f.time_to_alert_p95_s)} s after the crossing at the "
-            f"95th percentile, against {tta.limit:g} s"
+            f"its alerts are late: {_when(f.time_to_alert_p95_s)} at the 95th percentile, "
+            f"against {tta.limit:g} s"
         )
     firmware = _check(result, "NRA24-05/firmware", supplier)
     if firmware.status == "found":
@@ -187,6 +202,14 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
         headline = (
             f"Leaves a worker unwarned on {percent(not_warned / crossings)} of crossings "
             "out of the safe zone."
+        )
+    elif _verdict(result, supplier, "false_alerts_per_device_hour") is not None and (
+        _verdict(result, supplier, "false_alerts_per_device_hour").status == FAIL
+    ):
+        headline = (
+            f"Alarms without cause {_s(f.false_alerts_per_device_hour, 1)} times an hour: a "
+            "worker would learn to ignore it, and its alerts at crossings cannot be told from "
+            "chance."
         )
     elif tta is not None and tta.status == FAIL:
         headline = (
@@ -295,7 +318,7 @@ def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | 
         firmware = _check(result, "NRA24-05/firmware", s)
         cause = f" The device {firmware.finding}." if firmware.status == "found" else ""
         return (
-            f"Alerts are late: {_s(f.time_to_alert_p95_s)} s after the crossing at the 95th "
+            f"Alerts are late: {_when(f.time_to_alert_p95_s)} at the 95th "
             f"percentile, against {v.limit:g} s.{cause} Hold back the slow version until "
             "alerts are within the limit."
         )

@@ -160,3 +160,89 @@ def test_depth_and_overshoot_are_measured_not_clamped():
 
     edge = shapely.union_all([z.geometry for z in site.safe_zones]).boundary
     assert -exact == pytest.approx(shapely.distance(edge, shapely.Point(x[0], y[0])))
+
+
+def _judged(worn, criteria=None):
+    from trials.verdict import rank
+
+    criteria = criteria or {
+        "detection_rate": 0.99,
+        "time_to_alert_p95_s": 2.0,
+        "false_alerts_per_device_hour": 0.5,
+        "false_alarm_share": 0.02,
+        "availability": 0.995,
+        "r95_m": 1.0,
+    }
+    f = {name: figures(build_rows(w), supplier="a") for name, w in worn.items()}
+    verdicts = {name: judge(f[name], criteria, {}) for name in worn}
+    return f, verdicts, {r.supplier: r for r in rank(verdicts, f)}
+
+
+def _many(alerts, k: int = 12, **more):
+    return [_shift(alerts, shift=i, device_id=f"a/{i % 3}", **more) for i in range(k)]
+
+
+def test_a_device_beeping_on_a_timer_is_not_credited_and_ranks_below_a_useful_one():
+    from trials.score import readiness
+
+    timer = ([t for t in range(0, 600_000, 3000)], [t + 50 for t in range(0, 600_000, 3000)])
+    useful = ([101_000, 251_000, 401_000], [125_000, 275_000, 425_000])
+    mute = ([], [])
+    f, verdicts, ranks = _judged({"timer": _many(timer), "useful": _many(useful),
+                                  "mute": _many(mute)})  # fmt: skip
+    status = {n: {v.criterion: v.status for v in vs} for n, vs in verdicts.items()}
+    # every crossing has a beep in its window, by chance; that is no detection
+    assert f["timer"].detected == f["timer"].excursions
+    assert status["timer"]["detection_rate"] == NOT_DEMONSTRATED
+    assert status["timer"]["false_alerts_per_device_hour"] == FAIL
+    assert readiness(verdicts["timer"], [], "timer").trl == 5
+    # a device that never alarms passes accuracy and false alarms, and still ranks last
+    assert status["mute"]["false_alarm_share"] == PASS and status["mute"]["r95_m"] == PASS
+    assert ranks["useful"].position < ranks["timer"].position
+    assert ranks["useful"].position < ranks["mute"].position
+
+
+def test_a_burst_then_silence_is_charged_for_the_silence():
+    # ten times the promised rate for the first minute of each shift, then nothing
+    burst = np.arange(0, 60_000, 100)
+    worn = _many(([], []), fix_ms=burst, x_m=np.zeros(burst.size), y_m=np.zeros(burst.size),
+                 decide_ms=np.ones(burst.size), sent_fix_ms=burst)  # fmt: skip
+    f = figures(build_rows(worn), supplier="a")
+    assert f.availability == pytest.approx(60 / 600)  # slots covered, not fixes counted
+    assert outcome(f.availability, f.availability_ci, 0.995, "min") == FAIL
+
+
+def test_a_re_crossing_before_the_wearer_is_safely_back_is_the_same_excursion():
+    # out 100-120 s, back for 0.3 s, out again to 135 s: one alarm held throughout
+    worn = _shift(([101_000], [141_000]), excursion_start_ms=np.array([100_000, 120_300]),
+                  excursion_end_ms=np.array([120_000, 135_000]),
+                  excursion_depth_m=np.array([0.4, 0.9]))  # fmt: skip
+    rows = build_rows([worn])
+    ex = rows.excursions
+    assert len(ex) == 1 and ex.detected[0] and not ex.saturated[0]
+    assert ex.end_ms[0] == 135_000 and ex.depth_m[0] == 0.9  # the deepest part
+
+
+def test_an_alert_after_the_wearer_is_back_is_late_not_no_alarm():
+    # each crossing alerted 1 s after the return
+    alerts = ([121_000, 271_000, 421_000], [130_000, 280_000, 430_000])
+    f = figures(build_rows(_many(alerts)), supplier="a")
+    assert (f.detected, f.late, f.missed) == (0, 36, 0)
+
+
+def test_clustered_misses_widen_detection_beyond_the_binomial_bound():
+    from trials.intervals import clopper_pearson
+
+    # the device misses every crossing on a third of its shifts (say, under a bridge)
+    good = ([101_000, 251_000, 401_000], [125_000, 275_000, 425_000])
+    worn = [_shift(good if i % 3 else ([], []), shift=i, device_id=f"a/{i % 3}")
+            for i in range(30)]  # fmt: skip
+    f = figures(build_rows(worn), supplier="a")
+    exact = clopper_pearson(f.detected, f.excursions)
+    assert f.detection_ci[0] < exact[0] and f.detection_ci[1] > exact[1]
+
+
+def test_an_interval_that_is_not_one_claims_nothing():
+    assert outcome(0.5, (0.6, 0.4), 1.0, "max") == NOT_DEMONSTRATED
+    assert outcome(0.5, (0.6, 0.4), 0.1, "min") == NOT_DEMONSTRATED
+    assert outcome(0.5, (math.nan, math.nan), 1.0, "max") == NOT_DEMONSTRATED

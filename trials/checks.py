@@ -50,7 +50,9 @@ class Check:
     title: str
     question: str
     results: tuple[SupplierFinding, ...]
-    details: tuple[str, ...] = ()  # the individual cases behind the findings
+    #: the individual cases behind the findings: {"crossing": words, "outcomes": {supplier:
+    #: words}, "in_time": {supplier: bool}}; a report shows each reader only what is theirs
+    details: tuple[dict, ...] = ()
 
     @property
     def status(self) -> str:
@@ -91,16 +93,20 @@ def fence_alignment(trial: Trial, load: Callable[[object], Site], sites_used: li
                 continue  # decided on the surveyed fence itself: offset 0 by construction
             offset = fence_offset_m(load(configured), load(ref_file))
             where.append(f"{load(ref_file).name}: {offset:.2f} m")
-            worst = max(worst, offset)
+            # an offset that cannot be measured (an empty fence) is never read as aligned
+            worst = offset if not math.isfinite(offset) else max(worst, offset)
+            if not math.isfinite(offset):
+                break
         if not where:
             finding = "decided on the surveyed fences (no supplier-configured copy)"
         else:
             finding = "configured fence against the survey, worst offset " + "; ".join(where)
+        status = NOT_ASSESSED if not math.isfinite(worst) else PASS if worst <= limit else FAIL
         results.append(
             SupplierFinding(
                 s.key,
-                PASS if worst <= limit else FAIL,
-                finding + ("" if worst <= limit else f" (limit {limit:g} m)"),
+                status,
+                finding + (f" (limit {limit:g} m)" if status == FAIL else ""),
                 {"worst_offset_m": worst, "limit_m": limit},
             )
         )
@@ -178,6 +184,7 @@ def alarm_timing(trial: Trial, rows: Rows, overall: dict[str, Figures]) -> Check
 
 
 def _pct(values: np.ndarray, q: float) -> float:
+    values = values[np.isfinite(values)]
     return float(np.percentile(values, q)) if values.size else math.nan
 
 
@@ -208,9 +215,12 @@ def firmware_differences(trial: Trial, rows: Rows) -> Check:
     difference is clear), so each pair is tested directly at the trial's confidence:
     time to alert by the Mann-Whitney U test over crossings, detection by Fisher's
     exact test, accuracy by the Mann-Whitney U test over device-shifts' R95 (the fixes
-    of one shift are not independent; the shifts are).
+    of one shift are not independent; the shifts are); each at a third of the error
+    rate, so a pair of versions is called different at the trial's confidence.
     """
-    alpha = 1 - trial.scoring.confidence
+    # three tests a pair of versions: each at a third of the error rate (Bonferroni), so
+    # that a pair found different is different at the trial's confidence
+    alpha = (1 - trial.scoring.confidence) / 3
     ds, ex = rows.device_shifts, rows.excursions
     results = []
     for s in trial.suppliers:
@@ -445,13 +455,12 @@ def supplier_agreement(trial: Trial, rows: Rows) -> Check:
             at_fault[s] += 1
         if late:
             i0 = next(iter(m.values()))
-            said = ", ".join(
-                f"{s} {tta[i]:+.1f} s" if ex.detected[i]
-                else f"{s} {'saturated' if ex.saturated[i] else 'missed'}"
-                for s, i in sorted(m.items())
-            )  # fmt: skip
             disagreements.append(
-                f"{ex.repeat_key[i0].rsplit('/', 1)[0]} on {_date(ex, i0)}: time to alert {said}"
+                {
+                    "crossing": f"{ex.repeat_key[i0].rsplit('/', 1)[0]} on {_date(ex, i0)}",
+                    "outcomes": {s: _said(ex, tta, i) for s, i in sorted(m.items())},
+                    "in_time": {s: bool(in_time[i]) for s, i in m.items()},
+                }
             )
     n = len(shared)
     pairwise = {(a, b): k / n for (a, b), k in alike.items()} if n else {}
@@ -466,18 +475,17 @@ def supplier_agreement(trial: Trial, rows: Rows) -> Check:
         status = FOUND if at_fault[s] else PASS
         if limit is not None:
             status = outcome(share, interval, limit, "min")
-        pairs = "; ".join(
-            f"with {b if a == s else a} on {k / n:.0%}"
-            for (a, b), k in alike.items()
-            if s in (a, b)
-        )
+        # named in the figures (the comparative report), not in the words: a supplier's own
+        # report carries the others only as anonymous shares
+        pairs = ", ".join(f"{k / n:.0%}" for (a, b), k in alike.items() if s in (a, b))
         results.append(
             SupplierFinding(
                 s,
                 status,
                 f"of {n} crossings every supplier saw, it failed to alarm within "
                 f"{in_time_limit:g} s while another supplier did on {at_fault[s]}; it alarmed "
-                f"alike (both in time or both not, alerts within {spread_limit:g} s) {pairs}",
+                f"alike with each other supplier (both in time or both not, alerts within "
+                f"{spread_limit:g} s) on {pairs} of them",
                 {
                     "agreement": share,
                     "agreement_ci": interval,
@@ -497,6 +505,13 @@ def supplier_agreement(trial: Trial, rows: Rows) -> Check:
         tuple(results),
         tuple(disagreements),
     )
+
+
+def _said(ex, tta: np.ndarray, i: int) -> str:
+    """One crossing as one device saw it, in words."""
+    if ex.detected[i]:
+        return f"{tta[i]:+.1f} s"
+    return "saturated" if ex.saturated[i] else "missed"
 
 
 def _date(ex, i: int) -> str:

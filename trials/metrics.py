@@ -91,6 +91,7 @@ class Detection:
 
     detected: np.ndarray  # per excursion: a fresh alert started in its window
     saturated: np.ndarray  # per excursion: not detected, an alarm already on as the window opened
+    late: np.ndarray  # per excursion: not detected, alerted only after the wearer was back
     time_to_alert_s: np.ndarray  # per excursion: detecting alert minus crossing (NaN if none)
     alert: np.ndarray  # per excursion: index of the detecting alert, or -1
     false_start: np.ndarray  # per alert: it started outside every detection window
@@ -116,13 +117,16 @@ def detection(
     alert_end_ms: np.ndarray | None = None,
     *,
     lead_s: float = 5.0,
+    late_within_s: float = 10.0,
 ) -> Detection:
     """Match one device's breach alerts (start, end) to its true excursions (start, end).
 
     An alert detects an excursion when it *starts* in [crossing - lead_s, end of the
     excursion]; the earliest such alert is the one timed. An excursion with no such
     alert is saturated when a breach that started earlier is still on as its window
-    opens. An alert whose start lies in no window is a false alert.
+    opens. One that got only an alert after the wearer was back (within
+    `late_within_s`) is *late*: not detected either, and said apart from "no alarm".
+    An alert whose start lies in no window is a false alert.
     """
     starts = np.asarray(excursion_start_ms, dtype=np.int64)
     ends = np.asarray(excursion_end_ms, dtype=np.int64)
@@ -142,16 +146,49 @@ def detection(
         alert[detected] = np.argmax(first, axis=1)[detected]
     time_to_alert = np.where(detected, (first_ms - starts) / 1000.0, np.nan)
     on_before = (alerts[None, :] < window_start[:, None]) & (
-        until[None, :] >= window_start[:, None]
+        until[None, :] > window_start[:, None]
     )
     saturated = ~detected & on_before.any(axis=1)
+    after = (alerts[None, :] > ends[:, None]) & (
+        alerts[None, :] <= ends[:, None] + round(late_within_s * 1000)
+    )
+    late = ~detected & ~saturated & after.any(axis=1)
     return Detection(
         detected=detected,
         saturated=saturated,
+        late=late,
         time_to_alert_s=time_to_alert,
         alert=alert,
         false_start=~fresh.any(axis=0),
     )
+
+
+def merge_excursions(
+    start_ms: np.ndarray, end_ms: np.ndarray, depth_m: np.ndarray, gap_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Excursions closer together than `gap_s` as one.
+
+    A wearer swaying on the edge crosses it again a moment after stepping back. A
+    device rightly keeps its alarm on through that (the clearing dwell), so the
+    second crossing is not a new one to detect: until the wearer has been back
+    inside for the clearing allowance, it is the same excursion, as deep as its
+    deepest part.
+    """
+    start = np.asarray(start_ms, dtype=np.int64)
+    end = np.asarray(end_ms, dtype=np.int64)
+    depth = np.asarray(depth_m, dtype=np.float64)
+    if start.size < 2:
+        return start, end, depth
+    order = np.argsort(start, kind="stable")
+    start, end, depth = start[order], end[order], depth[order]
+    reach = np.maximum.accumulate(end)
+    new = np.r_[True, start[1:] - reach[:-1] >= round(gap_s * 1000)]
+    group = np.cumsum(new) - 1
+    merged_end = np.zeros(int(group[-1]) + 1, dtype=np.int64)
+    np.maximum.at(merged_end, group, end)
+    merged_depth = np.full(merged_end.size, -np.inf)
+    np.maximum.at(merged_depth, group, depth)
+    return start[new], merged_end, merged_depth
 
 
 def _union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,11 +276,15 @@ def availability(
     gap_s: float = 5.0,
     lost_after_s: float = 10.0,
 ) -> Availability:
-    """Share of expected fixes received, and how long the wearer went unprotected."""
+    """Share of the promised fixes received (each slot of 1/rate_hz seconds that holds a
+    fix), and how long the wearer went unprotected."""
     t = distinct(np.asarray(received_time_ms, dtype=np.int64))
     t = t[(t >= start_ms) & (t <= end_ms)]
     expected = max(1, round((end_ms - start_ms) / 1000 * rate_hz))
-    received = min(int(t.size), expected)
+    # slots of the promised rate that hold a fix, not fixes: a burst at ten times the rate
+    # followed by silence covers a tenth of the shift, and is charged for the rest
+    slots = np.unique(np.minimum((t - start_ms) * rate_hz // 1000, expected - 1))
+    received = int(slots.size)
     edges = np.r_[start_ms, t, end_ms]
     silences = np.diff(edges) / 1000.0
     return Availability(

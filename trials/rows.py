@@ -13,7 +13,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from trials.collect import Worn
-from trials.metrics import alarm_seconds, availability, detection, distinct
+from trials.metrics import (
+    alarm_seconds,
+    availability,
+    detection,
+    distinct,
+    merge_excursions,
+)
 
 #: Crossing speed is measured over this long either side of the true crossing.
 SPEED_WINDOW_MS = 1000
@@ -69,6 +75,7 @@ class ExcursionRows(Keyed):
     speed_mps: np.ndarray  # how fast the wearer crossed the edge (outward)
     detected: np.ndarray  # a fresh alert started in the detection window
     saturated: np.ndarray  # not detected: an alarm was already on as the window opened
+    late: np.ndarray  # not detected: alerted only after the wearer was back
     time_to_alert_s: np.ndarray  # NaN where not detected; negative: alerted before the crossing
     overshoot_m: np.ndarray  # how far truly outside at the alert (NaN where not detected)
 
@@ -178,16 +185,26 @@ def build_rows(
             }
         )
         hours = (w.end_ms - w.start_ms) / 3_600_000
-        found = detection(
-            w.excursion_start_ms, w.excursion_end_ms, w.alert_ms, w.alert_end_ms, lead_s=lead_s
+        # a re-crossing before the wearer has been back for the clearing allowance is the
+        # same excursion: a device rightly keeps its alarm on through it
+        x_start, x_end, x_depth = merge_excursions(
+            w.excursion_start_ms, w.excursion_end_ms, w.excursion_depth_m, clear_allowance_s
         )
-        n = w.excursion_start_ms.size
+        found = detection(
+            x_start,
+            x_end,
+            w.alert_ms,
+            w.alert_end_ms,
+            lead_s=lead_s,
+            late_within_s=clear_allowance_s,
+        )
+        n = x_start.size
         alerted_at = np.zeros(n, dtype=np.int64)  # a device with no alert at all is scored too
         alerted_at[found.detected] = w.alert_ms[found.alert[found.detected]]
         truly = np.interp(alerted_at, w.truth_ms, w.truth_distance_m)
         overshoot = np.where(found.detected, np.maximum(0.0, -truly), np.nan)
-        before = np.interp(w.excursion_start_ms - SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
-        after = np.interp(w.excursion_start_ms + SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
+        before = np.interp(x_start - SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
+        after = np.interp(x_start + SPEED_WINDOW_MS, w.truth_ms, w.truth_distance_m)
         excursions.append(
             {
                 **full(n, week=w.week, wearer=w.wearer),
@@ -195,12 +212,13 @@ def build_rows(
                 "repeat_key": np.array(
                     [f"{w.scenario}/{w.wearer}/{k}" for k in range(n)], dtype=object
                 ),
-                "start_ms": w.excursion_start_ms,
-                "end_ms": w.excursion_end_ms,
-                "depth_m": w.excursion_depth_m,
+                "start_ms": x_start,
+                "end_ms": x_end,
+                "depth_m": x_depth,
                 "speed_mps": (before - after) / (2 * SPEED_WINDOW_MS / 1000),
                 "detected": found.detected,
                 "saturated": found.saturated,
+                "late": found.late,
                 "time_to_alert_s": found.time_to_alert_s,
                 "overshoot_m": overshoot,
             }
@@ -215,9 +233,14 @@ def build_rows(
                 "worn": np.full(a.size, row, dtype=np.int64),
                 "alert_ms": a,
                 "log_offset_m": np.hypot(w.alert_x_m - tx, w.alert_y_m - ty),
-                "log_offset_at_logged_time_m": np.hypot(
-                    w.alert_x_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_x_m),
-                    w.alert_y_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_y_m),
+                # a logged time outside the truth is not compared with a guess (as for fixes)
+                "log_offset_at_logged_time_m": np.where(
+                    (w.alert_logged_ms >= w.truth_ms[0]) & (w.alert_logged_ms <= w.truth_ms[-1]),
+                    np.hypot(
+                        w.alert_x_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_x_m),
+                        w.alert_y_m - np.interp(w.alert_logged_ms, w.truth_ms, w.truth_y_m),
+                    ),
+                    np.nan,
                 ),
                 "publish_ms": w.publish_ms,
                 "false": found.false_start,
@@ -229,8 +252,8 @@ def build_rows(
         breach_s, false_s = alarm_seconds(
             w.alert_ms,
             w.alert_end_ms,
-            w.excursion_start_ms,
-            w.excursion_end_ms,
+            x_start,
+            x_end,
             w.start_ms,
             w.end_ms,
             lead_s=lead_s,

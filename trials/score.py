@@ -32,7 +32,7 @@ from trials.feedback import Feedback, read_feedback
 from trials.figures import Figures, figures
 from trials.metrics import Accuracy, Availability, Detection, accuracy, availability, detection
 from trials.rows import Rows, build_rows
-from trials.verdict import Rank, Verdict, judge, rank
+from trials.verdict import SAFETY, Rank, Verdict, judge, rank
 
 
 @dataclass(frozen=True)
@@ -281,8 +281,9 @@ def readiness(verdicts: list[Verdict], checks: list[Check], supplier: str) -> Re
 
     TRL 7 (prototype demonstrated in an operational environment): every criterion
     shown met and no NRA24-05 check failed. TRL 6 (demonstrated in a relevant
-    environment): excursions shown detected as required, by alarms shown to stop
-    when the wearer is safe, with other findings to close. Otherwise TRL 5: the
+    environment): the safety function shown (trials.verdict.SAFETY: crossings
+    detected, promptly, by alarms with few false starts that stop when the wearer
+    is safe), with other findings to close. Otherwise TRL 5: the
     safety function itself is not yet shown. "Shown" means on the confidence
     bound, not the point estimate.
     """
@@ -292,8 +293,7 @@ def readiness(verdicts: list[Verdict], checks: list[Check], supplier: str) -> Re
     check_fails = [c.title for c in checks if _finding(c, supplier).status == "fail"]
     # the safety function: excursions alerted, by alarms that stop when the wearer is safe
     # (a device in breach all shift "detects" nothing and protects no one)
-    safety = {"detection_rate", "false_alarm_share"}
-    safety_shown = all(v.status == "pass" for v in verdicts if v.criterion in safety)
+    safety_shown = all(v.status == "pass" for v in verdicts if v.criterion in SAFETY)
     problems = [f"{w} (fails)" for w in by_status.get("fail", [])] + check_fails
     problems += [f"{w} (not demonstrated)" for w in by_status.get("not demonstrated", [])]
     problems += [f"{w} (not measured)" for w in by_status.get("not measured", [])]
@@ -302,7 +302,8 @@ def readiness(verdicts: list[Verdict], checks: list[Check], supplier: str) -> Re
     if safety_shown:
         return Readiness(
             6,
-            "detection of crossings and alarms that stop are shown; to close: "
+            "the safety function is shown (crossings detected promptly, by alarms that mean "
+            "something and stop); to close: "
             + "; ".join(problems),
         )
     return Readiness(5, "the safety function is not yet shown: " + "; ".join(problems))

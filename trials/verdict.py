@@ -12,7 +12,9 @@ bound at the trial's confidence, trials.figures):
   evidence of 99 %);
 - **not measured**: nothing to measure (no crossings, no fixes).
 
-Suppliers are ranked by criteria passed; two suppliers that pass as many are
+Suppliers are ranked first by the safety criteria they have not shown met (a
+device that never alarms passes accuracy and false alarms, and must not rank
+above one that warns), then by criteria passed; two suppliers alike on both are
 tied unless their intervals for detection rate or R95 are apart. A tie is
 printed as a tie ("=2"), not broken by a decimal the trial cannot support.
 """
@@ -20,7 +22,7 @@ printed as a tie ("=2"), not broken by a decimal the trial cannot support.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trials.definition import CRITERIA
 from trials.figures import Figures
@@ -80,12 +82,23 @@ class Verdict:
     method: str
 
 
+#: The safety function: crossings detected, promptly, by alarms that mean something (few
+#: false starts) and that stop once the wearer is safe. Ranking and readiness start here.
+SAFETY = ("detection_rate", "time_to_alert_p95_s", "false_alerts_per_device_hour",
+          "false_alarm_share")  # fmt: skip
+#: Detection is credited only when the alarms it counts carry information: a device that
+#: beeps on a timer lands an alert in every crossing's window by chance.
+DETECTION_NEEDS = ("false_alerts_per_device_hour", "false_alarm_share")
+
+
 def outcome(value: float, interval: tuple[float, float], limit: float, direction: str) -> str:
     """Pass, fail or not demonstrated, from the interval's ends (NaN ends are unbounded)."""
     if not math.isfinite(value):
         return NOT_MEASURED
     low = -math.inf if math.isnan(interval[0]) else interval[0]
     high = math.inf if math.isnan(interval[1]) else interval[1]
+    if low > high:  # not an interval: nothing can be claimed from it
+        return NOT_DEMONSTRATED
     if direction == "max":
         return PASS if high <= limit else FAIL if low > limit else NOT_DEMONSTRATED
     return PASS if low >= limit else FAIL if high < limit else NOT_DEMONSTRATED
@@ -109,7 +122,27 @@ def judge(
         out.append(
             Verdict(name, what, limit, direction, value, tuple(interval), status, METHOD[name])
         )
-    return out
+    return _gate_detection(out)
+
+
+def _gate_detection(verdicts: list[Verdict]) -> list[Verdict]:
+    """Detection passes only beside false-alarm criteria that pass: otherwise its alerts
+    cannot be told from chance, and the pass is not demonstrated."""
+    status = {v.criterion: v.status for v in verdicts}
+    noisy = [c for c in DETECTION_NEEDS if c in status and status[c] != PASS]
+    if status.get("detection_rate") != PASS or not noisy:
+        return verdicts
+    return [
+        replace(
+            v,
+            status=NOT_DEMONSTRATED,
+            method=v.method + "; credited only beside false-alarm criteria that pass, and "
+            + " and ".join(CRITERIA[c][0] for c in noisy) + " did not",
+        )
+        if v.criterion == "detection_rate"
+        else v
+        for v in verdicts
+    ]
 
 
 @dataclass(frozen=True)
@@ -136,11 +169,15 @@ def rank(verdicts: dict[str, list[Verdict]], figures: dict[str, Figures]) -> lis
     def failed(s: str) -> int:
         return sum(v.status == FAIL for v in verdicts[s])
 
+    def unsafe(s: str) -> int:
+        """Safety criteria not shown met: a device that never alarms passes the others."""
+        return sum(v.status != PASS for v in verdicts[s] if v.criterion in SAFETY)
+
     def key(s: str) -> tuple:
         f = figures[s]
         detection = f.detection_rate if math.isfinite(f.detection_rate) else -1.0
         r95 = f.r95_m if math.isfinite(f.r95_m) else math.inf
-        return (-passed(s), failed(s), -detection, r95, s)
+        return (unsafe(s), -passed(s), failed(s), -detection, r95, s)
 
     order = sorted(verdicts, key=key)
     ranks: list[Rank] = []
@@ -150,7 +187,7 @@ def rank(verdicts: dict[str, list[Verdict]], figures: dict[str, Figures]) -> lis
         if i:
             prev = order[i - 1]
             a, b = figures[prev], figures[s]
-            same = passed(prev) == passed(s) and failed(prev) == failed(s)
+            same = (unsafe(prev), passed(prev), failed(prev)) == (unsafe(s), passed(s), failed(s))
             if same and not (
                 _apart(a.detection_ci, b.detection_ci) or _apart(a.r95_ci_m, b.r95_ci_m)
             ):
