@@ -220,8 +220,14 @@ def site_map(
     colours = _colours(result)
     mine = [w for w in worn if w.shift == shift and w.supplier in suppliers]
     record = result.manifest["shifts"][shift]
-    scenario = next(sc.scenario for sc in result.trial.scenarios if sc.key == record["scenario"])
-    line = next((ln for ln in site.lines if ln.name == scenario.line), site.lines[0])
+    # along the scenario's line; a real shift names none: along the site's blocked line
+    scenario = next(
+        (sc.scenario for sc in result.trial.scenarios if sc.key == record["scenario"]), None
+    )
+    blocked = next((ln for ln in site.lines if not ln.open), site.lines[0])
+    line = next(
+        (ln for ln in site.lines if scenario is not None and ln.name == scenario.line), blocked
+    )
     frame = TrackFrame.from_vertices(line.centreline_m)
     # the window: around the first true excursion, else the whole path
     starts = np.concatenate([w.excursion_start_ms for w in mine]) if mine else np.zeros(0)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the integration tests run for real: Mosquitto (Debian package),
-# Chromium with its driver (the console page), and TimescaleDB. Debian 12 has no TimescaleDB package but Debian 13 (trixie) has
+# Installs what the integration tests run for real: Mosquitto (Debian package) and a C
+# compiler for its reserved-client-id plugin, Chromium with its driver (the console
+# page), and TimescaleDB. Debian 12 has no TimescaleDB package but Debian 13 (trixie) has
 # postgresql-17-timescaledb, so TimescaleDB lives in a minimal trixie root made once
 # per machine and cached outside the repository (TRACKFENCE_TSDB_ROOT).
 # Idempotent: a second run on a provisioned machine does nothing. Needs root.
@@ -14,6 +15,8 @@ command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_a
 # the console page is tested in a real headless browser
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# the broker's reserved-client-id plugin (deploy/mosquitto/reserved_ids.c) is built by the tests
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 
 if [ "$(id -u)" != 0 ]; then
     if [ ${#need_apt[@]} -gt 0 ] || [ ! -e "$ROOT/.ready" ]; then

@@ -8,6 +8,8 @@ and say so, rather than skipping.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import pwd
 import shutil
@@ -22,6 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+AUTH_CONF = ROOT / "deploy" / "mosquitto" / "conf.d" / "auth.conf"
+ACL = ROOT / "deploy" / "mosquitto" / "acl"
+RESERVED_IDS_SOURCE = ROOT / "deploy" / "mosquitto" / "reserved_ids.c"
+MAKE_CREDENTIALS = ROOT / "deploy" / "make-credentials.sh"
 TSDB_ROOT = Path(os.environ.get("TRACKFENCE_TSDB_ROOT", "/var/cache/trackfence/trixie-timescaledb"))
 PG_BIN = "/usr/lib/postgresql/17/bin"
 
@@ -36,14 +42,71 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+def wait_for_port(
+    port: int, timeout_s: float = 15.0, process: subprocess.Popen | None = None
+) -> None:
+    """Wait until 127.0.0.1:`port` accepts; with `process`, give up as soon as it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the server exited ({process.returncode}) before listening")
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def mosquitto_user() -> pwd.struct_passwd | None:
+    """The user a root-started Mosquitto drops to (Debian's package makes it), if any."""
+    try:
+        return pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+
+
+@functools.cache
+def reserved_ids_plugin() -> Path:
+    """deploy/mosquitto/reserved_ids.c built for the installed Mosquitto (once a session).
+
+    Mosquitto loads plugins after dropping to its own user, so the folder is readable.
+    """
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise ServerMissing("no C compiler to build deploy/mosquitto/reserved_ids.c (gcc)")
+    folder = Path(tempfile.mkdtemp(prefix="tf-mosquitto-plugin-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    folder.chmod(0o755)
+    plugin = folder / "trackfence_reserved_ids.so"
+    done = subprocess.run(
+        [compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+         "-o", str(plugin), str(RESERVED_IDS_SOURCE)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"building {RESERVED_IDS_SOURCE.name} failed:\n{done.stderr}")
+    return plugin
+
+
+def make_credentials(out: Path, suppliers: list[str], owner: str | None = None) -> dict[str, str]:
+    """Run deploy/make-credentials.sh into `out`; the MQTT password of each user.
+
+    `owner` defaults to the user the test broker reads files as: user mosquitto when
+    the tests run as root (Mosquitto drops to it), else the user running the tests.
+    """
+    if owner is None:
+        user = mosquitto_user()
+        if os.geteuid() == 0 and user is not None:
+            owner = f"{user.pw_uid}:{user.pw_gid}"
+        else:
+            owner = f"{os.getuid()}:{os.getgid()}"
+    subprocess.run(
+        [str(MAKE_CREDENTIALS), "--owner", owner, "--out", str(out), *suppliers],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    lines = (out / ".env").read_text().splitlines()
+    made = [line.partition("=")[2] for line in lines if line.startswith("MQTT_PASSWORD_")]
+    return dict(zip(["ingest", "console", *suppliers], made, strict=True))  # in that order
 
 
 class Mosquitto:
@@ -91,6 +154,35 @@ class Mosquitto:
             ]
         return "\n".join(lines) + "\n"
 
+    def use_shipped_auth(self, password_file: Path) -> Path:
+        """The shipped conf.d/auth.conf, for start(auth_folder=...): its conf.d folder.
+
+        Its paths are moved into this broker's folder: the ACL is copied there, the
+        password file is `password_file` (as made, e.g. by make_credentials: not
+        chmod'ed here) and the reserved-ids plugin is built from its source.
+        """
+        conf_d = self.folder / "conf.d"
+        conf_d.mkdir(exist_ok=True)
+        shutil.copy(ACL, self.folder / "acl")
+        lines = []
+        for line in AUTH_CONF.read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            if key == "password_file":
+                line = f"password_file {password_file}"
+            elif key == "acl_file":
+                line = f"acl_file {self.folder / 'acl'}"
+            elif key == "plugin":
+                line = f"plugin {reserved_ids_plugin()}"
+            lines.append(line)
+        (conf_d / "auth.conf").write_text("\n".join(lines) + "\n")
+        return conf_d
+
+    @property
+    def log(self) -> str:
+        """What the broker has logged so far."""
+        path = self.folder / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def enable_tls(self, certs: Path) -> None:
         """Also listen with TLS, using ca.crt, server.crt and server.key from `certs`."""
         mine = self.folder / "certs"
@@ -110,15 +202,15 @@ class Mosquitto:
             [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:
-            wait_for_port(self.port)
+            wait_for_port(self.port, process=self.process)
             if self.tls_port is not None:
-                wait_for_port(self.tls_port)
+                wait_for_port(self.tls_port, process=self.process)
         except TimeoutError:
             self.process.kill()
             _, err = self.process.communicate(timeout=5)
-            raise RuntimeError(
-                f"Mosquitto did not start: {err.decode(errors='replace')[-2000:]}"
-            ) from None
+            self.process = None
+            said = err.decode(errors="replace")[-2000:] + self.log[-2000:]
+            raise RuntimeError(f"Mosquitto did not start: {said}") from None
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

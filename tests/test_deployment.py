@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import tomllib
-from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingest.settings import _ENV, load_settings
 from tests.conftest import ROOT
 from tests.devices import wait_until
-from tests.servers import MOSQUITTO_CONF, Mosquitto
+from tests.servers import AUTH_CONF, MAKE_CREDENTIALS, MOSQUITTO_CONF, Mosquitto, make_credentials
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 INGESTS = {k: v for k, v in COMPOSE["services"].items() if k.startswith("ingest")}
@@ -65,43 +59,63 @@ def test_every_file_the_broker_mounts_is_shipped_or_made_by_the_credentials_scri
             assert path.exists() or path.name == "passwd"  # passwd: deploy/make-credentials.sh
 
 
+def test_the_broker_is_built_with_the_plugin_its_auth_conf_loads():
+    mosquitto = COMPOSE["services"]["mosquitto"]
+    context = ROOT / mosquitto["build"]
+    dockerfile = (context / "Dockerfile").read_text()
+    auth = AUTH_CONF.read_text().splitlines()
+    plugin = next(line.split()[1] for line in auth if line.startswith("plugin "))
+    assert f"/build/{Path(plugin).name} {plugin}" in dockerfile  # COPY --from=build … there
+    assert (context / "reserved_ids.c").exists()
+    # the build context holds the password file: only the source may go to the builder
+    ignore = (context / ".dockerignore").read_text().splitlines()
+    assert [rule for rule in ignore if not rule.startswith("#")] == ["*", "!reserved_ids.c"]
+
+
+def test_each_workers_client_id_is_reserved_to_the_ingest_user():
+    options = {}
+    for line in AUTH_CONF.read_text().splitlines():
+        if line.startswith("plugin_opt_"):
+            key, value = line.removeprefix("plugin_opt_").split()
+            options.setdefault(key, []).append(value)
+    assert options["reserved"] == ["trackfence-"]
+    for service in INGESTS.values():
+        env = service["environment"]
+        client_id = env["TRACKFENCE_CLIENT_ID"]
+        assert client_id.startswith(tuple(options["reserved"]))  # no supplier may use it
+        assert client_id.startswith(tuple(options[f"owner_{env['TRACKFENCE_MQTT_USERNAME']}"]))
+    assert load_settings(env={}).client_id.startswith(tuple(options["owner_ingest"]))
+    assert "owner_console" in options
+
+
+def test_the_password_file_is_made_for_the_user_the_compose_broker_runs_as():
+    script = MAKE_CREDENTIALS.read_text()
+    default_owner = next(
+        line.split('"')[1] for line in script.splitlines() if line.startswith("owner=")
+    )
+    assert COMPOSE["services"]["mosquitto"]["user"] == default_owner == "1883:1883"
+    mounts = COMPOSE["services"]["mosquitto"]["volumes"]
+    assert "./deploy/mosquitto/passwd:/mosquitto/config/passwd:ro" in mounts
+
+
 # ---------------------------------------------------------------- the ACL, on a real broker
 @pytest.fixture(scope="module")
 def secured_broker():
-    # not pytest's tmp_path: its parent is root-only, and Mosquitto reads as its own user
-    folder = Path(tempfile.mkdtemp(prefix="tf-mosquitto-auth-"))
-    auth = (ROOT / "deploy/mosquitto/conf.d/auth.conf").read_text()
-    (folder / "auth.conf").write_text(auth.replace("/mosquitto/config/", f"{folder}/"))
-    shutil.copy(ROOT / "deploy/mosquitto/acl", folder / "acl")
-    passwd = folder / "passwd"
-    passwd.touch()
-    for user in ("ingest", "acme", "gnssco"):
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, f"{user}-pw"], check=True)
-    if os.geteuid() == 0:
-        with suppress(KeyError):
-            uid = pwd.getpwnam("mosquitto").pw_uid
-            for p in (folder, *folder.iterdir()):
-                os.chown(p, uid, -1)
+    """The shipped auth with a password file made by deploy/make-credentials.sh, as is."""
     broker = Mosquitto()
-    conf_dir = folder / "conf.d"
-    conf_dir.mkdir()
-    shutil.move(folder / "auth.conf", conf_dir / "auth.conf")
-    if os.geteuid() == 0:
-        with suppress(KeyError):
-            os.chown(conf_dir, pwd.getpwnam("mosquitto").pw_uid, -1)
-    broker.start(auth_folder=conf_dir)
+    broker.passwords = make_credentials(broker.folder / "deploy", ["acme", "gnssco"])
+    broker.start(auth_folder=broker.use_shipped_auth(broker.folder / "deploy/mosquitto/passwd"))
     yield broker
     broker.close()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
-def client(port: int, user: str | None, received: list | None = None) -> mqtt.Client:
+def client(broker: Mosquitto, user: str | None, received: list | None = None) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     if user:
-        c.username_pw_set(user, f"{user}-pw")
+        c.username_pw_set(user, broker.passwords[user])
     if received is not None:
         c.on_message = lambda cl, u, m: received.append(m.topic)
-    c.connect("127.0.0.1", port)
+    c.connect("127.0.0.1", broker.port)
     c.loop_start()
     return c
 
@@ -118,10 +132,10 @@ def test_anonymous_clients_are_refused(secured_broker):
 
 def test_a_supplier_publishes_and_reads_only_under_its_own_prefix(secured_broker):
     seen_by_ingest: list[str] = []
-    ingest = client(secured_broker.port, "ingest", seen_by_ingest)
+    ingest = client(secured_broker, "ingest", seen_by_ingest)
     ingest.subscribe("trackside/v1/+/+/fix", qos=1)
     acme_alerts: list[str] = []
-    acme = client(secured_broker.port, "acme", acme_alerts)
+    acme = client(secured_broker, "acme", acme_alerts)
     acme.subscribe("trackside/v1/acme/+/alert", qos=1)
     acme.subscribe("trackside/v1/gnssco/+/alert", qos=1)  # not its own: refused
     assert wait_until(lambda: ingest.is_connected() and acme.is_connected(), 5)

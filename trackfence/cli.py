@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="the console API for the safety task force (breach log, devices, sites)",
         description="Serve the console API over the store ingest writes to. OpenAPI docs are "
-        "at /docs. Every route but /health needs a token from `trackfence token create`.",
+        "at /docs. Every route but /health needs a token from `trackfence token create`, the "
+        "docs too unless --public-docs.",
     )
     serve.add_argument("--db", help="postgresql://… or sqlite:///FILE (env TRACKFENCE_DB)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         "--broker",
         help="mqtt://HOST:PORT (env TRACKFENCE_BROKER): /health checks it and /metrics follows "
         "the ingest workers' health on it (credentials: TRACKFENCE_MQTT_USERNAME, _PASSWORD)",
+    )
+    serve.add_argument(
+        "--public-docs",
+        action="store_true",
+        help="serve /docs and /openapi.json without a token (by default they need one)",
     )
     token = commands.add_parser("token", help="manage the console's bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -314,6 +320,7 @@ def _serve(args: argparse.Namespace) -> int:
         mqtt_username=os.environ.get("TRACKFENCE_MQTT_USERNAME"),
         mqtt_password=os.environ.get("TRACKFENCE_MQTT_PASSWORD"),
         tls_ca=os.environ.get("TRACKFENCE_TLS_CA"),
+        public_docs=args.public_docs,
     )
     if (args.tls_cert is None) != (args.tls_key is None):
         print("trackfence serve: HTTPS needs both --tls-cert and --tls-key", file=sys.stderr)

@@ -97,6 +97,8 @@ def score_command(args: argparse.Namespace) -> int:
     try:
         trial = load_trial(args.trial)
         formats = _formats(args.formats)
+        if trial.is_real:
+            return _score_live(trial, args, formats)
         manifest = load_manifest(args.out)
         db = args.db or manifest["db"]
         if "***" in db:
@@ -105,6 +107,31 @@ def score_command(args: argparse.Namespace) -> int:
     except (TrialError, GeofenceError, StoreError, ValueError, OSError) as exc:
         print(f"trackfence trial: {exc}", file=sys.stderr)
         return 2
+
+
+def _score_live(trial: Trial, args: argparse.Namespace, formats: tuple[str, ...]) -> int:
+    """A real trial: import the references as truth, then score what ingest stored."""
+    import json
+
+    from trials.live import live_manifest
+    from trials.runner import MANIFEST
+
+    if not args.db:
+        raise TrialError(
+            "a real trial is scored from the store ingest kept during its shifts: give it "
+            "with --db postgresql://… or sqlite:///…"
+        )
+    store = open_store(args.db)
+    try:
+        store.migrate()
+        manifest = live_manifest(
+            trial, store, args.db, ["trackfence", *sys.argv[1:]] if sys.argv else None
+        )
+    finally:
+        store.close()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return _score(trial, manifest, args.out, args.db, formats)
 
 
 def _score(trial: Trial, manifest: dict, out: Path, db: str, formats: tuple[str, ...]) -> int:

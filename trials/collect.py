@@ -110,11 +110,14 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
         if not truth.time_ms:
             result.missing.append(f"{run_id}: no ground truth in the store; shift not scored")
             continue
-        sent_path = out / "sent" / f"{run_id}.npz"
-        if not sent_path.is_file():
-            result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
-            continue
-        sent = dict(np.load(sent_path, allow_pickle=False))
+        worn_live = bool(shift.get("live"))  # a real shift: no simulator's record of sends
+        sent = None
+        if not worn_live:
+            sent_path = out / "sent" / f"{run_id}.npz"
+            if not sent_path.is_file():
+                result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
+                continue
+            sent = dict(np.load(sent_path, allow_pickle=False))
         fixes = store.fixes(
             since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
             until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
@@ -144,9 +147,14 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
         for d in shift["devices"]:
             device_id = d["device_id"]
             mine = by_device.get(device_id, [])
-            if not mine and bool((sent["device"] == device_id).any()):
+            if not mine and sent is not None and bool((sent["device"] == device_id).any()):
                 result.missing.append(f"{run_id}: no fixes stored for {device_id}; not scored")
                 continue
+            if not mine and sent is None:  # worn, by the log, and silent: scored as silent
+                result.missing.append(
+                    f"{run_id}: {device_id}, worn by {d['wearer']}, published nothing; scored "
+                    "as a silent device"
+                )
             supplier = trial.supplier(d["supplier"])
             profile = supplier.profile(d["firmware"], d["configuration"])
             t_rows = truth_device == device_id
@@ -157,7 +165,7 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
                 and approved > 0
                 else float(profile.fix_rate_hz)
             )
-            live = replay_speedup(shift) <= LIVE_PACE_LIMIT
+            live = worn_live or replay_speedup(shift) <= LIVE_PACE_LIMIT
             result.worn.append(
                 _worn(number, shift, d, profile, site, mine, breaches[device_id],
                       columns, t_rows, [x for x in excursions if x.device_id == device_id], sent,
@@ -179,10 +187,19 @@ def _worn(
     x, y = site.locate(lat, lon, "ETRS89", fix_ms) if fix_ms.size else (lat, lon)
     decide = np.array([f.decided_ms - f.received_ms for f in located], dtype=np.float64)
     # a breach's alert time on the shift's timeline: when the device sent the fix that
-    # raised it (simulated uplink), plus the measured hops receive -> decide -> publish
-    sent_mine = sent["device"] == d["device_id"]
-    s_seq, s_fix = sent["seq"][sent_mine], sent["fix_ms"][sent_mine]
-    s_send = sent["send_ms"][sent_mine]
+    # raised it (simulated uplink), plus the measured hops receive -> decide -> publish.
+    # On a real shift nothing records the send: the fix's arrival at the platform stands
+    # in for it, so the alert's time is when it was really published
+    if sent is None:
+        s_seq = np.array([f.seq for f in fixes], dtype=np.int64)
+        s_fix = np.array([f.fix_ms for f in fixes], dtype=np.int64)
+        s_send = np.array([f.received_ms for f in fixes], dtype=np.int64)
+        s_true = s_fix  # the device's own time: its clock error shows in the uplink
+    else:
+        sent_mine = sent["device"] == d["device_id"]
+        s_seq, s_fix = sent["seq"][sent_mine], sent["fix_ms"][sent_mine]
+        s_send = sent["send_ms"][sent_mine]
+        s_true = sent["true_ms"][sent_mine]
     # the first send of the fix that raised each breach: a format that cuts the fix time
     # (OwnTracks to the second, NMEA to the centisecond) is matched within its resolution
     order = np.lexsort((s_send, s_fix))
@@ -256,6 +273,6 @@ def _worn(
         alert_x_m=np.array(alert_x, dtype=np.float64),
         alert_y_m=np.array(alert_y, dtype=np.float64),
         publish_ms=np.array(publish, dtype=np.float64),
-        uplink_ms=(s_send - sent["true_ms"][sent_mine]).astype(np.float64),
+        uplink_ms=(s_send - s_true).astype(np.float64),
         sent_fix_ms=distinct[:, 1] if s_seq.size else s_fix,
     )

@@ -59,6 +59,7 @@ from devices.sim.profiles import SupplierProfile
 from devices.sim.scenario import Scenario, ScenarioError, load_scenario
 from geofence.breach import BreachConfig
 from trackfence.tomlfile import TomlFileError, read_toml
+from trials.shiftlog import RealShift, ShiftLogError, check_references, read_shift_log
 
 
 class TrialError(ValueError):
@@ -246,6 +247,21 @@ class Trial:
     #: the method, recorded in the manifest and the report
     decisions: BreachConfig = field(default_factory=BreachConfig)
     scoring: Scoring = field(default_factory=Scoring)
+    #: a real trial's shift log (trials.shiftlog); empty for a simulated trial
+    shifts: tuple[RealShift, ...] = ()
+    shift_log: Path | None = None  # the CSV it was read from, if any
+
+    @property
+    def is_real(self) -> bool:
+        """Worn on track and scored from the live store, not simulated."""
+        return bool(self.shifts)
+
+    @property
+    def scenario_keys(self) -> list[str]:
+        """The scenarios a result is sliced by: the simulated ones, or the shift log's."""
+        if self.shifts:
+            return list(dict.fromkeys(sh.scenario for sh in self.shifts))
+        return [sc.key for sc in self.scenarios]
 
     @property
     def end_date(self) -> dt.date:
@@ -292,7 +308,15 @@ def _table(value: object, where: str) -> dict[str, Any]:
 
 def trial_from_mapping(data: Mapping, file: Path) -> Trial:
     base = file.parent
-    unknown = set(data) - {"trial", "criteria", "scenario", "supplier", "decisions", "scoring"}
+    unknown = set(data) - {
+        "trial",
+        "criteria",
+        "scenario",
+        "supplier",
+        "decisions",
+        "scoring",
+        "shift",
+    }
     if unknown:
         raise TrialError(f"unknown table(s) {', '.join(sorted(unknown))}")
     head = data.get("trial")
@@ -321,16 +345,23 @@ def trial_from_mapping(data: Mapping, file: Path) -> Trial:
     criteria = _criteria(data.get("criteria"))
     decisions = _decisions(data.get("decisions"))
     scoring = _scoring(data.get("scoring"))
-    scenarios = _scenarios(data.get("scenario"), base, repeats)
     suppliers = _suppliers(data.get("supplier"), base)
+    shifts = _shifts(data.get("shift"), head.get("shift_log"), base, suppliers, start)
+    scenarios = (
+        _scenarios(data.get("scenario"), base, repeats)
+        if not shifts or data.get("scenario") is not None
+        else ()
+    )
+    sites = {sc.scenario.site_file for sc in scenarios} | {sh.site_file for sh in shifts}
     for s in suppliers:
         for ref in s.configured_sites:
-            if ref not in {sc.scenario.site_file for sc in scenarios}:
+            if ref not in sites:
                 raise TrialError(
-                    f"[supplier.{s.key}].configured_sites: {ref} is not the site of any scenario"
+                    f"[supplier.{s.key}].configured_sites: {ref} is not the site of any "
+                    "scenario or shift"
                 )
     known = {"name", "objectives", "start_date", "weeks", "repeats", "feedback", "sponsor"}
-    known |= {"description", "day_shift_start", "night_shift_start"}
+    known |= {"description", "day_shift_start", "night_shift_start", "shift_log"}
     stray = set(head) - known
     if stray:
         raise TrialError(f"[trial]: unknown setting(s) {', '.join(sorted(stray))}")
@@ -350,7 +381,33 @@ def trial_from_mapping(data: Mapping, file: Path) -> Trial:
         sponsor=str(head.get("sponsor", "")),
         decisions=decisions,
         scoring=scoring,
+        shifts=shifts,
+        shift_log=(base / head["shift_log"]).resolve() if head.get("shift_log") else None,
     )
+
+
+def _shifts(
+    tables: object, log: object, base: Path, suppliers: tuple, start: dt.date
+) -> tuple[RealShift, ...]:
+    """A real trial's shift log, from [[shift]] tables and/or [trial].shift_log (a CSV)."""
+    csv_file = None
+    if log is not None:
+        if not isinstance(log, str):
+            raise TrialError("[trial].shift_log: the shift log CSV's file name")
+        csv_file = (base / log).resolve()
+        if not csv_file.is_file():
+            raise TrialError(f"[trial].shift_log: no such file {csv_file}")
+    if tables is None and csv_file is None:
+        return ()
+    known = {f"{s.key}/{d.id}" for s in suppliers for d in s.devices}
+    try:
+        shifts = read_shift_log(tables, csv_file, base, known, start)
+    except ShiftLogError as exc:
+        raise TrialError("the shift log: " + "; ".join(exc.problems)) from None
+    problems = check_references(shifts)
+    if problems:
+        raise TrialError("the shift log: " + "; ".join(problems))
+    return shifts
 
 
 def _decisions(table: object) -> BreachConfig:

@@ -125,7 +125,7 @@ def design(trial: Trial, provisions: dict[str, Provision]) -> Design:
         }
         needs.append(Need(name, CRITERIA[name][0], words, unit, float(needed), provided, ok))
     untested = {
-        s: sorted(sc.key for sc in trial.scenarios if not p.crossings_by_scenario.get(sc.key))
+        s: sorted(k for k in trial.scenario_keys if not p.crossings_by_scenario.get(k))
         for s, p in provisions.items()
     }
     return Design(c, tuple(needs), provisions, untested)

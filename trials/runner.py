@@ -60,6 +60,11 @@ def input_files(trial: Trial) -> list[Path]:
     files = [trial.file]
     for sc in trial.scenarios:
         files += [sc.file, sc.scenario.site_file]
+    if trial.shift_log is not None:
+        files.append(trial.shift_log)
+    for shift in trial.shifts:  # a real trial's sites and reference tracks
+        files.append(shift.site_file)
+        files += [w.reference for w in shift.wearers]
     for s in trial.suppliers:
         files += list(s.configured_sites.values())
     if trial.feedback is not None:
@@ -139,6 +144,11 @@ def run_trial(
     store, sent fixes and reports are removed first (an external store keeps its
     rows; its idempotent keys make the same fixes land once).
     """
+    if trial.is_real:
+        raise TrialError(
+            "a real trial is worn on track, not run here: run ingest during its shifts, "
+            "then score what it stored with `trackfence trial score TRIAL --db URL --out DIR`"
+        )
     if (out / MANIFEST).exists() or (out / "trial.sqlite").exists():
         if not replace:
             raise TrialError(

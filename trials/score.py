@@ -157,7 +157,7 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
     )
     ds = rows.device_shifts
     suppliers = [s.key for s in trial.suppliers]
-    scenarios = [sc.key for sc in trial.scenarios]
+    scenarios = trial.scenario_keys
     present = {(s, sc) for s, sc in zip(ds.supplier, ds.scenario, strict=True)}
     missing = list(collected.missing)
     for s in suppliers:

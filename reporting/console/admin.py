@@ -16,8 +16,14 @@ from reporting.console.models import Health, ReportFile, TokenIn, TokenOut
 
 router = APIRouter()
 
-#: Report files are served by name only: no folders, no "..".
-REPORT_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(html|pdf|json|md|png)$")
+#: Report files are served by name only: no folders, no "..", and names as a supplier's key
+#: is spelt on the broker (letters, digits, dot, dash, underscore: ingest/topics.py).
+REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(html|pdf|json|md|png)$")
+#: How reporting/write.py lays a trial's reports out: REPORT/<name>.html .pdf .json .md,
+#: and REPORT/plots/<name>-<plot>.png, where <name> is "summary" or a supplier's key...
+REPORT_FORMATS = ("html", "pdf", "json", "md")
+#: ...and <plot> one of these (reporting/plots.py `draw_all`; a test keeps them in step).
+PLOT_KINDS = ("error-cdf", "time-to-alert", "availability", "breach-timeline", "site-map")
 
 
 @router.post(
@@ -35,22 +41,33 @@ def create_token(body: TokenIn, store: StoreDep, who: Admin) -> TokenOut:
     return TokenOut(token=token, name=body.name, role=body.role, supplier=body.supplier)
 
 
-def _visible(who: Principal, name: str) -> bool:
-    """A supplier reads only its own report (and its plots), never the comparative one."""
-    if who.role != Role.SUPPLIER:
-        return True
-    stem = name.rsplit(".", 1)[0]
-    return stem == who.supplier or stem.startswith(f"{who.supplier}-")
+def _own_files(supplier: str) -> frozenset[str]:
+    """Exactly the files of a supplier's own report: never the comparative summary, and
+    never another supplier's, even one whose key starts with this one's ("phones-uk")."""
+    return frozenset(
+        [f"{supplier}.{ext}" for ext in REPORT_FORMATS]
+        + [f"plots/{supplier}-{kind}.png" for kind in PLOT_KINDS]
+    )
 
 
-def _reports(request: Request, who: Principal) -> dict[str, object]:
+def _reports(request: Request, who: Principal) -> dict[str, Path]:
+    """The report files this principal may read, by name; a file must lie in the folder
+    itself (a link out of it is not served), reports at the top and plots in plots/."""
     folder = request.app.state.reports_dir
     if folder is None or not folder.is_dir():
         return {}
-    found = {}
-    for path in [*folder.glob("*"), *folder.glob("plots/*")]:
-        if path.is_file() and REPORT_NAME.match(path.name) and _visible(who, path.name):
-            found[path.name] = path
+    root = folder.resolve()
+    own = _own_files(who.supplier or "") if who.role == Role.SUPPLIER else None
+    found: dict[str, Path] = {}
+    for where, pattern in (("", "*"), ("plots/", "plots/*")):
+        for path in sorted(folder.glob(pattern)):
+            name = path.name
+            if not REPORT_NAME.match(name) or (name.endswith(".png") != (where == "plots/")):
+                continue
+            if own is not None and f"{where}{name}" not in own:
+                continue
+            if path.is_file() and path.resolve().parent == root / where.rstrip("/"):
+                found.setdefault(name, path)
     return found
 
 

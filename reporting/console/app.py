@@ -5,20 +5,23 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from reporting.console import admin, devices, events, metrics, sites
+from reporting.console.deps import get_principal
 from reporting.console.metrics import IngestHealth
-from store import Store
+from store import Store, StoreUnavailableError
 
 STATIC = Path(__file__).parent / "static"
 DESCRIPTION = """
 What the safety task force reads: the breach log (live and after the fact), the
 devices and their states, the sites and every version of their fences, and the
 trial reports. Every route but `/health` needs a bearer token
-(`trackfence token create`); a supplier's token reads only that supplier's data.
+(`trackfence token create`), these docs and `/openapi.json` too unless the console
+was started with `--public-docs`; a supplier's token reads only that supplier's data.
 Times are UTC epoch milliseconds, or ISO 8601 with a time zone where given.
 """
 
@@ -32,7 +35,10 @@ def create_app(
     mqtt_username: str | None = None,
     mqtt_password: str | None = None,
     tls_ca: str | None = None,
+    public_docs: bool = False,
 ) -> FastAPI:
+    """The console. Its OpenAPI schema (`/openapi.json`) and docs (`/docs`) need a token
+    like every route but `/health`, unless `public_docs` (`trackfence serve --public-docs`)."""
     health = IngestHealth(broker, mqtt_username, mqtt_password, tls_ca) if broker else None
 
     @asynccontextmanager
@@ -44,7 +50,15 @@ def create_app(
             health.stop()
 
     app = FastAPI(
-        title="trackfence console", version="1", description=DESCRIPTION, lifespan=lifespan
+        title="trackfence console",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # served below, behind a token unless asked otherwise; no ReDoc, no OAuth2 page
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.store = store
     app.state.ingest_health = health
@@ -58,12 +72,34 @@ def create_app(
             return JSONResponse({"detail": "text may not contain NUL characters"}, status_code=422)
         return await call_next(request)
 
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        """The database went away mid-request: say so (503), as /health would."""
+        return JSONResponse({"detail": "the store is unreachable"}, status_code=503)
+
     app.state.reports_dir = reports_dir
     app.state.broker = broker
     app.state.lost_after_s = lost_after_s
     for module in (events, devices, sites, admin, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    docs_access = [] if public_docs else [Depends(get_principal)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_access)
+    def openapi() -> JSONResponse:
+        """The OpenAPI schema."""
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_access)
+    def docs() -> HTMLResponse:
+        """Swagger UI with the schema inside the page, so it needs no second request
+        (which, from a browser, could not carry the token)."""
+        return get_swagger_ui_html(
+            openapi_url="",  # empty: Swagger UI then reads `spec`, not a URL
+            title=f"{app.title} - API",
+            swagger_ui_parameters={"spec": app.openapi()},
+        )
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -49,20 +49,64 @@ LIVE_LOOKBACK_MS = 60_000
 LIVE_SEEN = 20_000
 HEARTBEAT_S = 15.0
 
+#: Every time the console takes from outside (a filter, or inside a cursor or an event id)
+#: lies from 1970 to the end of 9999 UTC, in ms: what a datetime holds, and well inside
+#: SQLite's 64-bit integers and PostgreSQL's timestamps, with a minute either side to spare.
+MIN_MS, MAX_MS = 0, 253_402_300_799_999
+#: A fix's sequence number: -1 (its format has none) up to the 64-bit integer it is kept as.
+MIN_SEQ, MAX_SEQ = -1, 2**63 - 1
+#: A device id is supplier/device, as long as the breach log's device filter allows.
+MAX_DEVICE_ID = 200
+KINDS = frozenset(k.value for k in EventKindName)
+DEVICE_RULE = (
+    f"device_id must be text supplier/device of 1 to {MAX_DEVICE_ID} characters, without NUL "
+    "or unpaired surrogates"
+)
+
 
 def _encode(key: tuple[int, str, str, int]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
 
 
+def _refuse(what: str, why: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a valid {what}: {why}")
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _text_ok(value: object, longest: int) -> bool:
+    """Text the store can keep and search: not empty, not too long, no NUL, no lone
+    surrogate (JSON's \\ud800 escapes make one, and neither database can encode it)."""
+    if not isinstance(value, str) or not 0 < len(value) <= longest or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _decode(text: str, what: str) -> tuple[int, str, str, int]:
+    """A cursor or an event id: base64url of [event_ms, device_id, kind, seq], each checked
+    here, at the edge, so nothing out of range reaches a query (a 422 naming the field)."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        ms, device, kind, seq = raw
-        if not (isinstance(ms, int) and isinstance(seq, int)):
-            raise TypeError
-        return ms, str(device), str(kind), seq
-    except (ValueError, TypeError):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a valid {what}") from None
+    except (ValueError, RecursionError):  # binascii, UTF-8 and JSON errors are ValueErrors
+        raise _refuse(what, "not base64url of a JSON list") from None
+    if not isinstance(raw, list) or len(raw) != 4:
+        raise _refuse(what, "not a list of [event_ms, device_id, kind, seq]")
+    ms, device, kind, seq = raw
+    if not _whole(ms, MIN_MS, MAX_MS):
+        raise _refuse(what, f"event_ms must be a whole number from {MIN_MS} to {MAX_MS}")
+    if not _text_ok(device, MAX_DEVICE_ID) or "/" not in device:
+        raise _refuse(what, DEVICE_RULE)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise _refuse(what, f"kind must be one of {', '.join(k.value for k in EventKindName)}")
+    if not _whole(seq, MIN_SEQ, MAX_SEQ):
+        raise _refuse(what, f"seq must be a whole number from {MIN_SEQ} to {MAX_SEQ}")
+    return ms, device, kind, seq
 
 
 def event_out(e: Event) -> EventOut:
@@ -87,7 +131,13 @@ def _ms(value: dt.datetime | None, name: str) -> int | None:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"{name} needs a time zone (for example 2026-06-01T09:00:00Z)",
         )
-    return round(value.timestamp() * 1000)
+    ms = round(value.timestamp() * 1000)
+    if not MIN_MS <= ms <= MAX_MS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{name} must be from 1970-01-01 to 9999-12-31 (UTC)",
+        )
+    return ms
 
 
 def _scoped(who: Principal, supplier: str | None) -> str | None:

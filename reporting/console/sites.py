@@ -33,6 +33,9 @@ SiteId = Annotated[str, Path(max_length=64, description="The site's id.")]
 
 #: A site document larger than this is refused (a worksite is a few kilobytes).
 MAX_DOCUMENT_BYTES = 2_000_000
+#: Every number in a site document is finite and no larger than this (degrees, mph and
+#: metres are far smaller): beyond it, or NaN or Infinity, is refused before the geometry.
+MAX_NUMBER = 1e15
 
 
 def _out(v: SiteVersion) -> SiteVersionOut:
@@ -47,7 +50,28 @@ def _out(v: SiteVersion) -> SiteVersionOut:
     )
 
 
+def _bounded_numbers(document: dict) -> None:
+    """Refuse a site document holding a number out of range (checked without recursion)."""
+    pending: list[object] = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        elif not -MAX_NUMBER <= value <= MAX_NUMBER:  # NaN too; an int of any size compares
+            shown = repr(value) if isinstance(value, float) else f"{len(str(abs(value)))} digits"
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"a site document's numbers are finite and at most {MAX_NUMBER:.0e} in size: "
+                f"{shown} is not",
+            )
+
+
 def _validated(site_id: str, geojson: dict) -> str:
+    _bounded_numbers(geojson)
     text = json.dumps(geojson, separators=(",", ":"))
     if len(text) > MAX_DOCUMENT_BYTES:
         raise HTTPException(

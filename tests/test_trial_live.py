@@ -1,0 +1,325 @@
+"""A real trial: devices worn live through a real Mosquitto into the store, references from
+the wearers' reference receivers, the shift log, and the same report as a simulated trial.
+
+The shift is simulated only to have something to wear: its fixes are published at their
+real pace (wall-clock times, as on track), decided and kept by ingest, and only then
+scored through the shift log and the reference tracks. The same store, scored through the
+simulated path (the simulator's own record of what it sent and its exact truth), gives the
+same figures: one path, every definition identical."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from trackfence.cli import main
+
+SITE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
+MISALIGNED = ROOT / "examples" / "trials" / "fences" / "phones-kings-cross.toml"
+
+#: 75 s on track: a walker crosses the worksite's limit twice, a colleague stands in the cess.
+SCENARIO = f"""
+[scenario]
+name = "Past the limit board (live)"
+site = "{SITE}"
+line = "Down Fast (blocked)"
+duration_s = 75
+seed = 23
+
+[[worker]]
+name = "walker"
+device = "any/w"
+along_m = 1200
+lateral_m = -3.0
+steps = [
+  {{ do = "stand", seconds = 5 }},
+  {{ do = "walk", distance_m = 15, speed_mps = 1.5 }}, {{ do = "stand", seconds = 6 }},
+  {{ do = "walk", distance_m = -15, speed_mps = 1.5 }}, {{ do = "stand", seconds = 12 }},
+  {{ do = "walk", distance_m = 15, speed_mps = 1.5 }}, {{ do = "stand", seconds = 6 }},
+  {{ do = "walk", distance_m = -15, speed_mps = 1.5 }},
+]
+
+[[worker]]
+name = "lookout"
+device = "any/l"
+along_m = 1000
+lateral_m = -3.0
+steps = [{{ do = "stand", seconds = 74 }}]
+
+[supplier.any]
+"""
+
+SUPPLIERS = """
+[supplier.good]
+technology = "GNSS RTK"
+approved_configuration = { fix_rate_hz = 2 }
+[supplier.good.simulated]
+fix_rate_hz = 2
+fix_type = "RTK fixed"
+cep50_m = 0.05
+latency_ms = 200
+latency_jitter_ms = 30
+[[supplier.good.device]]
+id = "g-1"
+firmware = "1.0"
+configuration = { fix_rate_hz = 2 }
+[[supplier.good.device]]
+id = "g-2"
+firmware = "1.0"
+configuration = { fix_rate_hz = 2 }
+
+[supplier.long]
+technology = "GNSS RTK"
+approved_configuration = { fix_rate_hz = 2 }
+configured_sites = { "SITE" = "FENCE" }
+[supplier.long.simulated]
+fix_rate_hz = 2
+fix_type = "RTK fixed"
+cep50_m = 0.05
+latency_ms = 200
+latency_jitter_ms = 30
+[[supplier.long.device]]
+id = "l-1"
+firmware = "1.0"
+configuration = { fix_rate_hz = 2 }
+[[supplier.long.device]]
+id = "l-2"
+firmware = "1.0"
+configuration = { fix_rate_hz = 2 }
+""".replace("SITE", str(SITE)).replace("FENCE", str(MISALIGNED))
+
+
+def _trial_head(start: dt.date, extra: str = "") -> str:
+    return (
+        f'[trial]\nname = "Live trial"\nstart_date = {start.isoformat()}\nweeks = 1\n{extra}\n'
+        "[decisions]\nclearing_margin_m = 0.5\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def live_run(mosquitto, tmp_path_factory):
+    """One shift worn live: published at its real pace through Mosquitto, stored by ingest."""
+    from devices.sim.generate import simulate
+    from devices.sim.publish import publish
+    from devices.sim.references import (
+        reference_track,
+        shift_log_rows,
+        write_reference,
+        write_shift_log,
+    )
+    from ingest.service import IngestService
+    from ingest.settings import IngestSettings
+    from store import open_store
+    from trackfence.sites import load_site
+    from trials.definition import load_trial
+    from trials.runner import _sites_for
+    from trials.schedule import plan
+
+    folder = tmp_path_factory.mktemp("live")
+    (folder / "scenario.toml").write_text(SCENARIO)
+    today = dt.datetime.now(dt.UTC).date()
+    simulated = folder / "simulated.toml"
+    simulated.write_text(
+        _trial_head(today) + f'\n[[scenario]]\nfile = "{folder / "scenario.toml"}"\n' + SUPPLIERS
+    )
+    trial = load_trial(simulated)
+    shift = plan(trial)[0]
+    start_ms = (int(time.time()) + 5) * 1000  # the shift starts now: wall clock is its clock
+    shift = replace(shift, start_ms=start_ms)
+    site = load_site(SITE)
+    sim = simulate(shift.scenario, site)
+    references = {}
+    for person in dict.fromkeys(w.person for w in sim.scenario.workers):
+        path = folder / "references" / f"{person}.gpx"
+        write_reference(path, *reference_track(sim, person, site, start_ms, rate_hz=10))
+        references[person] = f"references/{person}.gpx"
+    rows = shift_log_rows(sim, str(SITE), shift.scenario_key, start_ms, references, 0.02)
+    write_shift_log(folder / "shifts.csv", rows)
+    real = folder / "real.toml"
+    real.write_text(_trial_head(today, 'shift_log = "shifts.csv"') + SUPPLIERS)
+    db = f"sqlite:///{folder / 'live.sqlite'}"
+    store = open_store(db)
+    store.migrate()
+    service = IngestService(
+        IngestSettings(
+            broker=mosquitto.url,
+            db=db,
+            client_id="trackfence-live-trial",
+            spool=str(folder / "spool"),
+            sites=_sites_for(trial, shift),
+            decisions=trial.decisions,
+        )
+    )
+    service.start()
+    try:
+        assert service.subscribed.wait(15)
+        # publish() paces from its first send: begin at that send's planned wall-clock time
+        first_send_ms = start_ms + int(sim.fixes.send_ms[0])
+        time.sleep(max(0.0, first_send_ms / 1000 - time.time()))
+        publish(sim, mosquitto.url, start_ms, realtime=True)
+        devices = [w.device for w in sim.scenario.workers]
+        pairs = zip(sim.fixes.worker, sim.fixes.seq, strict=True)
+        expected = len({(int(w), int(q)) for w, q in pairs})
+        deadline = time.monotonic() + 30
+        while store.fix_count(devices, start_ms - 60_000, start_ms + 200_000) < expected:
+            assert time.monotonic() < deadline, "the live fixes never all reached the store"
+            time.sleep(0.2)
+    finally:
+        service.stop()
+        store.close()
+    return {"folder": folder, "real": real, "db": db, "sim": sim, "shift": shift,
+            "trial": trial}  # fmt: skip
+
+
+def _report(out: Path, name: str = "summary") -> dict:
+    return json.loads((out / "report" / f"{name}.json").read_text())
+
+
+def test_a_real_trial_is_scored_from_the_live_store_and_the_references(live_run, capsys):
+    out = live_run["folder"] / "out"
+    args = ["trial", "score", str(live_run["real"]), "--db", live_run["db"], "--out", str(out)]
+    assert main([*args, "--formats", "json,md"]) == 0
+    doc = _report(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "live" and manifest["shifts"][0]["live"]
+    assert manifest["shifts"][0]["references"]["walker"]["accuracy_m"] == 0.02
+    assert "reference receiver" in doc["sections"]["methodology"]["ground_truth"]
+    sim = live_run["sim"]
+    walker = [i for i, w in enumerate(sim.scenario.workers) if w.person == "walker"]
+    crossings = int(np.isin(sim.excursions.worker, walker[:1]).sum())
+    assert crossings == 2
+    good = doc["sections"]["alerting"]["figures"]["good"]
+    assert good["excursions"] == crossings and good["detected"] == crossings
+    # alerted within a couple of seconds of the true crossing, live, hops and all
+    assert -5.0 <= good["time_to_alert_p50_s"] <= 3.0
+    assert 0.02 < doc["sections"]["accuracy"]["good"]["cep50_m"] < 0.1
+    # the supplier whose fence runs 18 m long does not alarm at the limit board
+    long = doc["sections"]["alerting"]["figures"]["long"]
+    assert long["detected"] == 0
+    fence = next(c for c in doc["sections"]["issues"]["checks"] if c["title"] == "Fence alignment")
+    statuses = {r["supplier"]: r["status"] for r in fence["results"]}
+    assert statuses == {"good": "pass", "long": "fail"}
+    # re-scoring is idempotent: the truth is not written twice, the figures do not move
+    import sqlite3
+
+    path = live_run["db"].removeprefix("sqlite:///")
+    before = sqlite3.connect(path).execute("SELECT count(*) FROM truth").fetchone()[0]
+    assert main([*args, "--formats", "json"]) == 0
+    after = sqlite3.connect(path).execute("SELECT count(*) FROM truth").fetchone()[0]
+    assert before == after > 0
+    again = _report(out)
+    assert again["sections"]["accuracy"] == doc["sections"]["accuracy"]
+    assert again["sections"]["alerting"]["figures"] == doc["sections"]["alerting"]["figures"]
+
+
+def test_the_simulated_and_real_paths_give_the_same_figures_for_the_same_fixes(live_run):
+    from dataclasses import asdict
+
+    from devices.sim.publish import truth_records
+    from store import open_store
+    from trials.collect import collect
+    from trials.definition import load_trial
+    from trials.live import live_manifest
+    from trials.runner import save_sent
+    from trials.score import score_trial
+
+    shift, sim = live_run["shift"], live_run["sim"]
+    folder = live_run["folder"]
+    real = load_trial(live_run["real"])
+    # the real path: the shift log, the references, the store
+    store = open_store(live_run["db"])
+    try:
+        live = score_trial(real, m := live_manifest(real, store, live_run["db"]),
+                           collect(real, m, store, folder))  # fmt: skip
+        # the simulated path: the simulator's truth and record of sends, the same fixes
+        end_ms = m["shifts"][0]["end_ms"]
+        run_id = "simulated-" + shift.run_id
+        store.write_truth(*truth_records(sim, run_id, shift.start_ms))
+        (folder / "sent").mkdir(exist_ok=True)
+        sent = save_sent(sim, replace(shift, run_id=run_id), folder / "sent")
+        assert sent.is_file()
+        record = {**m["shifts"][0], "run_id": run_id, "live": False, "end_ms": end_ms,
+                  "publish_seconds": (end_ms - shift.start_ms) / 1000,  # it was real time
+                  "devices": [asdict(d) for d in shift.devices]}  # fmt: skip
+        simulated_manifest = {**m, "shifts": [record]}
+        simulated = score_trial(
+            live_run["trial"], simulated_manifest, collect(real, simulated_manifest, store, folder)
+        )
+    finally:
+        store.close()
+    for s in ("good", "long"):
+        a, b = live.overall[s], simulated.overall[s]
+        assert a.fixes == b.fixes > 0
+        # the reference went through GPX at 1e-10 degrees: identical to about 10 µm
+        assert a.cep50_m == pytest.approx(b.cep50_m, abs=1e-4)
+        assert a.r95_m == pytest.approx(b.r95_m, abs=1e-4)
+        assert (a.excursions, a.detected, a.saturated, a.false_alerts) == (
+            b.excursions, b.detected, b.saturated, b.false_alerts
+        )  # fmt: skip
+        assert a.availability == pytest.approx(b.availability)
+        # alert times: the real publish time against the simulated send plus measured hops
+        if a.detected:
+            assert a.time_to_alert_p50_s == pytest.approx(b.time_to_alert_p50_s, abs=0.15)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda rows: rows[1].update(devices=rows[0]["devices"]), "also worn at the same time"),
+        (lambda rows: rows[0].update(devices="good/g-9"), "no device of the trial's suppliers"),
+        (lambda rows: rows[0].update(end="2030-01-01T00:00:00Z"), "within 16 h"),
+        (lambda rows: rows[0].update(start=rows[0]["start"].replace("Z", "")), "no time zone"),
+        (lambda rows: rows[0].update(reference_accuracy_m="2"), "reference_accuracy_m"),
+        (lambda rows: rows[0].update(site="nowhere.toml"), "no such site file"),
+    ],
+)
+def test_a_bad_shift_log_is_refused_with_its_line_and_field(live_run, tmp_path, change, words):
+    import csv
+
+    from trials.definition import TrialError, load_trial
+
+    source = live_run["folder"]
+    rows = list(csv.DictReader((source / "shifts.csv").read_text().splitlines()))
+    change(rows)
+    for name in ("references",):
+        (tmp_path / name).symlink_to(source / name)
+    with (tmp_path / "shifts.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "real.toml").write_text(live_run["real"].read_text())
+    with pytest.raises(TrialError) as caught:
+        load_trial(tmp_path / "real.toml")
+    assert words in str(caught.value) and "shifts.csv line" in str(caught.value)
+
+
+def test_a_reference_that_does_not_cover_its_shift_is_refused(live_run, tmp_path):
+    from devices.sim.recordings import read_track
+    from devices.sim.references import write_reference
+    from trials.definition import TrialError, load_trial
+
+    source = live_run["folder"]
+    (tmp_path / "references").mkdir()
+    for path in (source / "references").iterdir():
+        track = read_track(path)
+        keep = slice(None, -50) if path.stem == "walker" else slice(None)  # 5 s short
+        write_reference(tmp_path / "references" / path.name,
+                        *(track[k][keep] for k in ("time_ms", "lat", "lon")))  # fmt: skip
+    (tmp_path / "shifts.csv").write_text((source / "shifts.csv").read_text())
+    (tmp_path / "real.toml").write_text(live_run["real"].read_text())
+    with pytest.raises(TrialError) as caught:
+        load_trial(tmp_path / "real.toml")
+    assert "walker.gpx covers" in str(caught.value) and "not the whole shift" in str(caught.value)
+
+
+def test_a_real_trial_is_not_run_but_scored(live_run, tmp_path):
+    assert main(["trial", "run", str(live_run["real"]), "--out", str(tmp_path / "x")]) == 2
+    # and a real trial needs the store it is scored from
+    assert main(["trial", "score", str(live_run["real"]), "--out", str(tmp_path / "y")]) == 2
