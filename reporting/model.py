@@ -274,6 +274,8 @@ def build_document(
             "alerting": {
                 "figures": {s: _figures(result.overall[s]) for s in keys},
                 "repeat_consistency": {s: clean(result.repeat_consistency[s]) for s in keys},
+                # the devices' own alarms beside trackfence's decision (where reported)
+                "own_alarms": {s: clean(result.own_alarms[s].as_dict()) for s in keys},
             },
             "by_scenario": [
                 {"supplier": s, "scenario": sc, **_figures(f)}

@@ -22,20 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trials.checks import Check, SupplierFinding
+from trials.checks import CRITERION_OF_CHECK, Check, SupplierFinding
 from trials.definition import CRITERIA
 from trials.design import Design
 from trials.figures import Figures
 from trials.score import TrialResult
 from trials.verdict import FAIL, NOT_DEMONSTRATED, PASS, Verdict
 
-#: A check that judges what a criterion judges: said once, under the criterion.
-CHECK_CRITERION = {
-    "NRA24-05/fence": "fence_alignment_m",
-    "NRA24-05/timing": "alert_timing_spread_s",
-    "NRA24-05/breach-log": "breach_log_offset_p95_m",
-    "NRA24-05/agreement": "supplier_agreement",
-}
 #: Criteria by what their failure does to a worker (recommendation priority).
 UNWARNED = {
     "detection_rate",
@@ -257,14 +250,14 @@ def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> 
             text = _advice(result, s, v, f, plan)
             if text:
                 out.append(Finding(s, priority if v.status == FAIL else 3, v.what, text))
-            folded |= {code for code, c in CHECK_CRITERION.items() if c == v.criterion}
+            folded |= {code for code, c in CRITERION_OF_CHECK.items() if c == v.criterion}
         tta = _verdict(result, s, "time_to_alert_p95_s")
         if tta is not None and tta.status == FAIL:
             folded.add("NRA24-05/firmware")  # named as the cause of late alerts, once
         for c in result.checks:
             r = next(x for x in c.results if x.supplier == s)
             if c.code in folded and (
-                CHECK_CRITERION.get(c.code) in criteria or c.code == "NRA24-05/firmware"
+                CRITERION_OF_CHECK.get(c.code) in criteria or c.code == "NRA24-05/firmware"
             ):
                 continue
             if r.status not in ("fail", "found"):

@@ -246,3 +246,26 @@ def test_an_interval_that_is_not_one_claims_nothing():
     assert outcome(0.5, (0.6, 0.4), 1.0, "max") == NOT_DEMONSTRATED
     assert outcome(0.5, (0.6, 0.4), 0.1, "min") == NOT_DEMONSTRATED
     assert outcome(0.5, (math.nan, math.nan), 1.0, "max") == NOT_DEMONSTRATED
+
+
+def test_a_device_s_own_alarms_are_scored_beside_the_platform_s_decision():
+    from trials.figures import own_alarm_figures
+
+    platform = ([101_000, 251_000, 401_000], [125_000, 275_000, 425_000])
+    # its own alarm: the first crossing 1 s in, the second 8 s in, the third never
+    own = dict(own_reported=True, own_alarm_ms=np.array([101_000, 258_000, 500_000]),
+               own_alarm_end_ms=np.array([125_000, 275_000, 501_000]),
+               own_alarm_x_m=np.array([0.0, 3.0, 0.0]), own_alarm_y_m=np.zeros(3))  # fmt: skip
+    rows = build_rows([_shift(platform, shift=k, **own) for k in range(4)]
+                      + [_shift(platform, shift=9, device_id="a/x")])  # fmt: skip
+    o = own_alarm_figures(rows, supplier="a", spread_limit_s=3.0)
+    assert o.device_shifts == 4  # the fifth reported none: left out, not scored as silent
+    assert (o.excursions, o.detected, o.saturated) == (12, 8, 0)
+    assert o.detected_by_platform_only == 4 and o.detected_by_device_only == 0
+    assert o.later_than_platform == 4  # 8 s against 1 s
+    assert o.false_alerts == 4  # the stray at 500 s, every shift
+    assert o.time_to_alert_p95_s == pytest.approx(8.0)
+    # where the device said the wearer was: 3 m off at one alarm in three
+    assert o.alarm_position_offset_p95_m == pytest.approx(3.0)
+    f = figures(rows, supplier="a")  # trackfence's own decision is untouched by them
+    assert (f.excursions, f.detected) == (15, 15)

@@ -161,13 +161,20 @@ def _parser() -> argparse.ArgumentParser:
     tplan.add_argument("trial", type=Path, help="trial TOML (see examples/trials)")
     tscore = trial_commands.add_parser(
         "score",
-        help="rescore a trial that has been run (new criteria, new report), without rerunning",
-        description="Read the stored fixes, events and truth of a trial run in --out and write "
-        "its scores and reports again; the trial file's criteria may have changed.",
+        help="score a real trial from the live store, or rescore a simulated run",
+        description="A real trial (one with a shift log): import each wearer's reference "
+        "track as the truth, score what ingest stored during the shifts in --db, and write "
+        "the reports to --out. A simulated run: read the stored fixes, events and truth of "
+        "the run in --out and write its scores and reports again; the trial file's criteria "
+        "may have changed.",
     )
-    tscore.add_argument("trial", type=Path, help="the trial TOML the run was made from")
+    tscore.add_argument("trial", type=Path, help="the trial TOML (with its shift log if real)")
     tscore.add_argument("--out", type=Path, default=Path("out/trial"), help="the run's folder")
-    tscore.add_argument("--db", help="the run's store (default: the one in its manifest)")
+    tscore.add_argument(
+        "--db",
+        help="the store: a real trial's live store (required), or a simulated run's "
+        "(default: the one in its manifest)",
+    )
     _report_options(tscore)
     return parser
 

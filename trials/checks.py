@@ -28,12 +28,21 @@ from scipy import stats
 
 from geofence.site import Site
 from trials.definition import Trial
-from trials.figures import Figures, figures
+from trials.figures import Figures, OwnAlarmFigures, figures
 from trials.intervals import clopper_pearson
 from trials.rows import Rows
 from trials.verdict import NOT_DEMONSTRATED, outcome
 
 PASS, FAIL, FOUND, NOT_ASSESSED = "pass", "fail", "found", "not assessed"
+
+#: A check that judges what a criterion judges: a failure of both is one finding, said
+#: under the criterion (when the trial has that criterion).
+CRITERION_OF_CHECK = {
+    "NRA24-05/fence": "fence_alignment_m",
+    "NRA24-05/timing": "alert_timing_spread_s",
+    "NRA24-05/breach-log": "breach_log_offset_p95_m",
+    "NRA24-05/agreement": "supplier_agreement",
+}
 
 
 @dataclass(frozen=True)
@@ -518,3 +527,56 @@ def _date(ex, i: int) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(int(ex.start_ms[i]) / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def own_alarms(trial: Trial, rows: Rows, own: dict[str, OwnAlarmFigures]) -> Check:
+    """The suppliers' own alarms against the truth, and beside trackfence's decision.
+
+    What vibrates on the wearer is the device's own alarm, decided by the supplier's
+    device or cloud. Where a device reports its alarms, they are held to the same
+    detection limit (on its bound), and every crossing on which the device and
+    trackfence's decision on the same fixes disagree is counted: a device whose own
+    alarm misses what its fixes showed has a decision problem, not a positioning one.
+    """
+    limit = trial.criteria.get("detection_rate", 0.99)
+    results = []
+    for s in trial.suppliers:
+        f = own[s.key]
+        if not f.device_shifts:
+            results.append(
+                SupplierFinding(s.key, NOT_ASSESSED, "its devices reported no alarms of their own")
+            )
+            continue
+        status = outcome(f.detection_rate, f.detection_ci, limit, "min")
+        differs = f.detected_by_platform_only + f.detected_by_device_only + f.later_than_platform
+        text = (
+            f"its own alarms gave a fresh alert for {f.detected} of {f.excursions} crossings "
+            f"({f.saturated} while already on), {f.false_alerts_per_device_hour:.2f} false "
+            f"alerts an hour; against trackfence's decision on the same fixes: "
+            f"{f.detected_by_platform_only} caught only by trackfence, "
+            f"{f.detected_by_device_only} only by the device, {f.later_than_platform} "
+            f"alerted later by the device"
+        )
+        if status == FAIL:
+            text += f": its own alarms miss the detection limit ({limit:.0%})"
+        results.append(
+            SupplierFinding(
+                s.key,
+                FAIL if status == FAIL else FOUND if differs else status,
+                text,
+                {
+                    "detection_rate": f.detection_rate,
+                    "detection_ci": f.detection_ci,
+                    "platform_only": f.detected_by_platform_only,
+                    "device_only": f.detected_by_device_only,
+                    "later": f.later_than_platform,
+                },
+            )
+        )
+    return Check(
+        "NRA24-05/own-alarm",
+        "Devices' own alarms",
+        "Do the alarms each device decides for itself trigger on every crossing, as "
+        "trackfence's decision on the same fixes does?",
+        tuple(results),
+    )

@@ -88,6 +88,14 @@ class Worn:
     publish_ms: np.ndarray  # alert publish time minus decision time, per alert (measured)
     uplink_ms: np.ndarray  # device send time minus the time the fix was true (simulated)
     sent_fix_ms: np.ndarray  # fix times of every distinct fix sent (for loss accounting)
+    #: the device's own alarms, as it reported them on its alarm topic (its own decision,
+    #: which is what vibrates on the wearer): times on its own clock, and where it said
+    #: the wearer was. A device that reports none leaves own_reported False.
+    own_reported: bool = False
+    own_alarm_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    own_alarm_end_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    own_alarm_x_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    own_alarm_y_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass

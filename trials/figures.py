@@ -338,3 +338,77 @@ def figures(
         publish_p50_ms=_pct(al.publish_ms[amask].astype(np.float64), 50),
         publish_p95_ms=_pct(al.publish_ms[amask].astype(np.float64), 95),
     )
+
+
+@dataclass(frozen=True)
+class OwnAlarmFigures:
+    """The devices' own alarms, by the same definitions, beside trackfence's decision.
+
+    A supplier's device (or its cloud) decides for itself when to vibrate its wearer;
+    NRA24-05's "alarms did not trigger consistently" is about those alarms. They are
+    scored as trackfence's decisions are: fresh alerts per crossing, false alarms by
+    count and by time, and where the device said the wearer was. Only device-shifts
+    whose device reported its alarms count: one that reports none is "not reported",
+    never scored as silent.
+    """
+
+    device_shifts: int  # that reported their own alarms
+    excursions: int
+    detected: int
+    saturated: int
+    detection_rate: float
+    detection_ci: Interval
+    time_to_alert_p50_s: float
+    time_to_alert_p95_s: float
+    device_hours: float
+    false_alerts: int
+    false_alerts_per_device_hour: float
+    false_alerts_per_device_hour_ci: Interval
+    false_alarm_share: float
+    alarm_position_offset_p95_m: float  # where the device said the wearer was, at its alarm
+    # the same crossings, against trackfence's decision on the same device's fixes
+    detected_by_platform_only: int
+    detected_by_device_only: int
+    later_than_platform: int  # both alerted, the device more than the spread limit later
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def own_alarm_figures(
+    rows: Rows, *, spread_limit_s: float, confidence: float = 0.95, **keys: object
+) -> OwnAlarmFigures:
+    """The devices' own alarms of the rows matching `keys` (device-shifts that reported)."""
+    ex, ds, own = rows.excursions, rows.device_shifts, rows.own_alarms
+    emask = ex.where(**keys) & ex.own_reported.astype(bool)
+    dmask = ds.where(**keys) & ds.own_reported.astype(bool)
+    omask = own.where(**keys)
+    hit = ex.own_detected[emask].astype(bool)
+    platform = ex.detected[emask].astype(bool)
+    tta = ex.own_time_to_alert_s[emask].astype(np.float64)
+    platform_tta = ex.time_to_alert_s[emask].astype(np.float64)
+    hours = float(ds.hours[dmask].sum())
+    false_alerts = int(ds.own_false_alerts[dmask].sum())
+    n = int(emask.sum())
+    both = hit & platform
+    return OwnAlarmFigures(
+        device_shifts=int(dmask.sum()),
+        excursions=n,
+        detected=int(hit.sum()),
+        saturated=int(ex.own_saturated[emask].astype(bool).sum()),
+        detection_rate=float(hit.mean()) if n else math.nan,
+        detection_ci=clopper_pearson(int(hit.sum()), n, confidence),
+        time_to_alert_p50_s=_pct(tta, 50),
+        time_to_alert_p95_s=_pct(tta, 95),
+        device_hours=hours,
+        false_alerts=false_alerts,
+        false_alerts_per_device_hour=false_alerts / hours if hours > 0 else math.nan,
+        false_alerts_per_device_hour_ci=poisson_rate(false_alerts, hours, confidence),
+        false_alarm_share=(
+            float(ds.own_false_alarm_s[dmask].sum()) / (hours * 3600) if hours > 0 else math.nan
+        ),
+        alarm_position_offset_p95_m=_pct(own.offset_m[omask].astype(np.float64), 95),
+        detected_by_platform_only=int((platform & ~hit).sum()),
+        detected_by_device_only=int((hit & ~platform).sum()),
+        later_than_platform=int((both & (tta - platform_tta > spread_limit_s)).sum()),
+    )

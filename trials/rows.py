@@ -78,6 +78,11 @@ class ExcursionRows(Keyed):
     late: np.ndarray  # not detected: alerted only after the wearer was back
     time_to_alert_s: np.ndarray  # NaN where not detected; negative: alerted before the crossing
     overshoot_m: np.ndarray  # how far truly outside at the alert (NaN where not detected)
+    # the same crossing judged on the device's own alarms, where it reports them
+    own_reported: np.ndarray
+    own_detected: np.ndarray
+    own_saturated: np.ndarray
+    own_time_to_alert_s: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,16 @@ class AlertRows(Keyed):
     log_offset_at_logged_time_m: np.ndarray  # ...against the truth at the time the log gives
     publish_ms: np.ndarray  # measured: decision -> alert published
     false: np.ndarray  # started outside every detection window: the wearer was truly safe
+
+
+@dataclass(frozen=True)
+class OwnAlarmRows(Keyed):
+    """The devices' own breach alarms (reported on their alarm topic), one row each."""
+
+    worn: np.ndarray
+    alarm_ms: np.ndarray
+    offset_m: np.ndarray  # where the device said the wearer was, against the truth then
+    false: np.ndarray  # started outside every detection window
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,10 @@ class DeviceShiftRows(Keyed):
     breach_s: np.ndarray  # time the device held its wearer in breach
     false_alarm_s: np.ndarray  # ...while the wearer was truly safe (outside every window)
     uplink_p50_ms: np.ndarray  # simulated device -> broker
+    own_reported: np.ndarray  # the device reported its own alarms this shift
+    own_false_alerts: np.ndarray
+    own_false_alarm_s: np.ndarray
+    own_breach_s: np.ndarray
     error_east_sum_m: np.ndarray  # sums of the fixes' errors: means without touching fixes
     error_north_sum_m: np.ndarray
 
@@ -118,6 +137,7 @@ class Rows:
     excursions: ExcursionRows
     alerts: AlertRows
     device_shifts: DeviceShiftRows
+    own_alarms: OwnAlarmRows
 
     fixes_per_worn: np.ndarray  # fixes of each device-shift (its rows are contiguous)
 
@@ -157,7 +177,7 @@ def build_rows(
     detecting it; `clear_allowance_s`: how long after the wearer is back inside an
     alarm may take to clear before it counts as false (trials.metrics).
     """
-    fixes, excursions, alerts, shifts = [], [], [], []
+    fixes, excursions, alerts, shifts, own_alarms = [], [], [], [], []
     for row, w in enumerate(worn):
         keys = {
             "supplier": w.supplier,
@@ -199,6 +219,42 @@ def build_rows(
             late_within_s=clear_allowance_s,
         )
         n = x_start.size
+        # the device's own alarms, judged by the same definitions as trackfence's decision
+        own = detection(
+            x_start,
+            x_end,
+            w.own_alarm_ms,
+            w.own_alarm_end_ms,
+            lead_s=lead_s,
+            late_within_s=clear_allowance_s,
+        )
+        own_breach_s, own_false_s = alarm_seconds(
+            w.own_alarm_ms,
+            w.own_alarm_end_ms,
+            x_start,
+            x_end,
+            w.start_ms,
+            w.end_ms,
+            lead_s=lead_s,
+            clear_allowance_s=clear_allowance_s,
+        )
+        own_truth = (
+            np.hypot(
+                w.own_alarm_x_m - np.interp(w.own_alarm_ms, w.truth_ms, w.truth_x_m),
+                w.own_alarm_y_m - np.interp(w.own_alarm_ms, w.truth_ms, w.truth_y_m),
+            )
+            if w.own_alarm_ms.size
+            else np.zeros(0)
+        )
+        own_alarms.append(
+            {
+                **full(w.own_alarm_ms.size, week=w.week),
+                "worn": np.full(w.own_alarm_ms.size, row, dtype=np.int64),
+                "alarm_ms": w.own_alarm_ms,
+                "offset_m": own_truth,
+                "false": own.false_start,
+            }
+        )
         alerted_at = np.zeros(n, dtype=np.int64)  # a device with no alert at all is scored too
         alerted_at[found.detected] = w.alert_ms[found.alert[found.detected]]
         truly = np.interp(alerted_at, w.truth_ms, w.truth_distance_m)
@@ -221,6 +277,10 @@ def build_rows(
                 "late": found.late,
                 "time_to_alert_s": found.time_to_alert_s,
                 "overshoot_m": overshoot,
+                "own_reported": np.full(n, w.own_reported),
+                "own_detected": own.detected & w.own_reported,
+                "own_saturated": own.saturated & w.own_reported,
+                "own_time_to_alert_s": own.time_to_alert_s,
             }
         )
         # alerts: where the breach log put the wearer, against where they truly were
@@ -279,6 +339,10 @@ def build_rows(
                 "error_east_sum_m": np.array([float(de.sum())]),
                 "error_north_sum_m": np.array([float(dn.sum())]),
                 "uplink_p50_ms": np.array([np.median(w.uplink_ms) if w.uplink_ms.size else np.nan]),
+                "own_reported": np.array([w.own_reported]),
+                "own_false_alerts": np.array([own.false_alerts]),
+                "own_false_alarm_s": np.array([own_false_s]),
+                "own_breach_s": np.array([own_breach_s]),
             }
         )
     return Rows(
@@ -286,5 +350,6 @@ def build_rows(
         _cat(excursions, ExcursionRows),
         _cat(alerts, AlertRows),
         _cat(shifts, DeviceShiftRows),
+        _cat(own_alarms, OwnAlarmRows),
         np.array([f["worn"].size for f in fixes], dtype=np.int64),
     )

@@ -17,19 +17,21 @@ from devices.sim.generate import Simulation
 from geofence.breach import BreachConfig, DeviceStates, EventKind, replay
 from geofence.site import Site
 from trials.checks import (
+    CRITERION_OF_CHECK,
     Check,
     alarm_timing,
     breach_log_position,
     configuration_drift,
     fence_alignment,
     firmware_differences,
+    own_alarms,
     supplier_agreement,
 )
 from trials.collect import Collected
 from trials.definition import Trial
 from trials.design import Design, design, provided_by_rows
 from trials.feedback import Feedback, read_feedback
-from trials.figures import Figures, figures
+from trials.figures import Figures, OwnAlarmFigures, figures, own_alarm_figures
 from trials.metrics import Accuracy, Availability, Detection, accuracy, availability, detection
 from trials.rows import Rows, build_rows
 from trials.verdict import SAFETY, Rank, Verdict, judge, rank
@@ -128,6 +130,7 @@ class TrialResult:
     missing: list[str]
     readiness: dict[str, Readiness]
     design: Design  # what each criterion needed, and what the run gave each supplier
+    own_alarms: dict[str, OwnAlarmFigures]  # the devices' own alarms, where they report them
 
     def accepted(self, supplier: str) -> bool:
         """Every criterion demonstrated met, and no NRA24-05 check failed."""
@@ -197,6 +200,11 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
     }
     fences = fence_alignment(trial, load, sites_used)
     agreement = supplier_agreement(trial, rows)
+    spread = trial.criteria.get("alert_timing_spread_s", 3.0)
+    own = {
+        s: own_alarm_figures(rows, supplier=s, spread_limit_s=spread, confidence=c)
+        for s in suppliers
+    }
     checks = [
         fences,
         alarm_timing(trial, rows, overall),
@@ -204,6 +212,7 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
         configuration_drift(trial, rows, configurations),
         breach_log_position(trial, rows, overall),
         agreement,
+        own_alarms(trial, rows, own),
     ]
     extra = {}
     for s in suppliers:
@@ -234,6 +243,7 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
         missing=missing,
         readiness={s: readiness(verdicts[s], checks, s) for s in suppliers},
         design=design(trial, provided_by_rows(trial, rows)),
+        own_alarms=own,
     )
 
 
@@ -290,7 +300,12 @@ def readiness(verdicts: list[Verdict], checks: list[Check], supplier: str) -> Re
     by_status: dict[str, list[str]] = {}
     for v in verdicts:
         by_status.setdefault(v.status, []).append(v.what)
-    check_fails = [c.title for c in checks if _finding(c, supplier).status == "fail"]
+    judged = {v.criterion for v in verdicts}
+    check_fails = [
+        c.title
+        for c in checks
+        if _finding(c, supplier).status == "fail" and CRITERION_OF_CHECK.get(c.code) not in judged
+    ]  # a check judged as a criterion is said once, under the criterion
     # the safety function: excursions alerted, by alarms that stop when the wearer is safe
     # (a device in breach all shift "detects" nothing and protects no one)
     safety_shown = all(v.status == "pass" for v in verdicts if v.criterion in SAFETY)

@@ -27,6 +27,10 @@ class SupplierProfile:
     duplicate_rate: float = 0.0  # share sent twice
     reorder_rate: float = 0.0  # share sent after the next fix
     battery_drain_pct_per_h: float = 4.0  # from 100 % at the start of the shift
+    # the device's own alarm (devices.sim.alarms): "on" to decide for itself and report it
+    own_alarm: str = "off"
+    own_alarm_delay_ms: float = 0.0  # from the fix to the device's alarm
+    own_alarm_accuracy_factor: float = 2.0  # how it widens its reported accuracy to decide
 
     @property
     def is_rfid(self) -> bool:
@@ -51,6 +55,8 @@ class SupplierProfile:
                 )
             values[key] = value
         profile = cls(**values)
+        if profile.own_alarm not in ("on", "off"):
+            raise ScenarioError(f"{where}.own_alarm", "must be on or off")
         if profile.format not in ("native", "owntracks", "nmea"):
             raise ScenarioError(f"{where}.format", "must be native, owntracks or nmea")
         if profile.is_rfid:

@@ -20,6 +20,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.sim.alarms import OwnAlarms
 from devices.sim.generate import Simulation
 from ingest import nmea
 from ingest.topics import PREFIX
@@ -99,11 +100,29 @@ def payload(
     raise ValueError(f"unknown device format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
+def alarm_payload(seq: int, alarm_ms: int, kind: str, lat: float, lon: float) -> bytes:
+    """A device's own alarm as it reports it on `…/{device}/alarm` (native JSON)."""
+    return json.dumps(
+        {"seq": seq, "time_ms": alarm_ms, "kind": kind, "lat": round(lat, 9),
+         "lon": round(lon, 9)}
+    ).encode()  # fmt: skip
+
+
+def _publish_alarm(clients: list, scenario, own: OwnAlarms, k: int, start_ms: int):
+    w = int(own.worker[k])
+    supplier, name = scenario.workers[w].device.split("/", 1)
+    body = alarm_payload(
+        k, start_ms + int(own.alarm_ms[k]), str(own.kind[k]), float(own.lat[k]), float(own.lon[k])
+    )
+    return clients[w].publish(f"{PREFIX}/{supplier}/{name}/alarm", body, qos=1)
+
+
 def publish(
     sim: Simulation,
     broker_url: str,
     start_ms: int,
     *,
+    alarms: OwnAlarms | None = None,
     realtime: bool = False,
     progress: Callable[[int, int], None] | None = None,
     username: str | None = None,
@@ -134,8 +153,15 @@ def publish(
     f = sim.fixes
     began = time.monotonic()
     pending = []
+    own = alarms if alarms is not None else None
+    # the devices' own alarms go out among the fixes, each at its own send time
+    due = np.searchsorted(f.send_ms, own.send_ms, side="right") if own is not None else []
+    raised = 0
     try:
         for i in range(len(f)):
+            while own is not None and raised < len(own) and due[raised] <= i:
+                pending.append(_publish_alarm(clients, scenario, own, raised, start_ms))
+                raised += 1
             w = int(f.worker[i])
             worker = scenario.workers[w]
             supplier, name = worker.device.split("/", 1)
@@ -176,6 +202,9 @@ def publish(
                 pending.clear()
             if progress is not None and i % 1000 == 0:
                 progress(i, len(f))
+        while own is not None and raised < len(own):
+            pending.append(_publish_alarm(clients, scenario, own, raised, start_ms))
+            raised += 1
         for info in pending:
             info.wait_for_publish(60)
         if progress is not None:
