@@ -3,17 +3,47 @@
 GGA has no accuracy and no date; RMC has the date; GST has the receiver's own
 1-sigma latitude/longitude errors. Without GST, accuracy is estimated as HDOP
 × a typical user range error for the fix quality, and said to be an estimate.
+
+One message normally carries one epoch (a GGA and an RMC of the same time, and
+perhaps a GST); a message with several epochs gives one position for each, never
+just the last. Receivers also send sentences we do not read (GSV, GSA, VTG, TXT…):
+one of those damaged in transit is skipped, since nothing of the fix depends on
+it. A damaged sentence we would read, or one whose kind cannot be told, refuses
+the message. Every field read is checked for its shape before it is converted,
+so no input reaches `int()` or `float()` in a form they would turn into NaN, an
+infinity, an unbounded integer or an exception.
 """
 
 from __future__ import annotations
 
 import calendar
+import math
+import re
 from dataclasses import dataclass
 
-#: GGA fix quality -> our fix type (0 means no fix).
+#: GGA fix quality -> our fix type (0 means no fix; 6 dead reckoning and 8 simulation
+#: are not positions to decide on).
 _QUALITY = {1: "3D", 2: "DGPS", 4: "RTK fixed", 5: "RTK float", 6: None, 8: None}
 #: Typical user-equivalent range error (m) by fix type, for HDOP × UERE when no GST.
 UERE_M = {"3D": 4.0, "DGPS": 1.0, "RTK float": 0.3, "RTK fixed": 0.02}
+#: The sentences a fix is made of.
+USED = ("GGA", "RMC", "GST")
+#: Bounds of the fields read (the codec holds every fix to the same ones again).
+SATELLITES_MAX = 255
+HDOP_MAX = 100.0
+ACCURACY_MAX_M = 100_000.0
+
+_ASCII = re.ASCII
+_ADDRESS = re.compile(r"[A-Z]{2}([A-Z]{3})", _ASCII)  # talker + sentence type
+_PROPRIETARY = re.compile(r"P[A-Z0-9]{1,8}", _ASCII)
+_TIME = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]{1,6}))?", _ASCII)
+_DATE = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})", _ASCII)
+_DECIMAL = re.compile(r"[0-9]{1,7}(?:\.[0-9]{0,9})?", _ASCII)
+_DIGITS = re.compile(r"[0-9]+", _ASCII)
+_ANGLE = {
+    2: re.compile(r"([0-9]{2})([0-9]{2}(?:\.[0-9]{0,12})?)", _ASCII),
+    3: re.compile(r"([0-9]{3})([0-9]{2}(?:\.[0-9]{0,12})?)", _ASCII),
+}
 
 
 class NmeaError(ValueError):
@@ -25,6 +55,8 @@ class NmeaError(ValueError):
 
 @dataclass(frozen=True)
 class Position:
+    """One epoch. `fix_type` None: the receiver had no fix (lat and lon are then NaN)."""
+
     fix_ms: int
     lat: float
     lon: float
@@ -46,79 +78,170 @@ def sentence(body: str) -> str:
     return f"${body}*{checksum(body)}"
 
 
-def _fields(line: str) -> list[str]:
-    line = line.strip()
-    if not line.startswith("$") or "*" not in line:
-        raise NmeaError("nmea", f"not an NMEA sentence: {line[:40]!r}")
-    body, _, given = line[1:].partition("*")
-    if checksum(body) != given.strip().upper()[:2]:
-        raise NmeaError(
-            "checksum", f"checksum {given.strip()!r} does not match {body[:6]!r} sentence"
-        )
-    return body.split(",")
+def _kind(address: str) -> str | None:
+    """The sentence type of an address field (GPGGA -> GGA), or None if it is not one."""
+    match = _ADDRESS.fullmatch(address)
+    if match:
+        return match.group(1)
+    return "proprietary" if _PROPRIETARY.fullmatch(address) else None
+
+
+def _sentences(text: str) -> list[list[str]]:
+    """The fields of every checksummed GGA, RMC and GST sentence, in message order."""
+    used = []
+    for line in text.replace("\r", "\n").split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("$") or "*" not in line:
+            raise NmeaError("nmea", f"not an NMEA sentence: {line[:40]!r}")
+        body, _, given = line[1:].partition("*")
+        fields = body.split(",")
+        kind = _kind(fields[0])
+        if checksum(body) != given.strip().upper()[:2]:
+            if kind is not None and kind not in USED:
+                continue  # a damaged GSV, GSA, VTG…: nothing of the fix depends on it
+            raise NmeaError(
+                "checksum", f"checksum {given.strip()[:8]!r} does not match {body[:6]!r} sentence"
+            )
+        if kind in USED:
+            used.append(fields)
+    return used
 
 
 def _angle(value: str, hemisphere: str, degree_digits: int, what: str) -> float:
-    if not value or hemisphere not in ("N", "S", "E", "W"):
+    if not value or not hemisphere:
         raise NmeaError(f"missing:{what}", f"{what} is empty")
-    try:
-        degrees = int(value[:degree_digits])
-        minutes = float(value[degree_digits:])
-    except ValueError:
-        raise NmeaError(f"type:{what}", f"{what} {value!r} is not ddmm.mmmm") from None
-    if minutes >= 60:
-        raise NmeaError(f"range:{what}", f"{what} {value!r} has {minutes} minutes")
+    hemispheres, limit = (("N", "S"), 90) if what == "lat" else (("E", "W"), 180)
+    match = _ANGLE[degree_digits].fullmatch(value)
+    if match is None or hemisphere not in hemispheres:
+        raise NmeaError(
+            f"type:{what}", f"{what} {value[:20]!r} {hemisphere[:4]!r} is not ddmm.mmmm"
+        )
+    degrees, minutes = int(match.group(1)), float(match.group(2))
     angle = degrees + minutes / 60
+    if minutes >= 60 or angle > limit:
+        raise NmeaError(f"range:{what}", f"{what} {value!r} is outside ±{limit} degrees")
     return -angle if hemisphere in ("S", "W") else angle
 
 
-def parse_position(text: str) -> Position:
-    """One fix from the GGA, RMC and optional GST sentences of one epoch."""
-    sentences: dict[str, list[str]] = {}
-    for line in text.replace("\r", "\n").split("\n"):
-        if line.strip():
-            fields = _fields(line)
-            sentences[fields[0][-3:]] = fields
-    gga = sentences.get("GGA")
-    rmc = sentences.get("RMC")
-    if gga is None or rmc is None:
+def _epoch_key(time_field: str) -> int | str:
+    """An epoch's time of day in ms (so 123519 and 123519.00 are one epoch)."""
+    match = _TIME.fullmatch(time_field)
+    if match is None:
+        return time_field[:16]
+    hh, mm, ss, fraction = match.groups()
+    ms = round(int(fraction) * 1000 / 10 ** len(fraction)) if fraction else 0
+    return ((int(hh) * 60 + int(mm)) * 60 + int(ss)) * 1000 + ms
+
+
+def _decimal(value: str, what: str, limit: float) -> float | None:
+    if not value:
+        return None
+    if not _DECIMAL.fullmatch(value):
+        raise NmeaError(f"type:{what}", f"{what} {value[:20]!r} is not a decimal number")
+    number = float(value)
+    if number > limit:
+        raise NmeaError(f"range:{what}", f"{what} {number} is above {limit}")
+    return number
+
+
+def _fix_time(rmc: list[str]) -> int:
+    time_match = _TIME.fullmatch(rmc[1])
+    date_match = _DATE.fullmatch(rmc[9])
+    if time_match is None or date_match is None:
+        raise NmeaError(
+            "time:invalid", f"RMC time {rmc[1][:16]!r} / date {rmc[9][:16]!r} unreadable"
+        )
+    hh, mm, ss, fraction = time_match.groups()
+    day, month, yy = (int(g) for g in date_match.groups())
+    year = 2000 + yy if yy < 80 else 1900 + yy  # the usual two-digit pivot
+    if not (int(hh) < 24 and int(mm) < 60 and int(ss) <= 60 and 1 <= month <= 12):
+        raise NmeaError("time:invalid", f"RMC time {rmc[1]!r} / date {rmc[9]!r} is no time")
+    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+        raise NmeaError("time:invalid", f"RMC date {rmc[9]!r} is no day")
+    seconds = calendar.timegm((year, month, day, int(hh), int(mm), int(ss), 0, 0, 0))
+    ms = round(int(fraction) * 1000 / 10 ** len(fraction)) if fraction else 0
+    return seconds * 1000 + ms
+
+
+def _position(gga: list[str], rmc: list[str], gst: list[str] | None) -> Position:
+    quality_field = gga[6] or "0"
+    if not _DIGITS.fullmatch(quality_field) or len(quality_field) > 2:
+        raise NmeaError("type:quality", f"GGA fix quality {gga[6][:8]!r} is not a number")
+    fix_type = _QUALITY.get(int(quality_field)) if rmc[2] == "A" else None  # RMC "V": void
+    if fix_type is None:
+        # no position to read: a receiver without a fix (a cold start) leaves its fields
+        # empty, and that is "no position", not a malformed message
+        key = _epoch_key(rmc[1])
+        return Position(key if isinstance(key, int) else -1, math.nan, math.nan, None,
+                        None, None, None)  # fmt: skip
+    lat = _angle(gga[2], gga[3], 2, "lat")
+    lon = _angle(gga[4], gga[5], 3, "lon")
+    fix_ms = _fix_time(rmc)
+    satellites = None
+    if gga[7]:
+        if not _DIGITS.fullmatch(gga[7]):
+            raise NmeaError("type:satellites", f"GGA satellites {gga[7][:20]!r} is not a count")
+        if len(gga[7]) > 3 or int(gga[7]) > SATELLITES_MAX:
+            raise NmeaError(
+                "range:satellites", f"GGA satellites {gga[7][:20]!r} is above {SATELLITES_MAX}"
+            )
+        satellites = int(gga[7])
+    hdop = _decimal(gga[8], "hdop", HDOP_MAX)
+    accuracy = None
+    if gst is not None and len(gst) >= 8 and gst[6] and gst[7]:
+        lat_error = _decimal(gst[6], "accuracy_m", ACCURACY_MAX_M)
+        lon_error = _decimal(gst[7], "accuracy_m", ACCURACY_MAX_M)
+        accuracy = max(lat_error, lon_error)  # type: ignore[type-var]  # 1-sigma errors (m)
+    if accuracy is None and hdop is not None and fix_type in UERE_M:
+        accuracy = hdop * UERE_M[fix_type]
+    return Position(fix_ms, lat, lon, fix_type, satellites, hdop, accuracy)
+
+
+def _one_per_epoch(sentences: list[list[str]], kind: str) -> dict[int | str, list[str]]:
+    """A message's sentences of one kind by epoch; a repeat (any talker) counts once."""
+    by_epoch: dict[int | str, list[str]] = {}
+    for fields in sentences:
+        if fields[0][-3:] != kind:
+            continue
+        key = _epoch_key(fields[1] if len(fields) > 1 else "")
+        seen = by_epoch.get(key)
+        if seen is not None and seen[1:] != fields[1:]:
+            raise NmeaError(
+                "nmea:epoch", f"two different {kind} sentences for the epoch {fields[1][:12]!r}"
+            )
+        by_epoch[key] = fields
+    return by_epoch
+
+
+def parse_epochs(text: str) -> list[Position]:
+    """Every epoch of a message, in message order (each a GGA and RMC, and GST if sent)."""
+    used = _sentences(text)
+    gga = _one_per_epoch(used, "GGA")
+    rmc = _one_per_epoch(used, "RMC")
+    gst = _one_per_epoch(used, "GST")
+    if not gga or not rmc:
         raise NmeaError(
             "nmea:incomplete", "a fix needs both GGA (position) and RMC (date) sentences"
         )
-    if len(gga) < 10 or len(rmc) < 10:
+    if any(len(f) < 10 for f in gga.values()) or any(len(f) < 10 for f in rmc.values()):
         raise NmeaError("nmea", "GGA or RMC sentence is truncated")
-    if gga[1][:6] != rmc[1][:6]:
+    if set(gga) != set(rmc):
+        lone = sorted(str(k) for k in set(gga) ^ set(rmc))
         raise NmeaError(
-            "nmea:epoch", f"GGA time {gga[1]} and RMC time {rmc[1]} are different epochs"
+            "nmea:epoch",
+            f"GGA times {[f[1][:12] for f in gga.values()]} and RMC times "
+            f"{[f[1][:12] for f in rmc.values()]} are different epochs ({len(lone)} unpaired)",
         )
-    try:
-        quality = int(gga[6] or 0)
-    except ValueError:
-        raise NmeaError("type:quality", f"GGA fix quality {gga[6]!r} is not a number") from None
-    fix_type = _QUALITY.get(quality) if rmc[2] == "A" else None  # RMC "V": void
-    lat = _angle(gga[2], gga[3], 2, "lat")
-    lon = _angle(gga[4], gga[5], 3, "lon")
-    try:
-        hh, mm, ss = int(rmc[1][0:2]), int(rmc[1][2:4]), float(rmc[1][4:])
-        day, month, yy = int(rmc[9][0:2]), int(rmc[9][2:4]), int(rmc[9][4:6])
-        year = 2000 + yy if yy < 80 else 1900 + yy  # the usual two-digit pivot
-        seconds = calendar.timegm((year, month, day, hh, mm, 0, 0, 0, 0)) + ss
-    except (ValueError, IndexError, OverflowError):
-        raise NmeaError(
-            "time:invalid", f"RMC time {rmc[1]!r} / date {rmc[9]!r} unreadable"
-        ) from None
-    satellites = int(gga[7]) if gga[7].isdigit() else None
-    try:
-        hdop = float(gga[8]) if gga[8] else None
-    except ValueError:
-        hdop = None
-    accuracy = None
-    gst = sentences.get("GST")
-    if gst is not None and len(gst) >= 8 and gst[6] and gst[7]:
-        try:
-            accuracy = max(float(gst[6]), float(gst[7]))  # 1-sigma lat/lon errors (m)
-        except ValueError:
-            accuracy = None
-    if accuracy is None and hdop is not None and fix_type in UERE_M:
-        accuracy = hdop * UERE_M[fix_type]
-    return Position(round(seconds * 1000), lat, lon, fix_type, satellites, hdop, accuracy)
+    if len(gst) == 1 and len(gga) == 1 and next(iter(gst)) not in gga:
+        gst = {}  # a GST of another epoch says nothing of this one
+    return [_position(gga[key], rmc[key], gst.get(key)) for key in gga]
+
+
+def parse_position(text: str) -> Position:
+    """The one epoch of a message (fix_type None if the receiver had no fix)."""
+    epochs = parse_epochs(text)
+    if len(epochs) != 1:
+        raise NmeaError("nmea:epochs", f"{len(epochs)} epochs where one was expected")
+    return epochs[0]

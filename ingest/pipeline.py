@@ -1,14 +1,32 @@
 """One micro-batch of raw messages in; decisions, alerts to send and a batch to keep out.
 
 No sockets and no clock of its own (the caller passes `clock`), so the same code
-decides live, in replays and in tests. Decoding is per message (it has to be);
-everything after it is vectorised over the batch: one frame conversion and one
-geofence evaluation per site, one state-machine step for all devices.
+decides live, in replays and in tests. A batch goes through three stages:
+
+1. **The edge, per message.** Each message is decoded and validated on its own
+   (`ingest.codecs`) into bounded fixes, a last will, or a dead letter with its
+   reason. Nothing a payload carries gets past this stage unbounded: every integer
+   fits the store's columns, every float is finite and in range, every string short
+   and printable.
+2. **Time sanity, per message, in arrival order.** A fix more than `stale_after_s`
+   older than its device's newest fix and than its own receipt is dead-lettered
+   (`time:stale`): it never reaches the state machine.
+3. **The decision, vectorised over the batch:** one frame conversion and one
+   geofence evaluation per site, one state-machine step for all devices. Its
+   inputs are bounded arrays, so no one row can fail it; the device states are
+   replaced only once the whole batch has been decided.
+
+So one message's fate never touches another's: a payload that cannot be decided
+or stored is a dead letter on its own, and every other message of its batch is
+decided, alerted and kept as if it had not been there, on first delivery and on
+every redelivery.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from geofence.breach import (
+    NO_TIME,
     BreachConfig,
     DeviceStates,
     EventKind,
@@ -24,10 +43,12 @@ from geofence.breach import (
     expire,
     step,
 )
-from ingest.codecs import DecodedFix, DecodeError, decode_fix
+from ingest.codecs import MAX_PAYLOAD_BYTES, DecodedFix, DecodeError, decode
 from ingest.deployment import Deployment
 from ingest.topics import DEAD_LETTER_TOPIC, alert_topic, parse
 from store import Batch, DeadLetter, DeviceState, Event, Fix
+
+log = logging.getLogger("trackfence.ingest")
 
 #: Events that are sent to the wearer's device as an alert.
 ALERTING = {EventKind.BREACH, EventKind.CLEAR, EventKind.WARNING, EventKind.LOST}
@@ -82,14 +103,40 @@ REMEMBERED_MESSAGES = 50_000
 #: Devices one worker keeps state for. A trial has tens, a railway tens of thousands; a
 #: flood of invented device names beyond this is dead-lettered, not held in memory.
 MAX_DEVICES = 200_000
+#: A fix more than this older than both its device's newest fix and its own receipt is
+#: stale (`time:stale`): too old to say where the wearer is now, so it is dead-lettered
+#: and never decided (README "Hostile input and time"). A device clock put back by less
+#: than this, its sequence counting on, is still followed (geofence.breach.step).
+STALE_AFTER_S = 300.0
+#: The range `stale_after_s` may be set in: not so short that a device's clock jitter
+#: or a buffered burst reads as staleness, never so long that a fix from another day
+#: could move a device's state.
+STALE_AFTER_RANGE_S = (10.0, 86_400.0)
+#: What a dead letter keeps of what it was given (payloads up to MAX_PAYLOAD_BYTES whole).
+DETAIL_MAX = 300
+TOPIC_MAX = 256
 _EMITTED = object()  # marker: this message's effects have been emitted
+
+
+def check_stale_after_s(value: object) -> float:
+    """`stale_after_s` as a number of seconds within STALE_AFTER_RANGE_S, or ValueError."""
+    lo, hi = STALE_AFTER_RANGE_S
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ValueError(
+            f"stale_after_s must be a number of seconds in [{lo:g}, {hi:g}]: {value!r}"
+        )
+    return float(value)
 
 
 class Pipeline:
     """Holds the device states between batches; everything else comes in with each call."""
 
     def __init__(
-        self, deployment: Deployment, config: BreachConfig, replicated: bool = False
+        self,
+        deployment: Deployment,
+        config: BreachConfig,
+        replicated: bool = False,
+        stale_after_s: float = STALE_AFTER_S,
     ) -> None:
         """`replicated`: one of a group of workers, each seeing every message once for its
         device states and, through the shared subscription, some messages a second time
@@ -97,8 +144,12 @@ class Pipeline:
         self.deployment = deployment
         self.config = config
         self.replicated = replicated
+        self.stale_after_ms = round(check_stale_after_s(stale_after_s) * 1000)
         self._remembered: OrderedDict[tuple[str, bytes], object] = OrderedDict()
         self.late_effect_copies = 0
+        #: messages that failed on a fault of ours, not of their payload, and were therefore
+        #: decided again one by one (see _decide_isolated); it stays 0 unless there is a bug
+        self.isolated_failures = 0
         self.device_ids: list[str] = []
         self._number: dict[str, int] = {}
         self._site_of: list[str | None] = []
@@ -135,7 +186,7 @@ class Pipeline:
     def decide(self, messages: list[Inbound], clock: Callable[[], int]) -> Decided:
         out = Decided()
         if not self.replicated:
-            for fragment in self._decide_new(messages, clock):
+            for fragment in self._decide_isolated(messages, clock):
                 out.merge(fragment)
             return out
         # each message is applied to the device states once, whichever copy comes first;
@@ -149,7 +200,7 @@ class Pipeline:
                 position[key] = len(new)
                 new.append(m)
             plan.append((key, m.effects))
-        for key, fragment in zip(position, self._decide_new(new, clock), strict=True):
+        for key, fragment in zip(position, self._decide_isolated(new, clock), strict=True):
             self._remembered[key] = fragment
         for key, effects in plan:
             entry = self._remembered.get(key)
@@ -162,9 +213,51 @@ class Pipeline:
                 self.late_effect_copies += 1  # its effects copy never came to us: another's
         return out
 
+    def _decide_isolated(self, messages: list[Inbound], clock: Callable[[], int]) -> list[Decided]:
+        """_decide_new, and should it fail on a fault of ours, each message again on its own.
+
+        No payload can fail a batch: the edge bounds every field before anything is
+        decided. This is the bulkhead for a bug in our own code, so that even then one
+        message does not take the others with it. A batch that fails leaves the device
+        states untouched (they are replaced only at the end of _decide_new), so each
+        message can be decided again alone; one that fails alone is dead-lettered
+        (`internal`) and counted in `isolated_failures`, and its bytes are kept.
+        """
+        try:
+            return self._decide_new(messages, clock)
+        except Exception as exc:
+            if len(messages) == 1:
+                self.isolated_failures += 1
+                log.exception("a message failed to be decided; dead-lettered as internal")
+                fragment = Decided()
+                self._dead(
+                    fragment,
+                    messages[0],
+                    "internal",
+                    f"ingest failed on this message ({type(exc).__name__}: {exc}); "
+                    "a fault of ours to report, with this payload",
+                )
+                return [fragment]
+            log.exception("a batch of %d failed to be decided; deciding each alone", len(messages))
+            return [f for m in messages for f in self._decide_isolated([m], clock)]
+
     def _decide_new(self, messages: list[Inbound], clock: Callable[[], int]) -> list[Decided]:
         """Decide messages not seen before; one fragment of output per message."""
         fragments = [Decided() for _ in messages]
+        fixes, offline = self._admit(messages, fragments)
+        fixes = self._fresh(fixes, messages, fragments)
+        states = self.states  # replaced only at the end: a failure leaves them untouched
+        if fixes:
+            states = self._decide_fixes(states, fixes, clock, fragments)
+        if offline:
+            states = self._offline(states, offline, fragments)
+        self.states = states
+        return fragments
+
+    def _admit(
+        self, messages: list[Inbound], fragments: list[Decided]
+    ) -> tuple[list[tuple[DecodedFix, int, int]], list[tuple[int, int, int]]]:
+        """The edge: each message alone to bounded fixes, a last will, or a dead letter."""
         fixes: list[tuple[DecodedFix, int, int]] = []  # (fix, received_ms, message)
         offline: list[tuple[int, int, int]] = []  # (device number, received_ms, message)
         arriving: set[str] = set()  # devices first seen in this batch
@@ -175,7 +268,7 @@ class Pipeline:
                     fragments[i],
                     m,
                     "topic",
-                    f"topic {m.topic!r} is not trackside/v1/SUPPLIER/DEVICE/KIND",
+                    f"topic {m.topic[:TOPIC_MAX]!r} is not trackside/v1/SUPPLIER/DEVICE/KIND",
                 )
                 continue
             unknown = topic.device_id not in self._number and topic.device_id not in arriving
@@ -188,64 +281,101 @@ class Pipeline:
                     f"{topic.device_id!r} is one more than it may hold",
                 )
                 continue
-            if unknown:
-                arriving.add(topic.device_id)
-            if topic.kind == "status":
-                went_offline = self._status(m.payload)
-                if went_offline is None:
-                    self._dead(
-                        fragments[i], m, "status", "status must be JSON with a boolean 'online'"
-                    )
-                elif went_offline:
-                    offline.append((self._device(topic.device_id), m.received_ms, i))
-                continue
             try:
-                fix = decode_fix(topic, m.payload, m.received_ms, self.deployment.rfid_readers)
+                decoded = decode(topic, m.payload, m.received_ms, self.deployment.rfid_readers)
             except DecodeError as exc:
                 self._dead(fragments[i], m, exc.reason, exc.detail)
                 continue
-            fixes.append((fix, m.received_ms, i))
-        if fixes:
-            self._decide_fixes(fixes, clock, fragments)
-        if offline:
-            self._offline(offline, fragments)
-        return fragments
+            if unknown:
+                arriving.add(topic.device_id)
+            if decoded.offline:
+                offline.append((self._device(topic.device_id), m.received_ms, i))
+            fixes.extend((fix, m.received_ms, i) for fix in decoded.fixes)
+        return fixes, offline
 
-    @staticmethod
-    def _status(payload: bytes) -> bool | None:
-        """True if the status says the device went offline (its last will), None if unreadable."""
-        try:
-            obj = json.loads(payload)
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(obj, dict) or not isinstance(obj.get("online"), bool):
-            return None
-        return not obj["online"]
+    def _fresh(
+        self,
+        fixes: list[tuple[DecodedFix, int, int]],
+        messages: list[Inbound],
+        fragments: list[Decided],
+    ) -> list[tuple[DecodedFix, int, int]]:
+        """Time sanity: drop (as `time:stale`) every message with a fix too old to decide on.
+
+        Too old means more than stale_after_s older than the device's newest fix (on the
+        device's own clock, which in a replay is the replay's) and than its own receipt
+        (on the receiving clock). Judged message by message in arrival order, so a batch
+        decides as the same messages one at a time would. A device's first fix has no
+        newest fix to be judged against; a burst after a tunnel runs forwards from it.
+        """
+        bound = self.stale_after_ms
+        newest: dict[str, int] = {}  # device -> newest fix time of this batch so far
+        kept: list[tuple[DecodedFix, int, int]] = []
+        at = 0
+        while at < len(fixes):
+            message = fixes[at][2]
+            end = at
+            while end < len(fixes) and fixes[end][2] == message:
+                end += 1
+            group = fixes[at:end]
+            at = end
+            stale = None
+            for fix, received, _ in group:
+                ref = self._newest(fix.device_id, newest)
+                if ref != NO_TIME and fix.fix_ms < ref - bound and fix.fix_ms < received - bound:
+                    stale = (fix, ref, received)
+                    break
+            if stale is not None:
+                fix, ref, received = stale
+                self._dead(
+                    fragments[message],
+                    messages[message],
+                    "time:stale",
+                    f"fix time is {(ref - fix.fix_ms) / 1000:.0f} s before the device's newest "
+                    f"fix and {(received - fix.fix_ms) / 1000:.0f} s before it was received; "
+                    f"stale_after_s is {bound / 1000:g}",
+                )
+                continue
+            for fix, _, _ in group:
+                newest[fix.device_id] = max(self._newest(fix.device_id, newest), fix.fix_ms)
+            kept.extend(group)
+        return kept
+
+    def _newest(self, device_id: str, newest: dict[str, int]) -> int:
+        if device_id in newest:
+            return newest[device_id]
+        d = self._number.get(device_id)
+        if d is None or d >= self.states.last_fix_ms.size:
+            return NO_TIME
+        return int(self.states.last_fix_ms[d])
 
     def _dead(self, out: Decided, m: Inbound, reason: str, detail: str) -> None:
+        topic, detail = _kept_text(m.topic, TOPIC_MAX), _kept_text(detail, DETAIL_MAX)
+        payload = m.payload[:MAX_PAYLOAD_BYTES]  # an oversized one is kept in part (`size`)
         out.reasons[reason] += 1
-        out.batch.dead_letters.append(DeadLetter(m.received_ms, m.topic, reason, detail, m.payload))
+        out.batch.dead_letters.append(DeadLetter(m.received_ms, topic, reason, detail, payload))
         out.dead_letter_messages.append(
             json.dumps(
                 {
-                    "topic": m.topic,
+                    "topic": topic,
                     "reason": reason,
                     "detail": detail,
                     "received_ms": m.received_ms,
-                    "payload": m.payload.decode("utf-8", "replace")[:512],
+                    "payload": m.payload[:512].decode("utf-8", "replace"),
                 }
             ).encode()
         )
 
     def _decide_fixes(
         self,
+        states: DeviceStates,
         fixes: list[tuple[DecodedFix, int, int]],
         clock: Callable[[], int],
         fragments: list[Decided],
-    ) -> None:
+    ) -> DeviceStates:
+        """Decide bounded fixes, vectorised; returns the new states (self.states untouched)."""
         n = len(fixes)
         device = np.array([self._device(f.device_id) for f, _, _ in fixes], dtype=np.int64)
-        self.states = self.states.grown(len(self.device_ids))
+        states = states.grown(len(self.device_ids))
         lat = np.array([f.lat for f, _, _ in fixes])
         lon = np.array([f.lon for f, _, _ in fixes])
         time_ms = np.array([f.fix_ms for f, _, _ in fixes], dtype=np.int64)
@@ -269,7 +399,7 @@ class Pipeline:
             fence[at] = ev.fence
         assigned = site_names != ""
         result = step(
-            self.states,
+            states,
             device[assigned],
             time_ms[assigned],
             seq[assigned],
@@ -280,7 +410,6 @@ class Pipeline:
             heard_ms=received[assigned],
         )
         decided_ms = clock()
-        self.states = result.states
         state_after = np.full(n, -1, dtype=np.int8)
         accepted = np.ones(n, dtype=bool)
         state_after[assigned] = result.state_after
@@ -331,15 +460,18 @@ class Pipeline:
             return fragments[min(after)[1]]
 
         self._events(result.events, cause)
+        return result.states
 
-    def _offline(self, offline: list[tuple[int, int, int]], fragments: list[Decided]) -> None:
+    def _offline(
+        self, states: DeviceStates, offline: list[tuple[int, int, int]], fragments: list[Decided]
+    ) -> DeviceStates:
         """A last will: the device is gone now, not lost_after_s from now."""
-        self.states = self.states.grown(len(self.device_ids))
+        states = states.grown(len(self.device_ids))
         devices = np.array([d for d, _, _ in offline])
         message_of = {d: i for d, _, i in offline}
-        keep = self.states.state[devices] != State.LOST
+        keep = states.state[devices] != State.LOST
         if not keep.any():
-            return
+            return states
         devices = devices[keep]
         when = np.array([t for _, t, _ in offline])[keep]
         events = Events(
@@ -347,11 +479,13 @@ class Pipeline:
             np.full(devices.size, EventKind.LOST, np.int8),
             when.astype(np.int64),
             np.full(devices.size, -1, np.int64),
-            self.states.fence[devices],
-            self.states.distance_m[devices],
+            states.fence[devices],
+            states.distance_m[devices],
         )
-        self.states.state[devices] = State.LOST
+        states = states.copy()
+        states.state[devices] = State.LOST
         self._events(events, lambda d, t, q: fragments[message_of[d]])
+        return states
 
     def expire(self, now_ms: int) -> Decided:
         """Raise LOST for devices silent for lost_after_s (call it on a clock tick)."""
@@ -414,4 +548,11 @@ class Pipeline:
 
 def _finite(value: float) -> float | None:
     value = float(value)
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None
+
+
+def _kept_text(text: str, limit: int) -> str:
+    """Text every store keeps as it is: at most `limit` characters, no NUL, no lone
+    surrogate (either would make a database refuse the row)."""
+    text = text[:limit].replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]

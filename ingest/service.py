@@ -63,6 +63,9 @@ WRITE_GATHER_RECORDS = 2000  # ...or until it holds this many records
 HEALTH_TOPIC = "trackfence/v1/ingest/{client_id}/status"
 HEALTH_EVERY_MS = 5_000
 LAG_SAMPLE = 32  # fixes a batch lends the falling-behind watch, at most
+#: Records of one batch the database may refuse one by one before the fault is taken to be
+#: the database's (see IngestService._write)
+REFUSED_RECORDS_MAX = 64
 STATE_FEED = 1  # subscription identifier: every message, for the device states
 EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
 
@@ -88,7 +91,10 @@ class IngestService:
         self.clock_ms = clock_ms
         self.group = settings.group or None
         self.pipeline = Pipeline(
-            settings.deployment(), settings.decisions, replicated=bool(self.group)
+            settings.deployment(),
+            settings.decisions,
+            replicated=bool(self.group),
+            stale_after_s=settings.stale_after_s,
         )
         self.store = store if store is not None else open_store(settings.db)
         self.spool = Spool(settings.spool, max_bytes=int(settings.spool_max_mb * 2**20))
@@ -420,15 +426,12 @@ class IngestService:
             return True
         if self._schema_ready and self.spool.depth == 0:
             try:
-                self.store.write(batch)
+                self._write(batch)
                 self._clear("database-unreachable")
                 self._clear("spool-full")  # written straight through: the spool has drained
                 return True
             except StoreUnavailableError as exc:
                 self._alarm("database-unreachable", str(exc))
-            except StoreError as exc:
-                self._refuse(batch, exc)
-                return True
         try:
             self.spool.put(batch)
             self._clear("spool-full")
@@ -461,23 +464,56 @@ class IngestService:
         while (entry := self.spool.oldest()) is not None:
             path, batch = entry
             try:
-                self.store.write(batch)
+                self._write(batch)
             except StoreUnavailableError as exc:
                 self._alarm("database-unreachable", str(exc))
                 return
-            except StoreError as exc:
-                self._refuse(batch, exc)
             self.spool.done(path)
             self.counters["replayed_batches"] += 1
         self._clear("database-unreachable")
 
+    def _write(self, batch: Batch) -> None:
+        """Write a batch durably; StoreUnavailableError if the database cannot be reached.
+
+        Records are bounded at the edge to what both stores' columns hold, so the
+        database has no reason to refuse one. Should it refuse a batch all the same (a
+        constraint added to the schema, a fault of ours), the batch is written in halves,
+        and halves of those, until only the records it refuses are left: those are set
+        aside (`batch-refused`), and every other record of the batch is kept. A redelivery
+        or a replay of the same batch does the same, so no record can hold others back.
+        (Past REFUSED_RECORDS_MAX refusals in one batch the fault is the database's, not
+        a record's: the rest is set aside whole rather than split further.)
+        """
+        refused: list[tuple[str, object]] = []
+        errors: list[StoreError] = []
+
+        def write(records: list[tuple[str, object]]) -> None:
+            try:
+                self.store.write(_batch_of(records))
+            except StoreUnavailableError:
+                raise
+            except StoreError as exc:
+                errors.append(exc)
+                if len(records) == 1 or len(refused) >= REFUSED_RECORDS_MAX:
+                    refused.extend(records)
+                    return
+                middle = len(records) // 2
+                write(records[:middle])
+                write(records[middle:])
+
+        write(_records(batch))
+        if refused:
+            self._refuse(_batch_of(refused), errors[-1])
+
     def _refuse(self, batch: Batch, exc: Exception) -> None:
-        """A batch the database rejects (not unreachable): keep it aside for an operator."""
+        """Records the database rejects (not unreachable): keep them aside for an operator."""
         folder = Path(self.settings.spool) / "refused"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{self.clock_ms()}.batch").write_bytes(pickle.dumps(batch))
-        self._alarm("batch-refused", str(exc))
         self.counters["refused_batches"] += 1
+        self.counters["refused_records"] += len(batch)
+        name = f"{self.clock_ms()}-{self.counters['refused_batches']}.batch"
+        (folder / name).write_bytes(pickle.dumps(batch))
+        self._alarm("batch-refused", f"{len(batch)} record(s) set aside in {folder}: {exc}")
 
     def _ack(self, acks: list[tuple[int, int]]) -> None:
         for mid, qos in acks:
@@ -497,3 +533,19 @@ class IngestService:
             log.warning("alarm cleared: %s", name)
             self.alarms.discard(name)
             self._health_due = True
+
+
+def _records(batch: Batch) -> list[tuple[str, object]]:
+    """A batch as (kind, record) pairs, to be split."""
+    return [
+        (kind, record)
+        for kind in ("fixes", "events", "alerts", "dead_letters")
+        for record in getattr(batch, kind)
+    ]
+
+
+def _batch_of(records: list[tuple[str, object]]) -> Batch:
+    batch = Batch()
+    for kind, record in records:
+        getattr(batch, kind).append(record)
+    return batch

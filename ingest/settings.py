@@ -13,6 +13,9 @@ batch_max_wait_ms = 1                    # ...or this long after its first (it w
                                          # only while that would double the batch)
 spool = "/var/lib/trackfence/spool"     # TRACKFENCE_SPOOL
 spool_max_mb = 512
+stale_after_s = 300                      # a fix this much older than both its device's
+                                         # newest fix and its receipt is dead-lettered
+                                         # (time:stale); 10 s to 1 day
 
 [[site]]
 file = "examples/sites/ecm1-kings-cross.toml"
@@ -43,6 +46,7 @@ from geofence.breach import BreachConfig
 from geofence.frames import DeviceDatum
 from ingest.codecs import RfidReader
 from ingest.deployment import Deployment
+from ingest.pipeline import STALE_AFTER_S, check_stale_after_s
 
 
 class SettingsError(ValueError):
@@ -67,6 +71,9 @@ class IngestSettings:
     batch_max_wait_ms: float = 1.0
     spool: str = "spool"
     spool_max_mb: float = 512.0
+    #: a fix more than this older than its device's newest fix and its own receipt is
+    #: stale: dead-lettered (`time:stale`), never decided (ingest.pipeline.STALE_AFTER_S)
+    stale_after_s: float = STALE_AFTER_S
     sites: list[tuple[str, list[str]]] = field(default_factory=list)  # (file, device patterns)
     supplier_datum: dict[str, str] = field(default_factory=dict)
     rfid_readers: list[RfidReader] = field(default_factory=list)
@@ -156,6 +163,10 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is not None:
             setattr(settings, name, value)
+    try:
+        settings.stale_after_s = check_stale_after_s(settings.stale_after_s)
+    except ValueError as exc:
+        raise SettingsError(f"[ingest].{exc}") from None
     return settings
 
 

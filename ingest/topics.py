@@ -16,7 +16,7 @@ PREFIX = "trackside/v1"
 DEAD_LETTER_TOPIC = f"{PREFIX}/_deadletter"
 KINDS = ("fix", "rfid", "status")
 #: Supplier and device names: letters, digits, dot, dash and underscore (no MQTT wildcards).
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,17 @@ class DeviceTopic:
         return f"{self.supplier}/{self.device}"
 
 
+def valid_name(name: object) -> bool:
+    """Whether `name` may be a supplier or device name (as a topic carries it)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
 def parse(topic: str) -> DeviceTopic | None:
     """The supplier, device and kind of an inbound topic, or None if it is not one of ours."""
     parts = topic.split("/")
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[4] not in KINDS:
         return None
-    if not (_NAME.match(parts[2]) and _NAME.match(parts[3])):
+    if not (valid_name(parts[2]) and valid_name(parts[3])):  # (fullmatch: no trailing newline)
         return None
     return DeviceTopic(parts[2], parts[3], parts[4])
 

@@ -36,6 +36,18 @@ from store.records import (
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
 _ALERT_COLUMNS = columns(Alert)
+#: Errors that mean a batch holds a value SQLite will not keep (an integer beyond 64 bits,
+#: text that is not UTF-8, a broken constraint): a refusal, not an unreachable database.
+_REFUSED = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    OverflowError,
+    UnicodeError,
+    ValueError,
+    TypeError,
+)
 
 
 def _time_filter(
@@ -115,13 +127,18 @@ class SqliteStore:
                     ],
                 )
                 self._db.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite refused a batch, nothing kept: {exc}") from exc
-            except sqlite3.Error as exc:
+            except BaseException as exc:
+                # whatever failed, the transaction ends here: one left open would make every
+                # later write fail ("cannot start a transaction within a transaction")
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreUnavailableError(f"SQLite write failed, nothing kept: {exc}") from exc
+                if isinstance(exc, _REFUSED):  # the batch's content, not the database
+                    raise StoreError(f"SQLite refused a batch, nothing kept: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailableError(
+                        f"SQLite write failed, nothing kept: {exc}"
+                    ) from exc
+                raise
 
     def _insert(self, table: str, names: list[str], rows: Iterable) -> None:
         marks = ", ".join("?" for _ in names)

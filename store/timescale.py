@@ -235,6 +235,11 @@ class TimescaleStore:
             raise StoreUnavailableError(f"TimescaleDB write failed, nothing kept: {exc}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"TimescaleDB refused a batch: {exc}") from exc
+        except (OverflowError, UnicodeError, ValueError, TypeError) as exc:
+            # a value psycopg could not send (the transaction was rolled back); start the
+            # next write on a fresh connection rather than trust this one's state
+            self._drop()
+            raise StoreError(f"TimescaleDB refused a batch, nothing kept: {exc}") from exc
 
     @staticmethod
     def _write_pipelined(conn: psycopg.Connection, batch: Batch) -> None:

@@ -1,6 +1,6 @@
 """Hostile input through the real pipeline (every codec): generated payloads never crash
-it, every one is either kept as a fix, a status, or dead-lettered with its reason, memory
-stays flat, and floods of invented devices are bounded.
+it, every one is either kept as a fix, a status, or dead-lettered with its reason, what it
+keeps is always storable, memory stays flat, and floods of invented devices are bounded.
 
 CI runs a short profile; TRACKFENCE_FUZZ_PAYLOADS=100000 runs the full one (issue 7).
 """
@@ -16,10 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geofence.breach import BreachConfig
+from ingest import nmea
 from ingest.codecs import MAX_PAYLOAD_BYTES, RfidReader
 from ingest.deployment import Deployment
 from ingest.pipeline import Inbound, Pipeline
 from ingest.topics import parse
+from store.sqlite import SqliteStore
 from tests.devices import native, site_latlon
 
 PAYLOADS = int(os.environ.get("TRACKFENCE_FUZZ_PAYLOADS", 10_000))
@@ -65,6 +67,25 @@ _json = st.recursive(
 )
 
 
+#: Values that broke ingest before issue 14: integers beyond 64 bits or a column's type,
+#: non-finite numbers, text no database keeps, oversized text, the wrong types.
+HOSTILE_VALUES = st.one_of(
+    st.sampled_from(
+        [2**63, 2**64, 10**30, -(2**63) - 1, 4_294_967_295, 70_000, 1e30, -1e30, 1e308, -1]
+    ),
+    st.integers(-(2**200), 2**200),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(min_size=60, max_size=300),
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "\n", "\x1b[2J", "ü" * 70]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.booleans(),
+)
+HOSTILE_FIELDS = ["seq", "time_ms", "lat", "lon", "accuracy_m", "satellites", "hdop",
+                  "battery_pct", "firmware", "fix_type", "device"]  # fmt: skip
+DAY_MS = 86_400_000
+
+
 def _valid(kind: str, lat: float, lon: float) -> bytes:
     if kind == "rfid":
         return json.dumps({"reader_id": "gate-1", "tag_id": "t1", "seq": 1, "time_ms": T0}).encode()
@@ -85,8 +106,40 @@ def payloads(draw, lat: float, lon: float) -> tuple[str, bytes]:
     )
     # "valid" payloads, untouched, keep good messages flowing among the garbage: a run
     # must show them kept (a mutation that stays valid is too rare to count on)
-    shape = draw(st.sampled_from(["json", "bytes", "mutated", "nmea", "huge", "valid"]))
-    if shape == "valid":
+    shape = draw(
+        st.sampled_from(
+            ["json", "bytes", "mutated", "nmea", "huge", "valid", "field", "time", "nmea-field"]
+        )
+    )
+    if shape in ("field", "time", "nmea-field"):  # on a good topic, so the payload is read
+        kind = "fix" if shape == "nmea-field" else draw(st.sampled_from(["fix", "rfid"]))
+        topic = f"trackside/v1/acme/{draw(st.sampled_from(['d1', 'd2']))}/{kind}"
+    if shape == "field":  # a valid payload with one field hostile
+        body_obj = json.loads(_valid(kind, lat, lon))
+        body_obj[draw(st.sampled_from(HOSTILE_FIELDS))] = draw(HOSTILE_VALUES)
+        body = json.dumps(body_obj).encode()
+    elif shape == "time":  # stale by a minute to years, or from the future
+        shift = draw(st.sampled_from([-1, 1])) * draw(st.integers(60_000, 3_000 * DAY_MS))
+        body_obj = json.loads(_valid(kind, lat, lon))
+        body_obj["time_ms"] = T0 + shift
+        body = json.dumps(body_obj).encode()
+    elif shape == "nmea-field":  # checksums right, a field hostile: the field checks must hold
+        # (an epoch at T0: 14:13:20 on 21 September 2026)
+        fields = ["GNGGA", "141320.00", "5133.46426", "N", "00006.52747", "W", "4", "24",
+                  "0.55", "21.3", "M", "45.6", "M", "", ""]  # fmt: skip
+        rmc = ["GNRMC", "141320.00", "A", "5133.46426", "N", "00006.52747", "W", "0.0", "",
+               "210926", "", "", "R"]  # fmt: skip
+        target = draw(st.sampled_from([fields, rmc]))
+        at = draw(st.integers(1, len(target) - 1))
+        target[at] = draw(
+            st.one_of(
+                st.text("0123456789.-+eEnaifNSEWAV\u00b2", max_size=12),
+                st.just("9" * 5000),
+                st.sampled_from(["nan", "inf", "-1", "1e400", "99999999999"]),
+            )
+        )
+        body = (nmea.sentence(",".join(fields)) + "\r\n" + nmea.sentence(",".join(rmc))).encode()
+    elif shape == "valid":
         body = _valid(kind, lat, lon)
     elif shape == "json":
         body = json.dumps(draw(_json), allow_nan=True).encode()
@@ -133,8 +186,12 @@ def _is_status(topic: str, body: bytes) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("online"), bool)
 
 
-def test_generated_payloads_never_crash_ingest_and_every_reject_has_a_reason(example_site):
+def test_generated_payloads_never_crash_ingest_and_every_reject_has_a_reason(
+    example_site, tmp_path
+):
     pipeline = _pipeline(example_site)
+    store = SqliteStore(tmp_path / "hostile.sqlite")
+    store.migrate()
     lat, lon = site_latlon(example_site, 500, -3.0)
     seen = {"messages": 0, "fixes": 0, "dead": 0, "status": 0}
 
@@ -144,6 +201,8 @@ def test_generated_payloads_never_crash_ingest_and_every_reject_has_a_reason(exa
     def run(batch):
         messages = [Inbound(t, b, T0 + 1000) for t, b in batch]
         decided = pipeline.decide(messages, lambda: T0 + 1001)
+        store.write(decided.batch)  # whatever ingest keeps, a store keeps: never a refusal
+        assert pipeline.isolated_failures == 0  # no payload reached past the edge unbounded
         statuses = sum(_is_status(t, b) for t, b in batch)
         fixes, dead = len(decided.batch.fixes), len(decided.batch.dead_letters)
         # each message is accounted for exactly once: a fix, a status, or a dead letter
@@ -151,13 +210,16 @@ def test_generated_payloads_never_crash_ingest_and_every_reject_has_a_reason(exa
         assert all(d.reason and d.detail for d in decided.batch.dead_letters)
         assert len(decided.dead_letter_messages) == dead  # each reject also to the topic
         for d in decided.batch.dead_letters:
-            assert len(d.payload) <= MAX_PAYLOAD_BYTES + 200  # kept whole, it is bounded
+            assert len(d.payload) <= MAX_PAYLOAD_BYTES  # kept whole up to the bound
+            assert len(d.detail) <= 300 and "\x00" not in d.detail + d.topic
         seen["messages"] += len(batch)
         seen["fixes"] += fixes
         seen["dead"] += dead
         seen["status"] += statuses
 
     run()
+    assert store.counts()["fixes"] > 0 and store.counts()["dead_letters"] > 0
+    store.close()
     assert seen["messages"] >= PAYLOADS * 0.9
     assert seen["dead"] > seen["messages"] / 2  # most generated payloads are garbage...
     assert seen["fixes"] > 0  # ...but the mutations that stay valid are kept as fixes

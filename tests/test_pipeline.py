@@ -1,10 +1,16 @@
-"""The ingest pipeline without a broker: decisions, events and alerts per message."""
+"""The ingest pipeline without a broker: decisions, events and alerts per message, and
+one message's fate never touching another's (issue 14)."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from geofence.breach import BreachConfig
 from ingest.deployment import Deployment
-from ingest.pipeline import Inbound, Pipeline
+from ingest.pipeline import STALE_AFTER_RANGE_S, Decided, Inbound, Pipeline
+from ingest.settings import SettingsError, load_settings
 from tests.devices import native, site_latlon
 
 DAY_MS = 86_400_000
@@ -29,3 +35,184 @@ def test_a_device_back_after_a_day_in_breach_is_alerted_again(example_site):
     assert kinds[:3] == ["lost", "recovered", "breach"], kinds
     assert again.batch.events[0].event_ms == T0 + 10_000
     assert [a.kind for a in again.alerts if a.kind == "breach"] == ["breach"]
+
+
+# ------------------------------------------------------------ one message, one fate (issue 14)
+
+NOW = 1_795_000_000_000
+YEAR_MS = 365 * DAY_MS
+
+
+def _pipeline(site, **kwargs) -> Pipeline:
+    return Pipeline(Deployment({site.name: site}, [("*", site.name)]), BreachConfig(), **kwargs)
+
+
+def _walk(site, device: str, n: int, crossing: int, t0: int = NOW) -> list[Inbound]:
+    """A device's fixes, 100 ms apart, inside the safe zone until `crossing`, then out."""
+    inside, outside = site_latlon(site, 500.0, -3.0), site_latlon(site, 500.0, -8.0)
+    return [
+        Inbound(
+            f"trackside/v1/acme/{device}/fix",
+            native(device, k, t0 + k * 100, *(outside if k >= crossing else inside)),
+            t0 + k * 100 + 40,
+        )
+        for k in range(n)
+    ]
+
+
+def _poison(t: int) -> list[Inbound]:
+    """The issue's hostile payloads (every one of them failed a whole batch before)."""
+    body = '{"seq":%s,"time_ms":%d,"lat":51.5627,"lon":-0.1068%s}'
+    return [
+        Inbound("trackside/v1/probe/evil/fix", (body % (10**30, t, "")).encode(), t),
+        Inbound("trackside/v1/probe/evil/fix", (body % (1, t, ',"satellites":1e30')).encode(), t),
+        Inbound(
+            "trackside/v1/probe/evil/fix", (body % (2, t, ',"satellites":4294967295')).encode(), t
+        ),
+        Inbound(
+            "trackside/v1/probe/evil/fix",
+            (body % (3, t, ',"firmware":"a\\u0000\\ud800"')).encode(),
+            t,
+        ),
+        Inbound("trackside/v1/probe/evil/fix", (body % ("9" * 5000, t, "")).encode(), t),
+        Inbound("trackside/v1/probe/evil/fix", (body % (4, t, ',"lat":' + "1" * 400)).encode(), t),
+    ]
+
+
+def _summary(decided: Decided, device: str) -> tuple:
+    return (
+        [(f.seq, f.state, f.accepted) for f in decided.batch.fixes if f.device_id == device],
+        [(e.kind, e.seq) for e in decided.batch.events if e.device_id == device],
+        [(a.kind, a.seq) for a in decided.alerts if a.device_id == device],
+    )
+
+
+def test_a_poison_payload_never_touches_the_other_messages_of_its_batch(example_site):
+    good = _walk(example_site, "good", 40, crossing=30)
+    alone = _pipeline(example_site).decide(good, lambda: NOW + 5000)
+    mixed = good[:10] + _poison(NOW + 1000) + good[10:31] + _poison(NOW + 3000) + good[31:]
+    decided = _pipeline(example_site).decide(mixed, lambda: NOW + 5000)
+    # every other message is decided exactly as if the poison had not been there
+    assert _summary(decided, "acme/good") == _summary(alone, "acme/good")
+    assert ("breach", 30) in _summary(decided, "acme/good")[2]
+    assert len(decided.batch.fixes) == 40
+    assert [d.reason for d in decided.batch.dead_letters] == 2 * [
+        "range:seq",
+        "range:satellites",
+        "range:satellites",
+        "range:firmware",
+        "range:seq",
+        "range:lat",
+    ]
+
+
+def test_a_year_old_fix_is_stale_and_moves_nothing_in_one_batch_or_one_by_one(example_site):
+    inside, outside = site_latlon(example_site, 500.0, -3.0), site_latlon(example_site, 500.0, -8.0)
+    topic = "trackside/v1/acme/j/fix"
+    fixes = [(1, NOW, inside), (2, NOW + 1000, inside), (3, NOW - YEAR_MS + 2000, outside),
+             (4, NOW + 3000, inside), (5, NOW + 4000, inside)]  # fmt: skip
+    messages = [Inbound(topic, native("j", q, t, *at), NOW + q * 1000 + 40) for q, t, at in fixes]
+    together = _pipeline(example_site).decide(messages, lambda: NOW + 6000)
+    one_by_one = _pipeline(example_site)
+    singly = Decided()
+    for m in messages:
+        singly.merge(one_by_one.decide([m], lambda: NOW + 6000))
+    for decided in (together, singly):
+        assert [f.seq for f in decided.batch.fixes] == [1, 2, 4, 5]
+        assert [d.reason for d in decided.batch.dead_letters] == ["time:stale"]
+        kinds = [e.kind for e in decided.batch.events]
+        assert "breach" not in kinds and "lost" not in kinds and kinds.count("recovered") == 1
+        assert [a.kind for a in decided.alerts if a.kind in ("breach", "lost")] == []
+    assert _summary(together, "acme/j") == _summary(singly, "acme/j")
+
+
+def test_a_replay_a_tunnel_burst_and_a_small_clock_correction_are_not_stale(example_site):
+    pipeline = _pipeline(example_site)
+    june = NOW - 160 * DAY_MS  # a replayed June shift, received in November
+    replay = _walk(example_site, "replayed", 20, crossing=15, t0=june)
+    replay = [Inbound(m.topic, m.payload, NOW + k) for k, m in enumerate(replay)]
+    tunnel = _walk(example_site, "tunnel", 50, crossing=40, t0=NOW - 30 * 60_000)
+    decided = pipeline.decide(replay + tunnel, lambda: NOW + 100)
+    assert not decided.batch.dead_letters and len(decided.batch.fixes) == 70
+    assert {(a.device_id, a.seq) for a in decided.alerts if a.kind == "breach"} == {
+        ("acme/replayed", 15),
+        ("acme/tunnel", 40),
+    }
+    # a device clock put back a minute, its sequence counting on: followed, as before
+    inside = site_latlon(example_site, 500.0, -3.0)
+    back = pipeline.decide(
+        [Inbound("trackside/v1/acme/tunnel/fix", native("tunnel", 50, NOW - 60_000, *inside), NOW)],
+        lambda: NOW,
+    )
+    assert not back.batch.dead_letters and back.batch.fixes[0].accepted
+
+
+def test_an_owntracks_last_will_raises_lost_at_once(example_site):
+    pipeline = _pipeline(example_site)
+    lat, lon = site_latlon(example_site, 500.0, -2.0)
+    topic = "trackside/v1/phones/jb/fix"
+    location = {"_type": "location", "tst": NOW // 1000, "lat": lat, "lon": lon, "acc": 1}
+    pipeline.decide([Inbound(topic, json.dumps(location).encode(), NOW)], lambda: NOW)
+    will = json.dumps({"_type": "lwt", "tst": NOW // 1000}).encode()
+    gone = pipeline.decide([Inbound(topic, will, NOW + 500)], lambda: NOW + 500)
+    assert [(a.kind, a.event_ms) for a in gone.alerts] == [("lost", NOW + 500)]
+    assert not gone.batch.dead_letters
+
+
+def test_two_nmea_epochs_in_one_message_are_both_decided(example_site):
+    from ingest import nmea
+
+    lat, lon = site_latlon(example_site, 500.0, -2.0)
+    t = NOW - NOW % 1000
+
+    def epoch(ms: int) -> str:
+        import time
+
+        hhmmss = time.strftime("%H%M%S", time.gmtime(ms // 1000)) + ".00"
+        ddmmyy = time.strftime("%d%m%y", time.gmtime(ms // 1000))
+        la = f"{int(lat):02d}{(lat - int(lat)) * 60:08.5f}"
+        lo = f"{int(-lon):03d}{(-lon - int(-lon)) * 60:08.5f}"
+        gga = nmea.sentence(f"GNGGA,{hhmmss},{la},N,{lo},W,4,20,0.6,20.0,M,45.0,M,,")
+        rmc = nmea.sentence(f"GNRMC,{hhmmss},A,{la},N,{lo},W,0.0,,{ddmmyy},,,R")
+        return f"{gga}\r\n{rmc}\r\n"
+
+    body = (epoch(t) + epoch(t + 1000)).encode()
+    decided = _pipeline(example_site).decide(
+        [Inbound("trackside/v1/gnss/g1/fix", body, t + 1500)], lambda: t + 1500
+    )
+    assert [f.fix_ms for f in decided.batch.fixes] == [t, t + 1000]
+    assert all(f.accepted for f in decided.batch.fixes)
+
+
+def test_a_fault_of_ours_on_one_message_does_not_take_its_batch_with_it(example_site, monkeypatch):
+    pipeline = _pipeline(example_site)
+    good = _walk(example_site, "good", 20, crossing=15)
+    buggy = _walk(example_site, "buggy", 3, crossing=99)
+    real = Pipeline._decide_fixes
+
+    def failing(self, states, fixes, clock, fragments):
+        if any(f.device == "buggy" for f, _, _ in fixes):
+            raise RuntimeError("a bug")
+        return real(self, states, fixes, clock, fragments)
+
+    monkeypatch.setattr(Pipeline, "_decide_fixes", failing)
+    decided = pipeline.decide(good[:10] + buggy + good[10:], lambda: NOW + 3000)
+    assert [d.reason for d in decided.batch.dead_letters] == ["internal"] * 3
+    assert pipeline.isolated_failures == 3
+    # the batch's failure left the states untouched, so each good fix was decided once
+    assert [(f.seq, f.accepted) for f in decided.batch.fixes] == [(k, True) for k in range(20)]
+    assert [a.seq for a in decided.alerts if a.kind == "breach"] == [15]
+
+
+def test_stale_after_s_is_a_bounded_setting(example_site, tmp_path):
+    lo, hi = STALE_AFTER_RANGE_S
+    assert _pipeline(example_site, stale_after_s=lo).stale_after_ms == lo * 1000
+    for bad in (lo / 2, hi * 2, float("nan"), "300", True):
+        with pytest.raises(ValueError, match="stale_after_s"):
+            _pipeline(example_site, stale_after_s=bad)
+    config = tmp_path / "ingest.toml"
+    config.write_text("[ingest]\nstale_after_s = 1e9\n")
+    with pytest.raises(SettingsError, match="stale_after_s"):
+        load_settings(config, env={})
+    config.write_text("[ingest]\nstale_after_s = 120\n")
+    assert load_settings(config, env={}).stale_after_s == 120.0
