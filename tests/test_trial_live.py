@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,21 +105,9 @@ def _trial_head(start: dt.date, extra: str = "") -> str:
 @pytest.fixture(scope="module")
 def live_run(mosquitto, tmp_path_factory):
     """One shift worn live: published at its real pace through Mosquitto, stored by ingest."""
-    from devices.sim.generate import simulate
-    from devices.sim.publish import publish
-    from devices.sim.references import (
-        reference_track,
-        shift_log_rows,
-        write_reference,
-        write_shift_log,
-    )
-    from ingest.service import IngestService
-    from ingest.settings import IngestSettings
-    from store import open_store
-    from trackfence.sites import load_site
     from trials.definition import load_trial
-    from trials.runner import _sites_for
     from trials.schedule import plan
+    from trials.wear import wear_live
 
     folder = tmp_path_factory.mktemp("live")
     (folder / "scenario.toml").write_text(SCENARIO)
@@ -130,51 +117,11 @@ def live_run(mosquitto, tmp_path_factory):
         _trial_head(today) + f'\n[[scenario]]\nfile = "{folder / "scenario.toml"}"\n' + SUPPLIERS
     )
     trial = load_trial(simulated)
-    shift = plan(trial)[0]
-    start_ms = (int(time.time()) + 5) * 1000  # the shift starts now: wall clock is its clock
-    shift = replace(shift, start_ms=start_ms)
-    site = load_site(SITE)
-    sim = simulate(shift.scenario, site)
-    references = {}
-    for person in dict.fromkeys(w.person for w in sim.scenario.workers):
-        path = folder / "references" / f"{person}.gpx"
-        write_reference(path, *reference_track(sim, person, site, start_ms, rate_hz=10))
-        references[person] = f"references/{person}.gpx"
-    rows = shift_log_rows(sim, str(SITE), shift.scenario_key, start_ms, references, 0.02)
-    write_shift_log(folder / "shifts.csv", rows)
+    db = f"sqlite:///{folder / 'live.sqlite'}"
+    worn = wear_live(trial, plan(trial)[0], folder, mosquitto.url, db)
     real = folder / "real.toml"
     real.write_text(_trial_head(today, 'shift_log = "shifts.csv"') + SUPPLIERS)
-    db = f"sqlite:///{folder / 'live.sqlite'}"
-    store = open_store(db)
-    store.migrate()
-    service = IngestService(
-        IngestSettings(
-            broker=mosquitto.url,
-            db=db,
-            client_id="trackfence-live-trial",
-            spool=str(folder / "spool"),
-            sites=_sites_for(trial, shift),
-            decisions=trial.decisions,
-        )
-    )
-    service.start()
-    try:
-        assert service.subscribed.wait(15)
-        # publish() paces from its first send: begin at that send's planned wall-clock time
-        first_send_ms = start_ms + int(sim.fixes.send_ms[0])
-        time.sleep(max(0.0, first_send_ms / 1000 - time.time()))
-        publish(sim, mosquitto.url, start_ms, realtime=True)
-        devices = [w.device for w in sim.scenario.workers]
-        pairs = zip(sim.fixes.worker, sim.fixes.seq, strict=True)
-        expected = len({(int(w), int(q)) for w, q in pairs})
-        deadline = time.monotonic() + 30
-        while store.fix_count(devices, start_ms - 60_000, start_ms + 200_000) < expected:
-            assert time.monotonic() < deadline, "the live fixes never all reached the store"
-            time.sleep(0.2)
-    finally:
-        service.stop()
-        store.close()
-    return {"folder": folder, "real": real, "db": db, "sim": sim, "shift": shift,
+    return {"folder": folder, "real": real, "db": db, "sim": worn.sim, "shift": worn.shift,
             "trial": trial}  # fmt: skip
 
 
@@ -288,8 +235,7 @@ def test_a_bad_shift_log_is_refused_with_its_line_and_field(live_run, tmp_path, 
     source = live_run["folder"]
     rows = list(csv.DictReader((source / "shifts.csv").read_text().splitlines()))
     change(rows)
-    for name in ("references",):
-        (tmp_path / name).symlink_to(source / name)
+    (tmp_path / "references").symlink_to(source / "references")
     with (tmp_path / "shifts.csv").open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
