@@ -104,6 +104,33 @@ class Decoded:
 
     fixes: tuple[DecodedFix, ...] = ()
     offline: bool = False  # a last will: status {"online": false} or OwnTracks lwt
+    alarm: DecodedAlarm | None = None  # the device's own alarm (`…/alarm`)
+
+
+#: What a device may say its own alarm was.
+ALARM_KINDS = ("breach", "clear", "warning", "lost")
+
+
+@dataclass(frozen=True)
+class DecodedAlarm:
+    """A device's own alarm, as its supplier's decision raised it: bounded at the edge.
+
+    `{"seq": 12, "time_ms": 1795000059920, "kind": "breach", "lat": 51.5577, "lon":
+    -0.1088}` on `trackside/v1/{supplier}/{device}/alarm`: the time on the device's clock,
+    the kind, and (optionally) where the device said its wearer was.
+    """
+
+    supplier: str
+    device: str
+    seq: int
+    alarm_ms: int
+    kind: str
+    lat: float | None
+    lon: float | None
+
+    @property
+    def device_id(self) -> str:
+        return f"{self.supplier}/{self.device}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,8 @@ def decode(
     stripped = text.lstrip()
     if topic.kind == "status":
         return _status(stripped)
+    if topic.kind == "alarm":
+        return Decoded(alarm=_alarm(topic, _json_object(stripped), received_ms))
     if topic.kind == "rfid":
         fixes: tuple[DecodedFix, ...] = (_rfid(topic, _json_object(stripped), readers or {}),)
     elif stripped.startswith("$"):
@@ -324,6 +353,29 @@ def _text(obj: Mapping, key: str, max_len: int = TEXT_MAX) -> str | None:
 
 
 # ---------------------------------------------------------------------- formats
+def _alarm(topic: DeviceTopic, obj: dict, received_ms: int) -> DecodedAlarm:
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or kind not in ALARM_KINDS:
+        choices = ", ".join(ALARM_KINDS)
+        raise DecodeError("range:kind", f"kind {_short(kind)} is not one of {choices}")
+    alarm_ms = _integer(obj, "time_ms", lo=MIN_FIX_MS, hi=MAX_FIX_MS)
+    assert alarm_ms is not None  # required
+    _check_time(alarm_ms, received_ms)
+    lat = _number(obj, "lat", required=False, lo=-90, hi=90)
+    lon = _number(obj, "lon", required=False, lo=-180, hi=180)
+    if (lat is None) != (lon is None):
+        raise DecodeError("schema", "an alarm's position needs both lat and lon, or neither")
+    return DecodedAlarm(
+        topic.supplier,
+        topic.device,
+        _integer(obj, "seq", lo=0, hi=SEQ_MAX),  # type: ignore[arg-type]
+        alarm_ms,
+        kind,
+        lat,
+        lon,
+    )
+
+
 def _native(topic: DeviceTopic, obj: dict) -> DecodedFix:
     device = obj.get("device")
     if device is not None and device != topic.device:

@@ -539,7 +539,7 @@ def _records(batch: Batch) -> list[tuple[str, object]]:
     """A batch as (kind, record) pairs, to be split."""
     return [
         (kind, record)
-        for kind in ("fixes", "events", "alerts", "dead_letters")
+        for kind in ("fixes", "events", "alerts", "dead_letters", "device_alarms")
         for record in getattr(batch, kind)
     ]
 

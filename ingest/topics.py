@@ -3,6 +3,7 @@
 trackside/v1/{supplier}/{device}/fix      position fixes (native JSON, OwnTracks, NMEA)
 trackside/v1/{supplier}/{device}/rfid     RFID reads (reader id + tag id)
 trackside/v1/{supplier}/{device}/status   battery, firmware, online/offline (last will)
+trackside/v1/{supplier}/{device}/alarm    the device's own alarm (its supplier's decision)
 trackside/v1/{supplier}/{device}/alert    alerts back to the device (QoS 1)
 trackside/v1/_deadletter                  every payload that could not be used, with why
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 PREFIX = "trackside/v1"
 DEAD_LETTER_TOPIC = f"{PREFIX}/_deadletter"
-KINDS = ("fix", "rfid", "status")
+KINDS = ("fix", "rfid", "status", "alarm")
 #: Supplier and device names: letters, digits, dot, dash and underscore (no MQTT wildcards).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -23,7 +24,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 class DeviceTopic:
     supplier: str
     device: str
-    kind: str  # fix, rfid, status
+    kind: str  # fix, rfid, status, alarm
 
     @property
     def device_id(self) -> str:

@@ -9,6 +9,7 @@ from store.records import (
     ApiToken,
     Batch,
     DeadLetter,
+    DeviceAlarm,
     DeviceOverview,
     DeviceState,
     Event,
@@ -57,6 +58,12 @@ class Store(Protocol):
     ) -> list[Alert]: ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
+
+    def device_alarms(
+        self, device_id: str | None = None, since_ms: int | None = None, until_ms: int | None = None
+    ) -> list[DeviceAlarm]:
+        """The devices' own alarms (by their alarm time), ordered by device and time."""
+        ...
 
     def write_truth(self, truth: TruthSamples, excursions: list[TrueExcursion]) -> None:
         """Keep a run's ground truth (idempotent, like every write)."""

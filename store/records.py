@@ -132,6 +132,19 @@ class TruthSamples:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceAlarm:
+    """An alarm a device raised by its own decision (its supplier's), as it reported it."""
+
+    device_id: str
+    seq: int
+    alarm_ms: int  # on the device's clock
+    kind: str  # breach, clear, warning, lost
+    lat: float | None  # where the device said the wearer was
+    lon: float | None
+    received_ms: int
+
+
 @dataclass
 class Batch:
     """Everything one micro-batch produced; written in one transaction."""
@@ -140,15 +153,27 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    device_alarms: list[DeviceAlarm] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.fixes) + len(self.events) + len(self.alerts) + len(self.dead_letters)
+        return (
+            len(self.fixes)
+            + len(self.events)
+            + len(self.alerts)
+            + len(self.dead_letters)
+            + len(self.device_alarms)
+        )
+
+    def __setstate__(self, state: dict) -> None:
+        """A batch spooled before a kind of record was added reads back with none of it."""
+        self.__dict__.update({"device_alarms": [], **state})
 
     def extend(self, other: Batch) -> None:
         self.fixes.extend(other.fixes)
         self.events.extend(other.events)
         self.alerts.extend(other.alerts)
         self.dead_letters.extend(other.dead_letters)
+        self.device_alarms.extend(other.device_alarms)
 
 
 def columns(record_type: type) -> list[str]:

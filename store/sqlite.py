@@ -22,6 +22,7 @@ from store.records import (
     ApiToken,
     Batch,
     DeadLetter,
+    DeviceAlarm,
     DeviceOverview,
     DeviceState,
     Event,
@@ -36,6 +37,7 @@ from store.records import (
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
 _ALERT_COLUMNS = columns(Alert)
+_ALARM_COLUMNS = columns(DeviceAlarm)
 #: Errors that mean a batch holds a value SQLite will not keep (an integer beyond 64 bits,
 #: text that is not UTF-8, a broken constraint): a refusal, not an unreachable database.
 _REFUSED = (
@@ -112,6 +114,7 @@ class SqliteStore:
                 self._insert("fixes", _FIX_COLUMNS, batch.fixes)
                 self._insert("events", _EVENT_COLUMNS, batch.events)
                 self._insert("alerts", _ALERT_COLUMNS, batch.alerts)
+                self._insert("device_alarms", _ALARM_COLUMNS, batch.device_alarms)
                 self._db.executemany(
                     "INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     [
@@ -177,6 +180,15 @@ class SqliteStore:
             params,
         )
         return [Alert(*r) for r in rows]
+
+    def device_alarms(self, device_id=None, since_ms=None, until_ms=None) -> list[DeviceAlarm]:
+        where, params = _time_filter("alarm_ms", device_id, since_ms, until_ms)
+        rows = self._select(
+            f"SELECT {', '.join(_ALARM_COLUMNS)} FROM device_alarms{where} "
+            "ORDER BY device_id, alarm_ms, seq",
+            params,
+        )
+        return [DeviceAlarm(*r) for r in rows]
 
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._select(

@@ -23,6 +23,7 @@ from store.records import (
     ApiToken,
     Batch,
     DeadLetter,
+    DeviceAlarm,
     DeviceOverview,
     DeviceState,
     Event,
@@ -37,8 +38,18 @@ from store.records import (
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
 _ALERT_COLUMNS = columns(Alert)
-_MS_COLUMNS = {"fix_ms", "received_ms", "decided_ms", "alert_ms", "event_ms", "published_ms"}
+_ALARM_COLUMNS = columns(DeviceAlarm)
+_MS_COLUMNS = {
+    "fix_ms",
+    "received_ms",
+    "decided_ms",
+    "alert_ms",
+    "event_ms",
+    "published_ms",
+    "alarm_ms",
+}
 _TIME_NAMES = {
+    "alarm_ms": "alarm_time",
     "fix_ms": "fix_time",
     "received_ms": "received_at",
     "decided_ms": "decided_at",
@@ -224,6 +235,12 @@ class TimescaleStore:
                         cur.execute(_move("events", _EVENT_COLUMNS))
                     if batch.alerts:
                         cur.execute(_move("alerts", _ALERT_COLUMNS))
+                    if batch.device_alarms:  # a few a shift: row inserts suffice
+                        row_of = attrgetter(*_ALARM_COLUMNS)
+                        cur.executemany(
+                            _insert("device_alarms", _ALARM_COLUMNS),
+                            [row_of(a) for a in batch.device_alarms],
+                        )
                     if batch.dead_letters:
                         cur.execute(
                             "INSERT INTO dead_letters SELECT to_timestamp(received_ms / 1000.0), "
@@ -249,6 +266,7 @@ class TimescaleStore:
                 ("fixes", _FIX_COLUMNS, batch.fixes),
                 ("events", _EVENT_COLUMNS, batch.events),
                 ("alerts", _ALERT_COLUMNS, batch.alerts),
+                ("device_alarms", _ALARM_COLUMNS, batch.device_alarms),
             ):
                 if rows:
                     row_of = attrgetter(*names)
@@ -326,6 +344,18 @@ class TimescaleStore:
             "device_id, event_time",
         )
         return [Alert(*r) for r in rows]
+
+    def device_alarms(self, device_id=None, since_ms=None, until_ms=None) -> list[DeviceAlarm]:
+        rows = self._select(
+            "device_alarms",
+            _ALARM_COLUMNS,
+            "alarm_time",
+            device_id,
+            since_ms,
+            until_ms,
+            "device_id, alarm_time, seq",
+        )
+        return [DeviceAlarm(*r) for r in rows]
 
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._query(

@@ -342,3 +342,40 @@ def test_nmea_fields_are_bounded_before_they_are_converted(epoch, reason):
     with pytest.raises(DecodeError) as err:
         decode_fix(FIX, epoch.encode(), EPOCH_MS + 500)
     assert err.value.reason == reason
+
+
+ALARM = DeviceTopic("acme", "ac-0042", "alarm")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"kind": "vibrate"}, "range:kind"),
+        ({"kind": None}, "range:kind"),
+        ({"seq": 2**63}, "range:seq"),
+        ({"seq": -1}, "range:seq"),
+        ({"time_ms": NOW + 3_600_000}, "time:future"),
+        ({"time_ms": 10**30}, "range:time_ms"),
+        ({"lat": 91.0}, "range:lat"),
+        ({"lon": None}, "schema"),  # a position is both coordinates or neither
+        ({"time_ms": ...}, "missing:time_ms"),
+    ],
+)
+def test_a_device_s_own_alarm_is_bounded_at_the_edge(body, reason):
+    good = {"seq": 7, "time_ms": NOW - 200, "kind": "breach", "lat": 51.5577, "lon": -0.1088}
+    merged = {k: v for k, v in {**good, **body}.items() if v is not ...}
+    with pytest.raises(DecodeError) as caught:
+        decode(ALARM, json.dumps(merged).encode(), NOW)
+    assert caught.value.reason == reason
+
+
+def test_a_device_s_own_alarm_decodes_and_is_subscribed_to():
+    body = {"seq": 7, "time_ms": NOW - 200, "kind": "breach", "lat": 51.5577, "lon": -0.1088}
+    decoded = decode(ALARM, json.dumps(body).encode(), NOW)
+    assert decoded.fixes == () and not decoded.offline
+    a = decoded.alarm
+    assert (a.device_id, a.seq, a.alarm_ms, a.kind, a.lat, a.lon) == (
+        "acme/ac-0042", 7, NOW - 200, "breach", 51.5577, -0.1088
+    )  # fmt: skip
+    assert parse("trackside/v1/acme/ac-0042/alarm") == ALARM
+    assert "trackside/v1/+/+/alarm" in subscriptions()

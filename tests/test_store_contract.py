@@ -59,7 +59,7 @@ def store(request, tmp_path):
 
 
 def test_migrations_are_versioned_and_run_once(store):
-    assert store.schema_version() == 4
+    assert store.schema_version() == 5
     assert store.migrate() == []
 
 
@@ -348,3 +348,18 @@ def test_recent_decisions_and_dead_letters_by_reason(store):
     assert (count, p50, p95) == (11, 5.0, pytest.approx(9.5))
     assert store.recent_decisions(T0 + 10_000) == (0, None, None)
     assert store.dead_letter_counts() == {"json": 2, "range:lat": 1}
+
+
+def test_the_devices_own_alarms_round_trip_once(store):
+    from store import Batch, DeviceAlarm
+
+    t = 1_795_000_000_000
+    alarms = [
+        DeviceAlarm("acme/a1", 1, t, "breach", 51.5577, -0.1088, t + 300),
+        DeviceAlarm("acme/a1", 2, t + 9_000, "clear", None, None, t + 9_250),
+        DeviceAlarm("gnssco/g1", 1, t + 4_000, "breach", 51.5578, -0.1089, t + 6_600),
+    ]
+    store.write(Batch(device_alarms=alarms))
+    store.write(Batch(device_alarms=alarms[:1]))  # a redelivery changes nothing
+    assert store.device_alarms() == sorted(alarms, key=lambda a: (a.device_id, a.alarm_ms))
+    assert store.device_alarms("acme/a1", since_ms=t + 5_000) == [alarms[1]]

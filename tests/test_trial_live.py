@@ -65,6 +65,8 @@ fix_type = "RTK fixed"
 cep50_m = 0.05
 latency_ms = 200
 latency_jitter_ms = 30
+own_alarm = "on"
+own_alarm_delay_ms = 4000
 [[supplier.good.device]]
 id = "g-1"
 firmware = "1.0"
@@ -147,6 +149,17 @@ def test_a_real_trial_is_scored_from_the_live_store_and_the_references(live_run,
     # alerted within a couple of seconds of the true crossing, live, hops and all
     assert -5.0 <= good["time_to_alert_p50_s"] <= 3.0
     assert 0.02 < doc["sections"]["accuracy"]["good"]["cep50_m"] < 0.1
+    # its own alarms (decided on the device, 4 s after the fix) are scored beside
+    own = doc["sections"]["alerting"]["own_alarms"]
+    assert own["good"]["device_shifts"] == 2 and own["good"]["excursions"] == crossings
+    assert own["good"]["detected"] == crossings and own["good"]["later_than_platform"] == 2
+    assert own["good"]["time_to_alert_p50_s"] > good["time_to_alert_p50_s"] + 3
+    assert own["long"]["device_shifts"] == 0  # it reported none: not scored as silent
+    check = next(c for c in doc["sections"]["issues"]["checks"] if c["code"].endswith("own-alarm"))
+    assert {r["supplier"]: r["status"] for r in check["results"]} == {
+        "good": "found",
+        "long": "not assessed",
+    }
     # the supplier whose fence runs 18 m long does not alarm at the limit board
     long = doc["sections"]["alerting"]["figures"]["long"]
     assert long["detected"] == 0

@@ -23,7 +23,7 @@ alert's time.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,17 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
     """Every device-shift of a run, from the store and the run's `sent` folder."""
     result = Collected()
     sites: dict[str, Site] = {}
-    for number, shift in enumerate(manifest["shifts"]):
+    # a supplier whose devices report their own alarms anywhere in the trial reports them
+    # on every shift: one with none on a shift raised none (not "did not report")
+    shifts = manifest["shifts"]
+    reporting = {
+        a.device_id.split("/", 1)[0]
+        for a in store.device_alarms(
+            since_ms=min((s["start_ms"] for s in shifts), default=0) - SHIFT_MARGIN_MS,
+            until_ms=max((s["end_ms"] for s in shifts), default=0) + SHIFT_MARGIN_MS,
+        )
+    }
+    for number, shift in enumerate(shifts):
         run_id = shift["run_id"]
         site_file = shift["site_file"]
         if site_file not in sites:
@@ -141,6 +151,12 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
         by_device = defaultdict(list)
         for f in fixes:
             by_device[f.device_id].append(f)
+        own_by_device = defaultdict(list)
+        for a in store.device_alarms(
+            since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
+            until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
+        ):
+            own_by_device[a.device_id].append(a)
         breaches = defaultdict(list)
         for e in events:
             breaches[e.device_id].append(e)
@@ -174,12 +190,37 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
                 else float(profile.fix_rate_hz)
             )
             live = worn_live or replay_speedup(shift) <= LIVE_PACE_LIMIT
-            result.worn.append(
-                _worn(number, shift, d, profile, site, mine, breaches[device_id],
-                      columns, t_rows, [x for x in excursions if x.device_id == device_id], sent,
-                      approved_rate, live)
-            )  # fmt: skip
+            worn = _worn(number, shift, d, profile, site, mine, breaches[device_id],
+                         columns, t_rows, [x for x in excursions if x.device_id == device_id],
+                         sent, approved_rate, live)  # fmt: skip
+            if d["supplier"] in reporting:
+                worn = replace(
+                    worn, own_reported=True,
+                    **_own_alarms(own_by_device[device_id], site, int(shift["end_ms"])),
+                )  # fmt: skip
+            result.worn.append(worn)
     return result
+
+
+def _own_alarms(alarms: list, site: Site, end_ms: int) -> dict[str, np.ndarray]:
+    """A device's own breach alarms: each from its breach to its next clear, breach or lost
+    (or the shift's end), and where the device said its wearer was."""
+    alarms = sorted(alarms, key=lambda a: (a.alarm_ms, a.seq))
+    ends = np.array([a.alarm_ms for a in alarms if a.kind in ("clear", "breach", "lost")],
+                    dtype=np.int64)  # fmt: skip
+    breach = [a for a in alarms if a.kind == "breach"]
+    start = np.array([a.alarm_ms for a in breach], dtype=np.int64)
+    after = np.searchsorted(ends, start, side="right")
+    end = np.where(after < ends.size, ends[np.minimum(after, max(ends.size - 1, 0))], end_ms)
+    lat = np.array([np.nan if a.lat is None else a.lat for a in breach], dtype=np.float64)
+    lon = np.array([np.nan if a.lon is None else a.lon for a in breach], dtype=np.float64)
+    x, y = site.locate(lat, lon, "ETRS89", start) if start.size else (lat, lon)
+    return {
+        "own_alarm_ms": start,
+        "own_alarm_end_ms": np.maximum(end.astype(np.int64), start),
+        "own_alarm_x_m": np.asarray(x, dtype=np.float64),
+        "own_alarm_y_m": np.asarray(y, dtype=np.float64),
+    }
 
 
 def _worn(

@@ -29,6 +29,7 @@ from urllib.parse import urlparse, urlunparse
 
 import numpy as np
 
+from devices.sim.alarms import own_alarms
 from devices.sim.generate import Simulation, simulate
 from devices.sim.publish import ingest_readers, publish, truth_records
 from geofence.site import Site
@@ -233,12 +234,36 @@ def _run_shift(
                 f"ingest could not subscribe at the broker {broker_url} "
                 f"(alarms: {', '.join(sorted(service.alarms)) or 'none'})"
             )
-        done = publish(sim, broker_url, shift.start_ms, mqtt_protocol=protocol, progress=progress)
+        # the devices that decide for themselves do so on the fence their supplier configured
+        fences = {
+            s.key: load_site(s.configured_sites[shift.scenario.site_file])
+            for s in trial.suppliers
+            if shift.scenario.site_file in s.configured_sites
+        }
+        alarms = own_alarms(sim, site, fences)
+        done = publish(
+            sim,
+            broker_url,
+            shift.start_ms,
+            alarms=alarms,
+            mqtt_protocol=protocol,
+            progress=progress,
+        )
         deadline = time.monotonic() + SETTLE_S + expected / 2000
-        stored = admin.fix_count(devices, *window)
-        while stored < expected and time.monotonic() < deadline:
+
+        def arrived() -> tuple[int, int]:
+            return admin.fix_count(devices, *window), len(admin.device_alarms(
+                since_ms=window[0], until_ms=window[1]))  # fmt: skip
+
+        stored, raised = arrived()
+        while (stored < expected or raised < len(alarms)) and time.monotonic() < deadline:
             time.sleep(0.1)
-            stored = admin.fix_count(devices, *window)
+            stored, raised = arrived()
+        if raised < len(alarms):
+            raise TrialRunError(
+                f"shift {shift.run_id}: {len(alarms) - raised} of {len(alarms)} of the devices' "
+                "own alarms never reached the store"
+            )
         if stored < expected:
             raise TrialRunError(
                 f"shift {shift.run_id}: {expected - stored:,} of {expected:,} distinct fixes "
