@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo check-demo test lint bench clean
+.PHONY: demo real-trial check-demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	scripts/provision-report-libs.sh
 	$(BIN)/trackfence trial run examples/trials/three-suppliers.toml --out out/trial --replace
+
+## The example real trial: a session worn live (examples/real-trial/make_real_trial.py made
+## it), scored from the store ingest kept against the wearers' reference tracks.
+real-trial: $(STAMP)
+	scripts/provision-report-libs.sh
+	mkdir -p out/real-trial
+	cp examples/real-trial/live.sqlite out/real-trial/live.sqlite
+	$(BIN)/trackfence trial score examples/real-trial/trial.toml \
+	    --db sqlite:///$(CURDIR)/out/real-trial/live.sqlite --out out/real-trial
 
 ## A recorded walk decided fix by fix against an ELR-defined worksite.
 check-demo: $(STAMP)

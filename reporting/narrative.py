@@ -184,6 +184,16 @@ def summary(result: TrialResult, supplier: str) -> dict[str, object]:
             f"on {at_fault} crossings it failed to alarm in time where another supplier's "
             "device did"
         )
+    own = result.own_alarms.get(supplier)
+    if own is not None and own.device_shifts:
+        missed_by_own = own.excursions - own.detected
+        if missed_by_own or own.later_than_platform:
+            bad.append(
+                f"its own alarm, the one the wearer feels, gave a fresh alert for {own.detected} "
+                f"of {own.excursions} crossings ({_when(own.time_to_alert_p95_s)} at the 95th "
+                f"percentile), {own.later_than_platform} of them later than trackfence's "
+                "decision on the same fixes"
+            )
     # what it means on track
     trl = result.readiness[supplier].trl
     if constant:

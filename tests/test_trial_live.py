@@ -224,9 +224,11 @@ def test_the_simulated_and_real_paths_give_the_same_figures_for_the_same_fixes(l
             b.excursions, b.detected, b.saturated, b.false_alerts
         )  # fmt: skip
         assert a.availability == pytest.approx(b.availability)
-        # alert times: the real publish time against the simulated send plus measured hops
+        # alert times: the real publish time against the simulator's planned send plus the
+        # measured hops. On a busy machine the publisher's real sends trail its plan by a
+        # few hundred ms; a clock mixed up, or a hop left out, would show as seconds or more
         if a.detected:
-            assert a.time_to_alert_p50_s == pytest.approx(b.time_to_alert_p50_s, abs=0.15)
+            assert a.time_to_alert_p50_s == pytest.approx(b.time_to_alert_p50_s, abs=0.75)
 
 
 @pytest.mark.parametrize(
