@@ -284,3 +284,27 @@ def test_a_real_trial_is_not_run_but_scored(live_run, tmp_path):
     assert main(["trial", "run", str(live_run["real"]), "--out", str(tmp_path / "x")]) == 2
     # and a real trial needs the store it is scored from
     assert main(["trial", "score", str(live_run["real"]), "--out", str(tmp_path / "y")]) == 2
+
+
+def test_the_example_real_trial_scores_from_its_shipped_session(tmp_path):
+    import shutil
+
+    example = ROOT / "examples" / "real-trial"
+    store = tmp_path / "live.sqlite"
+    shutil.copy(example / "live.sqlite", store)  # scoring writes the truth into its store
+    out = tmp_path / "out"
+    args = ["trial", "score", str(example / "trial.toml"), "--db", f"sqlite:///{store}"]
+    assert main([*args, "--out", str(out), "--formats", "json"]) == 0
+    doc = _report(out)
+    assert doc["trial"]["true_crossings"] == {"acme": 6, "gnssco": 6, "phones": 6}
+    own = doc["sections"]["alerting"]["own_alarms"]
+    # acme's wearable decides on the device; gnssco's cloud answers 2.5 s after the fix
+    assert own["acme"]["device_shifts"] == 2 and own["gnssco"]["device_shifts"] == 2
+    assert own["phones"]["device_shifts"] == 0  # OwnTracks reports no alarm of its own
+    platform = doc["sections"]["alerting"]["figures"]
+    late = own["gnssco"]["time_to_alert_p50_s"] - platform["gnssco"]["time_to_alert_p50_s"]
+    assert 1.5 < late < 3.5  # its cloud's 2.5 s, beside trackfence's decision on its fixes
+    early = own["acme"]["time_to_alert_p50_s"] - platform["acme"]["time_to_alert_p50_s"]
+    assert abs(early) < 1.0
+    # six crossings prove nothing yet, and the report says so rather than passing anyone
+    assert all(e["overall"] != "PASS" for e in doc["sections"]["executive_summary"]["suppliers"])

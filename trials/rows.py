@@ -14,6 +14,7 @@ import numpy as np
 
 from trials.collect import Worn
 from trials.metrics import (
+    Detection,
     alarm_seconds,
     availability,
     detection,
@@ -210,34 +211,24 @@ def build_rows(
         x_start, x_end, x_depth = merge_excursions(
             w.excursion_start_ms, w.excursion_end_ms, w.excursion_depth_m, clear_allowance_s
         )
-        found = detection(
-            x_start,
-            x_end,
-            w.alert_ms,
-            w.alert_end_ms,
-            lead_s=lead_s,
-            late_within_s=clear_allowance_s,
-        )
+        def judged(
+            start_ms: np.ndarray, end_ms: np.ndarray, w: Worn = w, x: tuple = (x_start, x_end)
+        ) -> tuple[Detection, float, float]:
+            """Alarms (trackfence's or the device's own) against the crossings: detection,
+            then time in breach and in breach while truly safe."""
+            found = detection(
+                *x, start_ms, end_ms, lead_s=lead_s, late_within_s=clear_allowance_s
+            )
+            seconds = alarm_seconds(
+                start_ms, end_ms, *x, w.start_ms, w.end_ms,
+                lead_s=lead_s, clear_allowance_s=clear_allowance_s,
+            )  # fmt: skip
+            return found, *seconds
+
+        found, breach_s, false_s = judged(w.alert_ms, w.alert_end_ms)
         n = x_start.size
         # the device's own alarms, judged by the same definitions as trackfence's decision
-        own = detection(
-            x_start,
-            x_end,
-            w.own_alarm_ms,
-            w.own_alarm_end_ms,
-            lead_s=lead_s,
-            late_within_s=clear_allowance_s,
-        )
-        own_breach_s, own_false_s = alarm_seconds(
-            w.own_alarm_ms,
-            w.own_alarm_end_ms,
-            x_start,
-            x_end,
-            w.start_ms,
-            w.end_ms,
-            lead_s=lead_s,
-            clear_allowance_s=clear_allowance_s,
-        )
+        own, own_breach_s, own_false_s = judged(w.own_alarm_ms, w.own_alarm_end_ms)
         own_truth = (
             np.hypot(
                 w.own_alarm_x_m - np.interp(w.own_alarm_ms, w.truth_ms, w.truth_x_m),
@@ -309,16 +300,6 @@ def build_rows(
         # availability is owed at the approved rate: a device set slower is charged for it
         seen = availability(w.fix_ms, w.start_ms, w.end_ms, w.approved_rate_hz)
         configured = availability(w.fix_ms, w.start_ms, w.end_ms, w.rate_hz)
-        breach_s, false_s = alarm_seconds(
-            w.alert_ms,
-            w.alert_end_ms,
-            x_start,
-            x_end,
-            w.start_ms,
-            w.end_ms,
-            lead_s=lead_s,
-            clear_allowance_s=clear_allowance_s,
-        )
         duration_s = (w.end_ms - w.start_ms) / 1000
         shifts.append(
             {

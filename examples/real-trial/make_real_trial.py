@@ -2,7 +2,7 @@
 
     .venv/bin/python examples/real-trial/make_real_trial.py     # about five minutes
 
-Wears `scenario.toml` (with the suppliers of `made-with.toml`) at its real pace through
+Wears `limit-board-drill.toml` (with the suppliers of `made-with.toml`) at its real pace through
 an embedded MQTT broker into a live ingest, keeping what ingest stored in `live.sqlite`,
 and writes each wearer's reference track (`references/*.gpx`, as a surveyor exports
 them) and the shift log (`shifts.csv`). `trial.toml` then scores it as a real trial.
