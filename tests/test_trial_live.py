@@ -286,8 +286,14 @@ def test_a_real_trial_is_not_run_but_scored(live_run, tmp_path):
     assert main(["trial", "score", str(live_run["real"]), "--out", str(tmp_path / "y")]) == 2
 
 
-def test_the_example_real_trial_scores_from_its_shipped_session(tmp_path):
+def test_the_example_real_trial_scores_from_its_shipped_session(tmp_path, capsys):
     import shutil
+
+    # before scoring: its crossings are counted on the wearers' reference tracks
+    assert main(["trial", "plan", str(ROOT / "examples" / "real-trial" / "trial.toml")]) == 1
+    shown = capsys.readouterr().out
+    assert "gives acme 6 (SHORT) · gnssco 6 (SHORT) · phones 6 (SHORT) crossings" in shown
+    assert "limit-board-drill 6" in shown
 
     example = ROOT / "examples" / "real-trial"
     store = tmp_path / "live.sqlite"

@@ -171,6 +171,8 @@ def provided_by_plan(trial: Trial) -> dict[str, Provision]:
     hours: Counter = Counter()
     device_shifts: Counter = Counter()
     expected: Counter = Counter()
+    if trial.is_real:  # a real trial's crossings are on its wearers' reference tracks
+        return _provided_by_references(trial)
     for shift in plan(trial):
         site_file = shift.scenario.site_file
         if site_file not in sites:
@@ -180,10 +182,7 @@ def provided_by_plan(trial: Trial) -> dict[str, Provision]:
         for w, worker in enumerate(shift.scenario.workers):
             crossings[worker.supplier][shift.scenario_key] += per_worker.get(w, 0)
         for d in shift.devices:
-            supplier = trial.supplier(d.supplier)
-            rate = supplier.approved_configuration.get("fix_rate_hz")
-            if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-                rate = supplier.profile(d.firmware, d.configuration).fix_rate_hz
+            rate = _approved_rate(trial.supplier(d.supplier), d.firmware, d.configuration)
             hours[d.supplier] += shift.duration_s / 3600
             device_shifts[d.supplier] += 1
             expected[d.supplier] += max(1, round(shift.duration_s * rate))
@@ -193,6 +192,59 @@ def provided_by_plan(trial: Trial) -> dict[str, Provision]:
             crossings_by_scenario=dict(crossings[s.key]),
             # before a run: what a perfect device would give (every person wears every
             # supplier's device, so every crossing is seen by all)
+            alerted_crossings=sum(crossings[s.key].values()),
+            alerts=sum(crossings[s.key].values()),
+            shared_crossings=min(sum(c.values()) for c in crossings.values()),
+            device_hours=float(hours[s.key]),
+            device_shifts=int(device_shifts[s.key]),
+            expected_fixes=int(expected[s.key]),
+        )
+        for s in trial.suppliers
+    }
+
+
+def _approved_rate(supplier, firmware: str, configuration: dict) -> float:
+    rate = supplier.approved_configuration.get("fix_rate_hz")
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
+        rate = supplier.profile(firmware, configuration).fix_rate_hz
+    return float(rate)
+
+
+def _provided_by_references(trial: Trial) -> dict[str, Provision]:
+    """A real trial's provision: the crossings on each wearer's reference track, counted
+    once for every device the wearer wore (before any fix is scored)."""
+    from devices.sim.generate import label_excursions
+    from trackfence.sites import load_site
+    from trials.live import reference_truth
+
+    sites: dict = {}
+    crossings: dict[str, Counter] = {s.key: Counter() for s in trial.suppliers}
+    hours: Counter = Counter()
+    device_shifts: Counter = Counter()
+    expected: Counter = Counter()
+    for shift in trial.shifts:
+        if shift.site_file not in sites:
+            sites[shift.site_file] = load_site(shift.site_file)
+        duration_s = (shift.end_ms - shift.start_ms) / 1000
+        week = (shift.date - trial.start_date).days // 7 + 1
+        for wearer in shift.wearers:
+            *_, truth = reference_truth(
+                wearer.reference, sites[shift.site_file], shift.start_ms, shift.end_ms
+            )
+            found = int(label_excursions(truth).start_ms.size)
+            for device_id in wearer.devices:
+                key, name = device_id.split("/", 1)
+                supplier = trial.supplier(key)
+                device = next(d for d in supplier.devices if d.id == name)
+                crossings[key][shift.scenario] += found
+                hours[key] += duration_s / 3600
+                device_shifts[key] += 1
+                rate = _approved_rate(supplier, *device.on_week(week))
+                expected[key] += max(1, round(duration_s * rate))
+    return {
+        s.key: Provision(
+            crossings=sum(crossings[s.key].values()),
+            crossings_by_scenario=dict(crossings[s.key]),
             alerted_crossings=sum(crossings[s.key].values()),
             alerts=sum(crossings[s.key].values()),
             shared_crossings=min(sum(c.values()) for c in crossings.values()),
