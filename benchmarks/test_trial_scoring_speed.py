@@ -64,6 +64,7 @@ def _worn(supplier: str, cep50_m: float, device: int, rng: np.random.Generator) 
         configuration={},
         configuration_hash="sha256:0",
         rate_hz=RATE_HZ,
+        approved_rate_hz=RATE_HZ,
         start_ms=0,
         end_ms=int(t[-1]),
         fix_ms=t,
