@@ -349,7 +349,7 @@ def _draw_weights(rng: np.random.Generator, resamples: int, clusters: int) -> np
 #: one of them (exact); above, at this many quantiles of a sample of the values.
 CLUSTER_GRID = 20_000
 #: The grid comes from at most this many values, drawn at random.
-CLUSTER_GRID_SAMPLE = 1_000_000
+CLUSTER_GRID_SAMPLE = 250_000
 #: Clusters x grid points are capped at this (the count table; 128 MB); many clusters
 #: get a coarser grid.
 MAX_CELLS = 1 << 24

@@ -283,8 +283,9 @@ def availability(
     expected = max(1, round((end_ms - start_ms) / 1000 * rate_hz))
     # slots of the promised rate that hold a fix, not fixes: a burst at ten times the rate
     # followed by silence covers a tenth of the shift, and is charged for the rest
-    slots = np.unique(np.minimum((t - start_ms) * rate_hz // 1000, expected - 1))
-    received = int(slots.size)
+    # (t is sorted, so its slots are too: count where they change, no hashing)
+    slots = np.minimum(((t - start_ms) * rate_hz // 1000).astype(np.int64), expected - 1)
+    received = int(slots.size and 1 + np.count_nonzero(np.diff(slots)))
     edges = np.r_[start_ms, t, end_ms]
     silences = np.diff(edges) / 1000.0
     return Availability(

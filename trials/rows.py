@@ -299,7 +299,7 @@ def build_rows(
         )
         # availability is owed at the approved rate: a device set slower is charged for it
         seen = availability(w.fix_ms, w.start_ms, w.end_ms, w.approved_rate_hz)
-        configured = availability(w.fix_ms, w.start_ms, w.end_ms, w.rate_hz)
+        configured = max(1, round((w.end_ms - w.start_ms) / 1000 * w.rate_hz))
         duration_s = (w.end_ms - w.start_ms) / 1000
         shifts.append(
             {
@@ -309,7 +309,7 @@ def build_rows(
                 "observed_rate_hz": np.array([distinct(w.fix_ms).size / duration_s]),
                 "hours": np.array([hours]),
                 "expected": np.array([seen.expected]),
-                "expected_configured": np.array([configured.expected]),
+                "expected_configured": np.array([configured]),
                 "received": np.array([seen.received]),
                 "sent": np.array([w.sent_fix_ms.size]),
                 "gaps": np.array([seen.gaps]),
