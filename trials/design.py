@@ -186,12 +186,23 @@ def provided_by_plan(trial: Trial) -> dict[str, Provision]:
             hours[d.supplier] += shift.duration_s / 3600
             device_shifts[d.supplier] += 1
             expected[d.supplier] += max(1, round(shift.duration_s * rate))
+    return _before_a_run(trial, crossings, hours, device_shifts, expected)
+
+
+def _before_a_run(
+    trial: Trial,
+    crossings: dict[str, Counter],
+    hours: Counter,
+    device_shifts: Counter,
+    expected: Counter,
+) -> dict[str, Provision]:
+    """Each supplier's provision before a run: what a perfect device would give (every
+    crossing alerted and logged; every person wears every supplier's device, so every
+    crossing is seen by all)."""
     return {
         s.key: Provision(
             crossings=sum(crossings[s.key].values()),
             crossings_by_scenario=dict(crossings[s.key]),
-            # before a run: what a perfect device would give (every person wears every
-            # supplier's device, so every crossing is seen by all)
             alerted_crossings=sum(crossings[s.key].values()),
             alerts=sum(crossings[s.key].values()),
             shared_crossings=min(sum(c.values()) for c in crossings.values()),
@@ -241,19 +252,7 @@ def _provided_by_references(trial: Trial) -> dict[str, Provision]:
                 device_shifts[key] += 1
                 rate = _approved_rate(supplier, *device.on_week(week))
                 expected[key] += max(1, round(duration_s * rate))
-    return {
-        s.key: Provision(
-            crossings=sum(crossings[s.key].values()),
-            crossings_by_scenario=dict(crossings[s.key]),
-            alerted_crossings=sum(crossings[s.key].values()),
-            alerts=sum(crossings[s.key].values()),
-            shared_crossings=min(sum(c.values()) for c in crossings.values()),
-            device_hours=float(hours[s.key]),
-            device_shifts=int(device_shifts[s.key]),
-            expected_fixes=int(expected[s.key]),
-        )
-        for s in trial.suppliers
-    }
+    return _before_a_run(trial, crossings, hours, device_shifts, expected)
 
 
 def design_table(d: Design) -> str:
