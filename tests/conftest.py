@@ -32,3 +32,21 @@ def mosquitto():
     broker = Mosquitto().start()
     yield broker
     broker.close()
+
+
+@pytest.fixture(params=["timescaledb", "timescaledb-copy", "sqlite"])
+def store(request, tmp_path):
+    """A fresh store of each kind the contract holds: TimescaleDB written both ways (small
+    batches pipelined, large ones by COPY), and SQLite."""
+    from store.sqlite import SqliteStore
+    from store.timescale import PIPELINED_RECORDS, TimescaleStore
+
+    if request.param.startswith("timescaledb"):
+        server = request.getfixturevalue("timescaledb")
+        pipelined = 0 if request.param == "timescaledb-copy" else PIPELINED_RECORDS
+        s = TimescaleStore(server.fresh_database(), pipelined_records=pipelined)
+    else:
+        s = SqliteStore(tmp_path / "trial.sqlite")
+    s.migrate()
+    yield s
+    s.close()

@@ -21,7 +21,6 @@ from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from store import Batch, StoreError, StoreUnavailableError
 from store.sqlite import SqliteStore
-from store.timescale import PIPELINED_RECORDS, TimescaleStore
 from tests.conftest import ROOT
 from tests.devices import site_latlon
 
@@ -29,17 +28,6 @@ NOW = 1_795_000_000_000
 SITE_FILE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 
 
-@pytest.fixture(params=["sqlite", "timescaledb", "timescaledb-copy"])
-def store(request, tmp_path):
-    if request.param.startswith("timescaledb"):
-        server = request.getfixturevalue("timescaledb")
-        pipelined = 0 if request.param == "timescaledb-copy" else PIPELINED_RECORDS
-        s = TimescaleStore(server.fresh_database(), pipelined_records=pipelined)
-    else:
-        s = SqliteStore(tmp_path / "bounds.sqlite")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def _extremes(site) -> list[Inbound]:

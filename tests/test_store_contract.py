@@ -9,7 +9,6 @@ import pytest
 
 from store import Alert, Batch, DeadLetter, Event, Fix, StoreError, open_store
 from store.sqlite import SqliteStore
-from store.timescale import PIPELINED_RECORDS, TimescaleStore
 
 T0 = 1_795_000_000_000  # November 2026, UTC ms
 
@@ -41,21 +40,6 @@ def fix(device: str, seq: int, t_ms: int, **changes) -> Fix:
         accepted=True,
     )
     return replace(base, **changes)
-
-
-@pytest.fixture(params=["timescaledb", "timescaledb-copy", "sqlite"])
-def store(request, tmp_path):
-    if request.param.startswith("timescaledb"):
-        server = request.getfixturevalue("timescaledb")
-        # a fresh database per test, so tests do not see each other's rows; both ways of
-        # writing (small batches pipelined, large ones by COPY) are held to the contract
-        pipelined = 0 if request.param == "timescaledb-copy" else PIPELINED_RECORDS
-        s = TimescaleStore(server.fresh_database(), pipelined_records=pipelined)
-    else:
-        s = SqliteStore(tmp_path / "trial.sqlite")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def test_migrations_are_versioned_and_run_once(store):
