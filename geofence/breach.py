@@ -14,7 +14,6 @@ Time comes in with the fixes, and `expire` is told what time it is.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -193,7 +192,16 @@ class StepResult:
     states: DeviceStates
     events: Events
     accepted: np.ndarray  # bool per input fix: False for duplicates and out-of-order fixes
-    state_after: np.ndarray  # int8 per input fix: the device's state once this fix was applied
+    #: int8 per input fix: the device's state once this fix was applied (for a fix not
+    #: applied, its state when the fix arrived: LOST if silent for lost_after_s by then)
+    state_after: np.ndarray
+
+
+#: Below this many devices per round the batch is decided fix by fix in plain Python
+#: (`_apply_one`): numpy's per-call cost on short arrays is then larger than the work.
+#: A lone fix (the live path when it is quiet) and one device's long recording (a
+#: replay) go this way; a busy batch across many devices goes through `_apply`.
+SCALAR_BELOW_DEVICES_PER_ROUND = 16
 
 
 def step(
@@ -206,16 +214,21 @@ def step(
     accuracy_m: np.ndarray,
     config: BreachConfig,
     heard_ms: np.ndarray | None = None,
+    *,
+    scalar: bool | None = None,
 ) -> StepResult:
-    """Apply a batch of evaluated fixes (any order, several per device) to the device states.
+    """Apply a batch of evaluated fixes (several per device) to the device states.
 
     `heard_ms` is when each fix was received (default: its fix time, as in a replay):
     a device is alive while it is heard from, whatever its own clock says.
 
-    Fixes are applied per device in (time, seq) order. A fix not newer than the
-    device's last accepted fix (a duplicate, or one that arrived late) is not
-    applied: it cannot flip state. Vectorised across devices: round k applies
-    each device's k-th fix of the batch.
+    Each device's fixes are applied in the order given, which is the order they
+    arrived: a fix not newer than the device's last accepted fix (a duplicate, or
+    one that arrived after a newer one) is not applied and cannot flip state. So a
+    batch decides exactly as the same fixes one at a time would, however a stream
+    is cut into batches. Vectorised across devices (round k applies each device's
+    k-th fix of the batch), or fix by fix when there are few devices per round;
+    `scalar` forces one or the other (the two are held identical by the tests).
     """
     device = np.asarray(device, dtype=np.int64)
     n = device.size
@@ -237,28 +250,123 @@ def step(
     out = states.copy()
     accepted = np.zeros(n, dtype=bool)
     state_after = np.zeros(n, dtype=np.int8)
-    order = np.lexsort((seq, time_ms, device))
+    order = np.argsort(device, kind="stable")  # by device, each in arrival order
     sorted_device = device[order]
     repeats = n > 1 and bool((sorted_device[1:] == sorted_device[:-1]).any())
     if repeats:
         group_start = np.r_[0, np.flatnonzero(np.diff(sorted_device)) + 1]
         rank = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
-        rounds = [order[rank == k] for k in range(int(rank.max()) + 1)]
+        round_count = int(rank.max()) + 1
     else:  # no device twice: one round (the common live case)
-        rounds = [order] if n else []
-    events: list[Events] = []
+        rank, round_count = None, (1 if n else 0)
+    if scalar is None:
+        scalar = n < SCALAR_BELOW_DEVICES_PER_ROUND * round_count
+    if scalar:
+        events = _apply_each(out, order, device, time_ms, heard, seq, distance_m, fence, margin,
+                             config, accepted, state_after)  # fmt: skip
+        return StepResult(out, events, accepted, state_after)
+    rounds = [order[rank == k] for k in range(round_count)] if repeats else [order] * round_count
+    parts: list[Events] = []
     for pick in rounds:  # at most one fix per device in each round
-        events.append(
-            _apply(
-                out, pick, device, time_ms, heard, seq, distance_m, fence, margin, config, accepted
-            )
-        )
-        state_after[pick] = out.state[device[pick]]
-    all_events = Events.concat(events)
-    if len(all_events):
-        by = np.lexsort((all_events.time_ms, all_events.device))
+        applied = _apply(out, pick, device, time_ms, heard, seq, distance_m, fence, margin,
+                         config, accepted, state_after)  # fmt: skip
+        parts.append(applied)
+    all_events = Events.concat(parts)
+    if len(all_events):  # by device, each device's events in the order they happened
+        by = np.argsort(all_events.device, kind="stable")
         all_events = Events(*(getattr(all_events, f)[by] for f in Events.__dataclass_fields__))
     return StepResult(out, all_events, accepted, state_after)
+
+
+def _apply_each(
+    s: DeviceStates,
+    order: np.ndarray,
+    device: np.ndarray,
+    time_ms: np.ndarray,
+    heard_ms: np.ndarray,
+    seq: np.ndarray,
+    distance_m: np.ndarray,
+    fence: np.ndarray,
+    margin: np.ndarray,
+    config: BreachConfig,
+    accepted: np.ndarray,
+    state_after: np.ndarray,
+) -> Events:
+    """`_apply`, one fix at a time in plain Python: the same rules, line for line.
+
+    Fixes go in `order` (by device, each in arrival order), so the events come out
+    grouped by device in the order they happened, as `step` returns them.
+    """
+    rows: list[tuple[int, int, int, int, int, float]] = []
+    lapse_ms = round(config.lost_after_s * 1000)
+    dwell_ms = config.clearing_dwell_s * 1000.0
+    clearing_margin = config.clearing_margin_m
+    warn_plain = config.warning_margin_m
+    warn_held = config.warning_margin_m + config.warning_hysteresis_m
+    state, last_fix, last_heard = s.state, s.last_fix_ms, s.last_heard_ms
+    last_seq, clearing, fences, distances = s.last_seq, s.clearing_since_ms, s.fence, s.distance_m
+    for i in order.tolist():
+        d = int(device[i])
+        t, q = int(time_ms[i]), int(seq[i])
+        last, last_q = int(last_fix[d]), int(last_seq[d])
+        newer = t > last or (t == last and q > last_q)
+        if not newer:  # a device's clock that jumps back, its sequence counting on
+            newer = q >= 0 and last_q != NO_SEQ and q > last_q and t < _wrapped(last - lapse_ms)
+        if not newer:  # not applied; a device silent for lost_after_s by now is LOST
+            heard_before = int(last_heard[d])
+            silent = heard_before != NO_TIME and int(heard_ms[i]) - heard_before >= lapse_ms
+            state_after[i] = _LOST if silent else state[d]
+            continue
+        accepted[i] = True
+        m, f, dist, h = float(margin[i]), int(fence[i]), float(distance_m[i]), int(heard_ms[i])
+        prev, prev_fence, prev_distance = int(state[d]), int(fences[d]), float(distances[d])
+        heard_before = int(last_heard[d])
+        silent = heard_before != NO_TIME and h - heard_before >= lapse_ms
+        lapsed = prev != _LOST and last != NO_TIME and (t - last > lapse_ms or silent)
+        recovered = prev == _LOST or lapsed
+        base = _SAFE if recovered else prev
+        in_breach = base == _BREACH
+        clearing_ok = m >= clearing_margin
+        since = int(clearing[d])
+        since = (t if since == NO_TIME else since) if in_breach and clearing_ok else NO_TIME
+        cleared = in_breach and clearing_ok and (t - since) >= dwell_ms
+        was_warning = base == _WARNING
+        calm = _WARNING if m < (warn_held if was_warning else warn_plain) else _SAFE
+        new = (calm if cleared else _BREACH) if in_breach else (_BREACH if m < 0 else calm)
+        inside, was_inside = f >= 0, prev_fence >= 0
+        if lapsed:
+            rows.append((d, EventKind.LOST, last + lapse_ms, NO_SEQ, prev_fence, prev_distance))
+        for kind, happened in (
+            (EventKind.RECOVERED, recovered),
+            (EventKind.ENTER, inside and (not was_inside or f != prev_fence)),
+            (EventKind.EXIT, was_inside and not inside),
+            (EventKind.BREACH, not in_breach and new == _BREACH),
+            (EventKind.CLEAR, cleared),
+            (EventKind.WARNING, new == _WARNING and not was_warning),
+            (EventKind.SAFE, new == _SAFE and was_warning),
+        ):
+            if happened:
+                rows.append((d, kind, t, q, f, dist))
+        state[d] = new
+        last_fix[d] = t
+        last_heard[d] = h
+        last_seq[d] = q
+        clearing[d] = since if new == _BREACH else NO_TIME
+        fences[d] = f
+        distances[d] = dist
+        state_after[i] = new
+    if not rows:
+        return Events.empty()
+    d, k, t, q, f, x = zip(*rows, strict=True)
+    return Events(
+        np.array(d, np.int64), np.array(k, np.int8), np.array(t, np.int64),
+        np.array(q, np.int64), np.array(f, np.int32), np.array(x, np.float64),
+    )  # fmt: skip
+
+
+def _wrapped(value: int) -> int:
+    """`value` as int64 arithmetic leaves it (as `_apply` computes it, wrapping around)."""
+    return (value + 2**63) % 2**64 - 2**63
 
 
 def _apply(
@@ -273,6 +381,7 @@ def _apply(
     margin: np.ndarray,
     config: BreachConfig,
     accepted: np.ndarray,
+    state_after: np.ndarray,
 ) -> Events:
     d = device[pick]
     t = time_ms[pick]
@@ -291,6 +400,12 @@ def _apply(
         & (t < s.last_fix_ms[d] - lapse_ms)
     )
     newer |= clock_back
+    # a fix that is not applied leaves the state as it is, except that a device silent
+    # for lost_after_s by this fix's receipt is LOST, whether or not a tick said so yet
+    old = ~newer
+    heard_then = s.last_heard_ms[d[old]]
+    silent_then = (heard_then != NO_TIME) & (heard_ms[pick[old]] - heard_then >= lapse_ms)
+    state_after[pick[old]] = np.where(silent_then, _LOST, s.state[d[old]])
     pick, d, t, q = pick[newer], d[newer], t[newer], q[newer]
     accepted[pick] = True
     m = margin[pick]
@@ -303,9 +418,15 @@ def _apply(
     # A gap on the device's own clock longer than lost_after_s is a lapse in protection
     # too (a replay, a time-warped trial, a device switched off between shifts): the
     # device was LOST in between and starts afresh, so a breach is raised (and the
-    # wearer alerted) again rather than carried silently over the gap.
+    # wearer alerted) again rather than carried silently over the gap. So is a silence
+    # on the receiving clock as long as `expire` judges (fixes buffered in a tunnel and
+    # delivered in a burst): whether a clock tick happened to run `expire` before the
+    # fix that ends the silence arrived then changes when LOST is said, never whether
+    # or with what stamp, so the decisions are a function of the fix stream alone.
     last = s.last_fix_ms[d]
-    lapsed = (prev != _LOST) & (last != NO_TIME) & (t - last > lapse_ms)
+    heard_before = s.last_heard_ms[d]
+    silent = (heard_before != NO_TIME) & (heard_ms[pick] - heard_before >= lapse_ms)
+    lapsed = (prev != _LOST) & (last != NO_TIME) & ((t - last > lapse_ms) | silent)
     recovered = (prev == _LOST) | lapsed
     base = np.where(recovered, _SAFE, prev)
     raise_now = m < 0
@@ -343,6 +464,7 @@ def _apply(
     s.clearing_since_ms[d] = np.where(new == _BREACH, since, NO_TIME)
     s.fence[d] = f
     s.distance_m[d] = dist
+    state_after[pick] = new
     row, at = np.nonzero(happened)
     events = Events(d[at], _EVENT_ORDER[row], t[at], q[at], f[at], dist[at])
     if not lapsed.any():
@@ -396,45 +518,34 @@ def replay(
     fence: np.ndarray,
     accuracy_m: np.ndarray,
     config: BreachConfig,
-    tick_s: float | None = None,
 ) -> StepResult:
     """Run a recording through the state machine as the live service would have.
 
-    The live service checks for silent devices on a clock tick; a replay does the
-    same between time slices of `tick_s` (default a quarter of lost_after_s), so
-    a gap in a recording raises LOST just as it would have live, at most one tick late.
+    The fixes are taken to arrive in the order of their fix times (a recording's
+    rows need not be), each received when it was stamped. A gap in the recording
+    raises LOST as the live service's tick would have, stamped when protection
+    lapsed: `step` judges silence on the fix stream itself, so one pass decides the
+    whole recording, and a last look for silent devices is taken at its end.
     """
     time_ms = np.asarray(time_ms, dtype=np.int64)
     n = time_ms.size
     if n == 0:
         return StepResult(states, Events.empty(), np.zeros(0, bool), np.zeros(0, np.int8))
-    tick_ms = max(1, round((tick_s if tick_s is not None else config.lost_after_s / 4) * 1000))
-    device = np.asarray(device, dtype=np.int64)
-    seq = np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,))
     order = np.argsort(time_ms, kind="stable")
-    slice_of = (time_ms[order] - time_ms[order[0]]) // tick_ms
-    bounds = np.r_[0, np.flatnonzero(np.diff(slice_of)) + 1, n]
+    seq = np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,))
+    result = step(
+        states,
+        np.asarray(device, dtype=np.int64)[order],
+        time_ms[order],
+        seq[order],
+        np.asarray(distance_m, dtype=np.float64)[order],
+        np.asarray(fence)[order],
+        np.asarray(accuracy_m, dtype=np.float64)[order],
+        config,
+    )
     accepted = np.zeros(n, dtype=bool)
     state_after = np.zeros(n, dtype=np.int8)
-    events: list[Events] = []
-    for lo, hi in itertools.pairwise(bounds):
-        pick = order[lo:hi]
-        states, lost = expire(states, int(time_ms[pick].min()), config)
-        events.append(lost)
-        result = step(
-            states,
-            device[pick],
-            time_ms[pick],
-            seq[pick],
-            np.asarray(distance_m)[pick],
-            np.asarray(fence)[pick],
-            np.asarray(accuracy_m)[pick],
-            config,
-        )
-        states = result.states
-        events.append(result.events)
-        accepted[pick] = result.accepted
-        state_after[pick] = result.state_after
-    states, lost = expire(states, int(time_ms.max()), config)
-    events.append(lost)
-    return StepResult(states, Events.concat(events), accepted, state_after)
+    accepted[order] = result.accepted
+    state_after[order] = result.state_after
+    states, lost = expire(result.states, int(time_ms.max()), config)
+    return StepResult(states, Events.concat([result.events, lost]), accepted, state_after)

@@ -212,7 +212,71 @@ def decode_fix(
 
 
 # ---------------------------------------------------------------------- the bounded type
+_SEQ_LO, _SEQ_HI = BOUNDS["seq"]
+_TIME_LO, _TIME_HI = BOUNDS["time_ms"]
+_LAT_LO, _LAT_HI = BOUNDS["lat"]
+_LON_LO, _LON_HI = BOUNDS["lon"]
+_ACCURACY_LO, _ACCURACY_HI = BOUNDS["accuracy_m"]
+_SATELLITES_LO, _SATELLITES_HI = BOUNDS["satellites"]
+_HDOP_LO, _HDOP_HI = BOUNDS["hdop"]
+_BATTERY_LO, _BATTERY_HI = BOUNDS["battery_pct"]
+_KNOWN_FIX_TYPES = (*FIX_TYPES, "RFID")
+#: Supplier and device names already found valid (a topic's names recur with every fix):
+#: a set look-up instead of the name regex, at most this many kept (a flood of invented
+#: devices only falls back to the regex).
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 4096
+
+
+def _known_name(name: object) -> bool:
+    """Whether `name` passes `valid_name` (a pure test of the text), remembered for the
+    names that do: a fix's supplier and device are checked with every fix."""
+    if type(name) is str and name in _VALID_NAMES:
+        return True
+    if not valid_name(name):
+        return False
+    if type(name) is str and len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+    return True
+
+
 def _check_bounds(f: DecodedFix) -> None:
+    """Raise the DecodeError of the first bound `f` breaks (in the order below).
+
+    Every decoded fix passes through here, so the common one, every number of its plain
+    type (int or float, never a bool or a subclass) and in range, is let through by one
+    conjunction first. It accepts nothing the checks after it refuse, and it tests the
+    fields in their order, so a value whose comparison raises raises at the same step;
+    anything it does not let through takes the checks, which name the reason.
+    """
+    seq, fix_ms, lat, lon = f.seq, f.fix_ms, f.lat, f.lon
+    accuracy, satellites, hdop, battery = f.accuracy_m, f.satellites, f.hdop, f.battery_pct
+    if (
+        _known_name(f.supplier)
+        and _known_name(f.device)
+        and type(seq) is int
+        and (seq == NO_SEQ or _SEQ_LO <= seq <= _SEQ_HI)
+        and type(fix_ms) is int
+        and _TIME_LO <= fix_ms <= _TIME_HI
+        and type(lat) is float
+        and _LAT_LO <= lat <= _LAT_HI
+        and type(lon) is float
+        and _LON_LO <= lon <= _LON_HI
+        and (
+            accuracy is None
+            or (type(accuracy) is float and _ACCURACY_LO <= accuracy <= _ACCURACY_HI)
+        )
+        and (hdop is None or (type(hdop) is float and _HDOP_LO <= hdop <= _HDOP_HI))
+        and (battery is None or (type(battery) is float and _BATTERY_LO <= battery <= _BATTERY_HI))
+        and (
+            satellites is None
+            or (type(satellites) is int and _SATELLITES_LO <= satellites <= _SATELLITES_HI)
+        )
+        and (f.fix_type is None or f.fix_type in _KNOWN_FIX_TYPES)
+        and (f.firmware is None or _printable(f.firmware))
+        and f.source_format in SOURCE_FORMATS
+    ):
+        return
     if not (valid_name(f.supplier) and valid_name(f.device)):
         raise DecodeError("topic", "supplier and device must be names a topic may carry")
     if type(f.seq) is not int:
@@ -271,7 +335,9 @@ def _short(value: object, limit: int = 40) -> str:
 # ---------------------------------------------------------------------- JSON fields
 def _json_object(text: str) -> dict:
     try:
-        obj = json.loads(text, parse_constant=_no_constant, parse_int=_json_int)
+        if text.startswith("\ufeff"):  # what json.loads says of a BOM before it decodes
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        obj = _JSON.decode(text)
     except json.JSONDecodeError as exc:
         raise DecodeError("json", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
@@ -293,12 +359,20 @@ def _json_int(digits: str) -> int:
     return int(digits)
 
 
+#: json.loads(text, parse_constant=…, parse_int=…) builds a decoder for every call; this is
+#: that decoder, built once (it keeps no state between documents).
+_JSON = json.JSONDecoder(parse_constant=_no_constant, parse_int=_json_int)
+
+
 def _field(obj: Mapping, key: str, required: bool) -> int | float | None:
-    if key not in obj or obj[key] is None:
+    value = obj.get(key)
+    if value is None:  # (absent, or null)
         if required:
             raise DecodeError(f"missing:{key}", f"field {key!r} is required")
         return None
-    value = obj[key]
+    # the common field, a plain int or finite float, is returned before the checks below
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DecodeError(f"type:{key}", f"field {key!r} must be a number, got {_short(value)}")
     if isinstance(value, float) and not math.isfinite(value):

@@ -20,6 +20,8 @@ import calendar
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from string import ascii_uppercase
 
 #: GGA fix quality -> our fix type (0 means no fix; 6 dead reckoning and 8 simulation
 #: are not positions to decide on).
@@ -66,11 +68,52 @@ class Position:
     accuracy_m: float | None
 
 
+#: "00" … "FF" by value: the checksum of an ASCII body is an index into this, not a format.
+_HEX = tuple(f"{value:02X}" for value in range(256))
+#: The address of every sentence we read, from any two-letter talker (GPGGA, GNRMC, BDGST…),
+#: and its kind: a dictionary look-up decides the common line without the `_ADDRESS` regex.
+_USED_ADDRESS = {
+    a + b + kind: kind for a in ascii_uppercase for b in ascii_uppercase for kind in USED
+}
+#: Every GGA quality field the format allows (one or two ASCII digits, as `_DIGITS` with at
+#: most two) and the fix type it gives; anything else is refused as `type:quality`.
+_QUALITY_FIELD = {f"{n:0{width}d}": _QUALITY.get(n) for width in (1, 2) for n in range(10**width)}
+#: Every satellites field that is in bounds (one to three ASCII digits, at most
+#: SATELLITES_MAX) and its count; anything else takes the checks that say what is wrong.
+_SATELLITES = {
+    f"{n:0{width}d}": n for width in (1, 2, 3) for n in range(min(10**width, SATELLITES_MAX + 1))
+}
+
+
 def checksum(body: str) -> str:
-    value = 0
-    for ch in body:
-        value ^= ord(ch)
-    return f"{value:02X}"
+    """The XOR of the body's characters, as hex digits ($body*CS).
+
+    Every real sentence is ASCII: its bytes are read as one integer and folded onto the
+    lowest byte, since after `n ^= n >> 8`, `n ^= n >> 16`, … `n ^= n >> 8·2^k` each byte
+    holds the XOR of the 2^(k+1) bytes from it up. That is a few big-integer operations
+    per sentence, three times faster than the definition, a Python step per character,
+    which made the checksum the costliest part of decoding NMEA (and is kept for text
+    that is not ASCII). A non-ASCII body may XOR past 0xFF and then has more than two
+    hex digits, never equal to the two read from a sentence.
+    """
+    if not body.isascii():
+        value = 0
+        for ch in body:
+            value ^= ord(ch)
+        return f"{value:02X}"
+    n = int.from_bytes(body.encode("ascii"), "little")
+    n ^= n >> 8
+    n ^= n >> 16
+    n ^= n >> 32
+    n ^= n >> 64
+    n ^= n >> 128
+    n ^= n >> 256
+    n ^= n >> 512  # the lowest byte is now the XOR of the first 128
+    shift, bits = 1024, len(body) * 8
+    while shift < bits:  # (a body longer than any sentence: exact all the same)
+        n ^= n >> shift
+        shift <<= 1
+    return _HEX[n & 0xFF]
 
 
 def sentence(body: str) -> str:
@@ -80,6 +123,9 @@ def sentence(body: str) -> str:
 
 def _kind(address: str) -> str | None:
     """The sentence type of an address field (GPGGA -> GGA), or None if it is not one."""
+    kind = _USED_ADDRESS.get(address)
+    if kind is not None:
+        return kind
     match = _ADDRESS.fullmatch(address)
     if match:
         return match.group(1)
@@ -118,21 +164,52 @@ def _angle(value: str, hemisphere: str, degree_digits: int, what: str) -> float:
         raise NmeaError(
             f"type:{what}", f"{what} {value[:20]!r} {hemisphere[:4]!r} is not ddmm.mmmm"
         )
-    degrees, minutes = int(match.group(1)), float(match.group(2))
+    whole, fraction = match.groups()
+    degrees, minutes = int(whole), float(fraction)
     angle = degrees + minutes / 60
     if minutes >= 60 or angle > limit:
         raise NmeaError(f"range:{what}", f"{what} {value!r} is outside ±{limit} degrees")
     return -angle if hemisphere in ("S", "W") else angle
 
 
-def _epoch_key(time_field: str) -> int | str:
-    """An epoch's time of day in ms (so 123519 and 123519.00 are one epoch)."""
-    match = _TIME.fullmatch(time_field)
+@lru_cache(maxsize=64)
+def _clock(field: str) -> tuple[int, int, int, int] | None:
+    """A hhmmss[.ss] field as hours, minutes, seconds and ms (not yet checked), or None.
+
+    Cached: the GGA, RMC and GST of an epoch carry one time, read four times a message.
+    """
+    match = _TIME.fullmatch(field)
     if match is None:
-        return time_field[:16]
+        return None
     hh, mm, ss, fraction = match.groups()
     ms = round(int(fraction) * 1000 / 10 ** len(fraction)) if fraction else 0
-    return ((int(hh) * 60 + int(mm)) * 60 + int(ss)) * 1000 + ms
+    return int(hh), int(mm), int(ss), ms
+
+
+@lru_cache(maxsize=64)
+def _date(field: str) -> tuple[int, int | None] | None:
+    """A ddmmyy field's month (not yet checked) and its day counted from 1970-01-01 (None
+    if there is no such month or day), or None if it is not six digits.
+
+    Cached: a shift's messages carry one date or two, and the calendar is the costly part.
+    """
+    match = _DATE.fullmatch(field)
+    if match is None:
+        return None
+    day, month, yy = (int(g) for g in match.groups())
+    year = 2000 + yy if yy < 80 else 1900 + yy  # the usual two-digit pivot
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return month, None
+    return month, calendar.timegm((year, month, day, 0, 0, 0, 0, 0, 0)) // 86_400
+
+
+def _epoch_key(time_field: str) -> int | str:
+    """An epoch's time of day in ms (so 123519 and 123519.00 are one epoch)."""
+    clock = _clock(time_field)
+    if clock is None:
+        return time_field[:16]
+    hh, mm, ss, ms = clock
+    return ((hh * 60 + mm) * 60 + ss) * 1000 + ms
 
 
 def _decimal(value: str, what: str, limit: float) -> float | None:
@@ -147,29 +224,26 @@ def _decimal(value: str, what: str, limit: float) -> float | None:
 
 
 def _fix_time(rmc: list[str]) -> int:
-    time_match = _TIME.fullmatch(rmc[1])
-    date_match = _DATE.fullmatch(rmc[9])
-    if time_match is None or date_match is None:
+    clock = _clock(rmc[1])
+    date = _date(rmc[9])
+    if clock is None or date is None:
         raise NmeaError(
             "time:invalid", f"RMC time {rmc[1][:16]!r} / date {rmc[9][:16]!r} unreadable"
         )
-    hh, mm, ss, fraction = time_match.groups()
-    day, month, yy = (int(g) for g in date_match.groups())
-    year = 2000 + yy if yy < 80 else 1900 + yy  # the usual two-digit pivot
-    if not (int(hh) < 24 and int(mm) < 60 and int(ss) <= 60 and 1 <= month <= 12):
+    hh, mm, ss, ms = clock
+    month, days = date
+    if not (hh < 24 and mm < 60 and ss <= 60 and 1 <= month <= 12):
         raise NmeaError("time:invalid", f"RMC time {rmc[1]!r} / date {rmc[9]!r} is no time")
-    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+    if days is None:
         raise NmeaError("time:invalid", f"RMC date {rmc[9]!r} is no day")
-    seconds = calendar.timegm((year, month, day, int(hh), int(mm), int(ss), 0, 0, 0))
-    ms = round(int(fraction) * 1000 / 10 ** len(fraction)) if fraction else 0
-    return seconds * 1000 + ms
+    return (days * 86_400 + (hh * 60 + mm) * 60 + ss) * 1000 + ms  # as calendar.timegm counts
 
 
 def _position(gga: list[str], rmc: list[str], gst: list[str] | None) -> Position:
     quality_field = gga[6] or "0"
-    if not _DIGITS.fullmatch(quality_field) or len(quality_field) > 2:
+    if quality_field not in _QUALITY_FIELD:
         raise NmeaError("type:quality", f"GGA fix quality {gga[6][:8]!r} is not a number")
-    fix_type = _QUALITY.get(int(quality_field)) if rmc[2] == "A" else None  # RMC "V": void
+    fix_type = _QUALITY_FIELD[quality_field] if rmc[2] == "A" else None  # RMC "V": void
     if fix_type is None:
         # no position to read: a receiver without a fix (a cold start) leaves its fields
         # empty, and that is "no position", not a malformed message
@@ -181,13 +255,13 @@ def _position(gga: list[str], rmc: list[str], gst: list[str] | None) -> Position
     fix_ms = _fix_time(rmc)
     satellites = None
     if gga[7]:
-        if not _DIGITS.fullmatch(gga[7]):
-            raise NmeaError("type:satellites", f"GGA satellites {gga[7][:20]!r} is not a count")
-        if len(gga[7]) > 3 or int(gga[7]) > SATELLITES_MAX:
-            raise NmeaError(
+        satellites = _SATELLITES.get(gga[7])
+        if satellites is None:
+            if not _DIGITS.fullmatch(gga[7]):
+                raise NmeaError("type:satellites", f"GGA satellites {gga[7][:20]!r} is not a count")
+            raise NmeaError(  # (digits, but more than three or above the bound)
                 "range:satellites", f"GGA satellites {gga[7][:20]!r} is above {SATELLITES_MAX}"
             )
-        satellites = int(gga[7])
     hdop = _decimal(gga[8], "hdop", HDOP_MAX)
     accuracy = None
     if gst is not None and len(gst) >= 8 and gst[6] and gst[7]:
@@ -197,6 +271,31 @@ def _position(gga: list[str], rmc: list[str], gst: list[str] | None) -> Position
     if accuracy is None and hdop is not None and fix_type in UERE_M:
         accuracy = hdop * UERE_M[fix_type]
     return Position(fix_ms, lat, lon, fix_type, satellites, hdop, accuracy)
+
+
+def _by_epoch(
+    sentences: list[list[str]],
+) -> tuple[dict[int | str, list[str]], ...] | None:
+    """GGA, RMC and GST sentences by epoch (a repeat, any talker, counts once), or None
+    if an epoch has two different sentences of one kind.
+
+    One pass reading each time field once, where `_one_per_epoch` kind by kind read every
+    sentence's time three times. On None the message is refused by `_one_per_epoch`, as
+    before: its error names the first kind in GGA, RMC, GST order with such a pair, which
+    need not be the first pair in the message."""
+    by_kind: dict[str, dict[int | str, list[str]]] = {kind: {} for kind in USED}
+    last_time: str | None = None
+    key: int | str = ""
+    for fields in sentences:
+        by_epoch = by_kind[fields[0][-3:]]  # (`_sentences` keeps only these three kinds)
+        time_field = fields[1] if len(fields) > 1 else ""
+        if time_field != last_time:  # (an epoch's sentences follow each other, one time)
+            last_time, key = time_field, _epoch_key(time_field)
+        seen = by_epoch.get(key)
+        if seen is not None and seen[1:] != fields[1:]:
+            return None
+        by_epoch[key] = fields
+    return by_kind["GGA"], by_kind["RMC"], by_kind["GST"]
 
 
 def _one_per_epoch(sentences: list[list[str]], kind: str) -> dict[int | str, list[str]]:
@@ -218,14 +317,15 @@ def _one_per_epoch(sentences: list[list[str]], kind: str) -> dict[int | str, lis
 def parse_epochs(text: str) -> list[Position]:
     """Every epoch of a message, in message order (each a GGA and RMC, and GST if sent)."""
     used = _sentences(text)
-    gga = _one_per_epoch(used, "GGA")
-    rmc = _one_per_epoch(used, "RMC")
-    gst = _one_per_epoch(used, "GST")
+    grouped = _by_epoch(used)
+    if grouped is None:  # (two different sentences for one epoch: this raises why)
+        grouped = tuple(_one_per_epoch(used, kind) for kind in USED)
+    gga, rmc, gst = grouped
     if not gga or not rmc:
         raise NmeaError(
             "nmea:incomplete", "a fix needs both GGA (position) and RMC (date) sentences"
         )
-    if any(len(f) < 10 for f in gga.values()) or any(len(f) < 10 for f in rmc.values()):
+    if min(map(len, gga.values())) < 10 or min(map(len, rmc.values())) < 10:
         raise NmeaError("nmea", "GGA or RMC sentence is truncated")
     if set(gga) != set(rmc):
         lone = sorted(str(k) for k in set(gga) ^ set(rmc))

@@ -29,7 +29,7 @@ import logging
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from geofence.breach import (
 from ingest.codecs import MAX_PAYLOAD_BYTES, DecodedFix, DecodeError, decode
 from ingest.deployment import Deployment
 from ingest.topics import DEAD_LETTER_TOPIC, alert_topic, parse
-from store import Batch, DeadLetter, DeviceAlarm, DeviceState, Event, Fix
+from store import Alert, Batch, DeadLetter, DeviceAlarm, DeviceState, Event, Fix
 
 log = logging.getLogger("trackfence.ingest")
 
@@ -97,6 +97,32 @@ class Decided:
         self.dead_letter_messages.extend(other.dead_letter_messages)
         self.reasons.update(other.reasons)
 
+    def record_alerts(self, published_ms: list[int]) -> None:
+        """Keep each alert as published at `published_ms` (one time per alert, in order).
+
+        Each becomes an `Alert` record, and the fix that raised it carries the time its
+        alert went out. The live service passes the times it published them at; a
+        replay decided in-process, which publishes nothing, passes the times it stands
+        for. Either way the batch kept is built here, the same way.
+        """
+        if len(published_ms) != len(self.alerts):
+            raise ValueError(f"{len(published_ms)} publish times for {len(self.alerts)} alerts")
+        if not self.alerts:
+            return
+        first: dict[tuple[str, int, int], int] = {}  # (device, seq, fix time) -> published
+        for pending, published in zip(self.alerts, published_ms, strict=True):
+            self.batch.alerts.append(
+                Alert(pending.device_id, pending.kind, pending.event_ms, pending.seq,
+                      published, pending.topic, pending.payload)
+            )  # fmt: skip
+            first.setdefault((pending.device_id, pending.seq, pending.event_ms), published)
+        self.batch.fixes = [
+            replace(f, alert_ms=first[key])
+            if (key := (f.device_id, f.seq, f.fix_ms)) in first
+            else f
+            for f in self.batch.fixes
+        ]
+
 
 #: How many messages a replicated worker remembers while waiting for their other copy.
 REMEMBERED_MESSAGES = 50_000
@@ -116,6 +142,8 @@ STALE_AFTER_RANGE_S = (10.0, 86_400.0)
 DETAIL_MAX = 300
 TOPIC_MAX = 256
 _EMITTED = object()  # marker: this message's effects have been emitted
+#: What stamps a decision: the service's clock, or None in a replay (stamped at receipt).
+Clock = Callable[[], int] | None
 
 
 def check_stale_after_s(value: object) -> float:
@@ -183,7 +211,13 @@ class Pipeline:
             self.states.distance_m[d] = np.nan if s.distance_m is None else s.distance_m
 
     # ------------------------------------------------------------------ deciding
-    def decide(self, messages: list[Inbound], clock: Callable[[], int]) -> Decided:
+    def decide(self, messages: list[Inbound], clock: Clock) -> Decided:
+        """Decide a micro-batch; `clock` stamps the decision (None: stamped at receipt).
+
+        A replay decided in-process has no decision time worth measuring: with no
+        clock each fix is stamped decided when it was received, a hop of zero that
+        reports say was not measured, rather than a time warped by the replay.
+        """
         out = Decided()
         if not self.replicated:
             for fragment in self._decide_isolated(messages, clock):
@@ -213,7 +247,7 @@ class Pipeline:
                 self.late_effect_copies += 1  # its effects copy never came to us: another's
         return out
 
-    def _decide_isolated(self, messages: list[Inbound], clock: Callable[[], int]) -> list[Decided]:
+    def _decide_isolated(self, messages: list[Inbound], clock: Clock) -> list[Decided]:
         """_decide_new, and should it fail on a fault of ours, each message again on its own.
 
         No payload can fail a batch: the edge bounds every field before anything is
@@ -241,7 +275,7 @@ class Pipeline:
             log.exception("a batch of %d failed to be decided; deciding each alone", len(messages))
             return [f for m in messages for f in self._decide_isolated([m], clock)]
 
-    def _decide_new(self, messages: list[Inbound], clock: Callable[[], int]) -> list[Decided]:
+    def _decide_new(self, messages: list[Inbound], clock: Clock) -> list[Decided]:
         """Decide messages not seen before; one fragment of output per message."""
         fragments = [Decided() for _ in messages]
         fixes, offline = self._admit(messages, fragments)
@@ -376,7 +410,7 @@ class Pipeline:
         self,
         states: DeviceStates,
         fixes: list[tuple[DecodedFix, int, int]],
-        clock: Callable[[], int],
+        clock: Clock,
         fragments: list[Decided],
     ) -> DeviceStates:
         """Decide bounded fixes, vectorised; returns the new states (self.states untouched)."""
@@ -416,7 +450,7 @@ class Pipeline:
             self.config,
             heard_ms=received[assigned],
         )
-        decided_ms = clock()
+        decided_ms = clock() if clock is not None else None
         state_after = np.full(n, -1, dtype=np.int8)
         accepted = np.ones(n, dtype=bool)
         state_after[assigned] = result.state_after
@@ -437,7 +471,7 @@ class Pipeline:
                     seq=f.seq,
                     fix_ms=f.fix_ms,
                     received_ms=received_ms,
-                    decided_ms=decided_ms,
+                    decided_ms=received_ms if decided_ms is None else decided_ms,
                     alert_ms=None,
                     lat=f.lat,
                     lon=f.lon,

@@ -25,7 +25,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from ingest.pipeline import Decided, Inbound, Pipeline
 from ingest.settings import IngestSettings
 from ingest.spool import Spool, SpoolFullError
 from ingest.topics import subscriptions
-from store import Alert, Batch, Fix, Store, StoreError, StoreUnavailableError, open_store
+from store import Batch, Fix, Store, StoreError, StoreUnavailableError, open_store
 
 log = logging.getLogger("trackfence.ingest")
 
@@ -86,9 +85,14 @@ class IngestService:
         settings: IngestSettings,
         store: Store | None = None,
         clock_ms: Callable[[], int] = wall_ms,
+        receipt: Callable[[str, bytes], int] | None = None,
     ) -> None:
+        """`clock_ms` and `receipt`: the service's clock and when each message was received
+        (default: the wall clock at its arrival). A replay gives its own, so that its
+        decisions and its lateness are on the replay's time (ingest.replay_clock)."""
         self.settings = settings
         self.clock_ms = clock_ms
+        self.receipt = receipt
         self.group = settings.group or None
         self.pipeline = Pipeline(
             settings.deployment(),
@@ -102,6 +106,8 @@ class IngestService:
         self.alarms: set[str] = set()
         self.lag = LagWatch()
         self._health_due = False  # an alarm changed: publish the status without waiting
+        #: the clock's time at the last look for silent devices (set by the decider)
+        self.ticked_ms: int | None = None
         #: filled by on_message and emptied by the decider: the same thread (see network.py)
         self._inbox: deque[tuple[Inbound, int, int]] = deque()
         self._held: list[tuple[Batch, list[tuple[int, int]]]] = []  # written nowhere yet
@@ -180,7 +186,9 @@ class IngestService:
         if self.group:
             ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
             effects = EFFECTS_FEED in ids
-        inbound = Inbound(message.topic, bytes(message.payload), self.clock_ms(), effects)
+        payload = bytes(message.payload)
+        received = self.clock_ms() if self.receipt is None else self.receipt(message.topic, payload)
+        inbound = Inbound(message.topic, payload, received, effects)
         self._inbox.append((inbound, message.mid, message.qos))
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,6 +247,11 @@ class IngestService:
         self.network.flush()
         self.store.close()
 
+    @property
+    def waiting(self) -> int:
+        """Messages received and not yet taken into a batch to decide."""
+        return len(self._inbox)
+
     def wait(self) -> None:
         while not self._stop.wait(0.5):
             pass
@@ -284,13 +297,16 @@ class IngestService:
             try:
                 if taken:
                     self.counters["batches"] += 1
-                    decided = self.pipeline.decide([t[0] for t in taken], self.clock_ms)
+                    # a replay measures no hop: each fix is decided when it was received
+                    clock = self.clock_ms if self.receipt is None else None
+                    decided = self.pipeline.decide([t[0] for t in taken], clock)
                     self._finish(decided, [(mid, qos) for _, mid, qos in taken])
                     self._watch_lag(decided.batch.fixes)
                 now = self.clock_ms()
                 if now >= next_tick:
                     next_tick = now + TICK_MS
-                    self._finish(self.pipeline.expire(now), [])
+                    self._finish(self.pipeline.expire(self._heard_up_to(now)), [])
+                    self.ticked_ms = now
                     self._watch_lag([])
                 if now >= next_health or self._health_due:
                     self._health_due = False  # (set by either thread; published by this one)
@@ -304,36 +320,24 @@ class IngestService:
                 self.counters["batch_failures"] += 1
         self._writes.put(None)  # let the writer finish what it has, then stop
 
+    def _heard_up_to(self, now_ms: int) -> int:
+        """The time up to which silence can be judged: now, or just before the oldest
+        message still waiting to be decided. A message from a device may be waiting in
+        our own backlog; the device is not silent for that, and is not said LOST."""
+        waiting = [inbound.received_ms for inbound, _, _ in self._inbox]
+        return min(now_ms, min(waiting) - 1) if waiting else now_ms
+
     def _finish(self, decided: Decided, acks: list[tuple[int, int]]) -> None:
         """Publish the alerts now (safety does not wait for storage), then hand on to the writer."""
         batch = decided.batch
         self.counters.update({f"dead_letter:{r}": n for r, n in decided.reasons.items()})
         self.counters["fixes"] += len(batch.fixes)
         if decided.alerts:
-            published_at: dict[tuple[str, int, int], int] = {}  # (device, seq, fix time)
+            published = []
             for pending in decided.alerts:
                 self.client.publish(pending.topic, pending.payload, qos=1)
-                published = self.clock_ms()
-                batch.alerts.append(
-                    Alert(
-                        pending.device_id,
-                        pending.kind,
-                        pending.event_ms,
-                        pending.seq,
-                        published,
-                        pending.topic,
-                        pending.payload,
-                    )
-                )
-                published_at.setdefault(
-                    (pending.device_id, pending.seq, pending.event_ms), published
-                )
-            batch.fixes = [
-                replace(f, alert_ms=published_at[key])
-                if (key := (f.device_id, f.seq, f.fix_ms)) in published_at
-                else f
-                for f in batch.fixes
-            ]
+                published.append(self.clock_ms())
+            decided.record_alerts(published)
             self.counters["alerts"] += len(decided.alerts)
             self.network.flush()  # out of the socket now, before anything else is done
         for message in decided.dead_letter_messages:

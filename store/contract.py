@@ -89,8 +89,11 @@ class Store(Protocol):
         """(minute start ms, fixes, mean accuracy m) for one device, oldest first."""
         ...
 
-    def breach_log(self, q: EventQuery) -> list[Event]:
-        """One page of events in (time, device, kind, seq) order, after q.after."""
+    def breach_log(self, q: EventQuery, *, newest_first: bool = False) -> list[Event]:
+        """One page of at most q.limit events in (time, device, kind, seq) order, oldest
+        first, or that order reversed when `newest_first`; q.after (a page's last key) keeps
+        only the events strictly beyond it in the order asked, so paging either way sees
+        every event once."""
         ...
 
     def device_overview(self, supplier: str | None = None) -> list[DeviceOverview]:

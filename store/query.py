@@ -30,8 +30,11 @@ def range_filter(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def event_filter(q, placeholder: str, time_column: str, ms_to_time: str = "{}") -> tuple[str, list]:
-    """The breach log's WHERE clause for an EventQuery, keyset cursor included."""
+def event_filter(
+    q, placeholder: str, time_column: str, ms_to_time: str = "{}", newest_first: bool = False
+) -> tuple[str, list]:
+    """The breach log's WHERE clause for an EventQuery, keyset cursor included: the rows
+    strictly after q.after in the page's order (before it in time when `newest_first`)."""
     where, params = range_filter(
         q.device_id, q.since_ms, q.until_ms, time_column, placeholder, ms_to_time
     )
@@ -49,9 +52,17 @@ def event_filter(q, placeholder: str, time_column: str, ms_to_time: str = "{}") 
         params.extend(q.kinds)
     if q.after is not None:
         at = ms_to_time.format(placeholder)
+        beyond = "<" if newest_first else ">"
         clauses.append(
-            f"({time_column}, device_id, kind, seq) > ({at}, {placeholder}, {placeholder}, "
-            f"{placeholder})"
+            f"({time_column}, device_id, kind, seq) {beyond} ({at}, {placeholder}, "
+            f"{placeholder}, {placeholder})"
         )
         params.extend(q.after)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def event_order(time_column: str, newest_first: bool = False) -> str:
+    """The breach log's ORDER BY: its keyset (time, device, kind, seq), either way (both
+    directions read the same index, forwards or backwards)."""
+    way = " DESC" if newest_first else ""
+    return ", ".join(f"{c}{way}" for c in (time_column, "device_id", "kind", "seq"))

@@ -17,7 +17,7 @@ import psycopg
 
 from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
-from store.query import event_filter, range_filter
+from store.query import event_filter, event_order, range_filter
 from store.records import (
     Alert,
     ApiToken,
@@ -415,11 +415,13 @@ class TimescaleStore:
         return TruthSamples.from_rows(run_id, rows)
 
     # ---------------------------------------------------------------- the console
-    def breach_log(self, q: EventQuery) -> list[Event]:
-        where, params = event_filter(q, "%s", "event_time", "to_timestamp({} / 1000.0)")
+    def breach_log(self, q: EventQuery, *, newest_first: bool = False) -> list[Event]:
+        where, params = event_filter(
+            q, "%s", "event_time", "to_timestamp({} / 1000.0)", newest_first=newest_first
+        )
         rows = self._query(
             f"SELECT {', '.join(_from_time(n) for n in _EVENT_COLUMNS)} FROM events{where} "
-            "ORDER BY event_time, device_id, kind, seq LIMIT %s",
+            f"ORDER BY {event_order('event_time', newest_first)} LIMIT %s",
             [*params, q.limit],
         )
         return [Event(*r) for r in rows]

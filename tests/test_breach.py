@@ -127,51 +127,100 @@ def test_bad_config_is_refused():
         BreachConfig(clearing_dwell_s=-1)
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.integers(0, 3), st.floats(-5, 8), st.integers(0, 5)), min_size=1, max_size=60
-    ),
-    st.integers(0, 10**6),
-)
-def test_batched_across_devices_equals_one_fix_at_a_time(fixes, seed):
-    """Vectorising over devices and batching must not change a single decision."""
+def _stream(fixes, seed):
+    """A fix stream as it arrives: devices, distances, fix times with late and duplicate
+    fixes among them, and receipt times with silences (a tunnel's buffered burst)."""
     rng = np.random.default_rng(seed)
-    device = np.array([f[0] for f in fixes])
+    n = len(fixes)
+    device = np.array([f[0] for f in fixes], dtype=np.int64)
     distance = np.array([f[1] for f in fixes])
-    time_ms = np.cumsum([f[2] * 400 for f in fixes]).astype(np.int64)
-    seq = np.arange(len(fixes))
+    heard = np.cumsum([f[2] * 400 for f in fixes]).astype(np.int64)
+    # fix times trail receipt by a device delay that sometimes grows (buffering)
+    time_ms = heard - rng.choice([0, 300, 2_000, 12_000], size=n, p=[0.6, 0.2, 0.1, 0.1])
+    seq = np.arange(n, dtype=np.int64)
+    swap = rng.random(n) < 0.15  # a late arrival: the previous fix's time and sequence
+    time_ms[1:][swap[1:]] = time_ms[:-1][swap[1:]]
+    seq[1:][swap[1:]] = seq[:-1][swap[1:]]
     fence = np.where(distance >= 0, 0, -1)
-    accuracy = np.full(len(fixes), 0.3)
-    perm = rng.permutation(len(fixes))
-    batched = step(
-        DeviceStates.new(4),
-        device[perm],
-        time_ms[perm],
-        seq[perm],
-        distance[perm],
-        fence[perm],
-        accuracy[perm],
-        CONFIG,
-    )
-    states = DeviceStates.new(4)
-    events = []
-    for i in np.lexsort((seq, time_ms)):
-        r = step(
-            states,
-            device[i : i + 1],
-            time_ms[i : i + 1],
-            seq[i : i + 1],
-            distance[i : i + 1],
-            fence[i : i + 1],
-            accuracy[i : i + 1],
-            CONFIG,
-        )
+    accuracy = rng.choice([0.3, np.nan, -1.0, 2.0], size=n, p=[0.7, 0.1, 0.1, 0.1])
+    return device, time_ms, seq, distance, fence, accuracy, heard
+
+
+FIXES = st.lists(
+    st.tuples(st.integers(0, 3), st.floats(-5, 8), st.integers(0, 40)), min_size=1, max_size=80
+)
+
+
+def _one_at_a_time(stream, scalar=None):
+    device, time_ms, seq, distance, fence, accuracy, heard = stream
+    states, events, accepted, after = DeviceStates.new(4), [], [], []
+    for i in range(device.size):
+        one = slice(i, i + 1)
+        r = step(states, device[one], time_ms[one], seq[one], distance[one], fence[one],
+                 accuracy[one], CONFIG, heard_ms=heard[one], scalar=scalar)  # fmt: skip
         states = r.states
         events += r.events.records()
-    np.testing.assert_array_equal(batched.states.state, states.state)
-    key = lambda e: (e["device"], e["time_ms"], e["seq"], e["event"])  # noqa: E731
-    assert sorted(batched.events.records(), key=key) == sorted(events, key=key)
+        accepted += r.accepted.tolist()
+        after += r.state_after.tolist()
+    return states, events, accepted, after
+
+
+def _key(e):
+    return (e["device"], e["time_ms"], e["seq"], e["event"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(FIXES, st.integers(0, 10**6))
+def test_any_cut_into_batches_and_any_ticks_decide_as_one_fix_at_a_time(fixes, seed):
+    """However the live service cuts a stream into batches, and whenever its clock tick
+    happens to look for silent devices, the events are those of one fix at a time: the
+    decisions are a function of the fix stream alone (so a replay decides as live does)."""
+    stream = _stream(fixes, seed)
+    device, time_ms, seq, distance, fence, accuracy, heard = stream
+    rng = np.random.default_rng(seed + 1)
+    cuts = np.flatnonzero(rng.random(device.size) < 0.3)
+    states, events, accepted, after = DeviceStates.new(4), [], [], []
+    for part in np.split(np.arange(device.size), cuts):
+        if part.size == 0:
+            continue
+        r = step(states, device[part], time_ms[part], seq[part], distance[part], fence[part],
+                 accuracy[part], CONFIG, heard_ms=heard[part])  # fmt: skip
+        states = r.states
+        events += r.events.records()
+        accepted += r.accepted.tolist()
+        after += r.state_after.tolist()
+        if rng.random() < 0.5:  # a tick on the receiving clock, after this batch
+            now = int(heard[part[-1]]) + int(rng.integers(0, 400))
+            states, lost = expire(states, now, CONFIG)
+            events += lost.records()
+    end = int(heard[-1]) + 400  # the stream over, both look for silent devices once more
+    events += expire(states, end, CONFIG)[1].records()
+    after_all, alone, alone_accepted, alone_after = _one_at_a_time(stream)
+    alone += expire(after_all, end, CONFIG)[1].records()
+    assert accepted == alone_accepted
+    assert after == alone_after  # the state each fix is kept with, applied or not
+    # a LOST said by a tick is the one the next fix would have revealed, with the same stamp
+    assert sorted(events, key=_key) == sorted(alone, key=_key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(FIXES, st.integers(0, 10**6))
+def test_fix_by_fix_and_vectorised_decide_alike(fixes, seed):
+    """The plain-Python path (a lone fix, a replay) and the vectorised one are one rule."""
+    stream = _stream(fixes, seed)
+    device, time_ms, seq, distance, fence, accuracy, heard = stream
+    start = DeviceStates.new(4)
+    args = (start, device, time_ms, seq, distance, fence, accuracy, CONFIG)
+    fast = step(*args, heard_ms=heard, scalar=True)
+    wide = step(*args, heard_ms=heard, scalar=False)
+    for field in DeviceStates.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(fast.states, field), getattr(wide.states, field))
+    assert fast.events.records() == wide.events.records()
+    assert fast.accepted.tolist() == wide.accepted.tolist()
+    assert fast.state_after.tolist() == wide.state_after.tolist()
+    assert start.state.tolist() == [State.LOST] * 4  # the states given are never changed
+    one = _one_at_a_time(stream, scalar=True)
+    assert sorted(one[1], key=_key) == sorted(fast.events.records(), key=_key)
 
 
 def test_a_device_with_a_slow_clock_is_not_lost_while_it_keeps_reporting():

@@ -90,10 +90,10 @@ def _as(tokens, role):
     return {"Authorization": f"Bearer {tokens[role]}"}
 
 
-def _all_pages(client, headers, **params) -> list[dict]:
+def _all_pages(client, headers, limit: int = 7, **params) -> list[dict]:
     seen, cursor = [], None
     while True:
-        query = dict(params, limit=7) | ({"cursor": cursor} if cursor else {})
+        query = dict(params, limit=limit) | ({"cursor": cursor} if cursor else {})
         page = client.get("/events", params=query, headers=headers)
         assert page.status_code == 200, page.text
         body = page.json()
@@ -121,10 +121,13 @@ def test_no_token_or_an_unknown_one_is_refused(console):
 
 def test_the_breach_log_pages_through_every_event_once_in_time_order(console):
     client, tokens, _, total = console
+    # newest first unless asked otherwise: what the task force reads first is the latest
     seen = _all_pages(client, _as(tokens, "viewer"))
     assert len(seen) == total and len({e["id"] for e in seen}) == total
     keys = [(e["event_ms"], e["device_id"], e["kind"], e["seq"]) for e in seen]
-    assert keys == sorted(keys)
+    assert keys == sorted(keys, reverse=True)
+    oldest = _all_pages(client, _as(tokens, "viewer"), order="oldest")
+    assert [e["id"] for e in oldest] == [e["id"] for e in reversed(seen)]
     breaches = _all_pages(client, _as(tokens, "viewer"), kind="breach", site="ECM1")
     assert breaches and all(e["kind"] == "breach" and e["site"] == "ECM1" for e in breaches)
     import datetime as dt
@@ -159,7 +162,7 @@ def test_the_breach_log_exports_csv_and_geojson(console):
 
 def test_an_event_in_detail_has_the_fixes_around_it_and_its_hops(console):
     client, tokens, *_ = console
-    breach = _all_pages(client, _as(tokens, "viewer"), kind="breach")[0]
+    breach = _all_pages(client, _as(tokens, "viewer"), kind="breach", order="oldest")[0]
     detail = client.get(f"/events/{breach['id']}", headers=_as(tokens, "viewer")).json()
     assert detail["event"] == breach
     times = [f["fix_ms"] for f in detail["fixes"]]
@@ -169,6 +172,7 @@ def test_an_event_in_detail_has_the_fixes_around_it_and_its_hops(console):
     assert times == list(range(first, breach["event_ms"] + 60_001, 10_000))
     assert detail["hops"] == {"device_to_ingest_ms": 120, "decision_ms": 3, "alert_publish_ms": 2}
     assert detail["alert_published_ms"] == breach["event_ms"] + 125
+    assert detail["track"] is None  # the console keeps no drawing of site KGX or ECM1
 
 
 def test_devices_show_state_position_and_lost_protection(console):
@@ -281,6 +285,8 @@ def test_bad_requests_get_a_clear_4xx(console):
         ({"limit": 5000}, "less than or equal to 1000"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"kind": "exploded"}, "breach"),
+        ({"order": "sideways"}, "'newest' or 'oldest'"),
+        ({"order": ""}, "'newest' or 'oldest'"),
     ]
     for params, words in cases:
         reply = client.get("/events", params=params, headers=viewer)
@@ -326,3 +332,343 @@ def test_nul_characters_are_refused_not_a_server_error(console):
     assert client.get("/sites/a%00b", headers=viewer).status_code == 422
     body = {"site_id": "nul", "note": "a\x00b", "geojson": _polygon(-0.11, 51.556)}
     assert client.post("/sites", json=body, headers=_as(tokens, "operator")).status_code == 422
+
+
+# ------------------------------------------- a trial's store, browsed: order and drill-down
+
+#: A site as a trial run keeps it (trackfence.sites.site_from_geojson's format): a worksite,
+#: a danger zone written as an exclusion that says so, a plain exclusion, and a closed
+#: track (drawn only). Its id is shaped like a supplier's configured fence.
+SITE_ID = "acme--ecm1-kings-cross"
+WALK_LAT = 51.5570
+#: A walk west across the worksite, the danger zone and out, a fix every 10 s.
+WALK_LONS = [-0.1092 - 0.00008 * i for i in range(16)]
+
+
+def _trial_site(shift_m: float = 0.0) -> dict:
+    """The site; `shift_m` moves the worksite's west edge (a later version's fence)."""
+
+    def box(lon0, lat0, lon1, lat1):
+        return {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1],
+                                                    [lon0, lat1], [lon0, lat0]]]}  # fmt: skip
+
+    west = -0.1100 - shift_m / 69_300  # about 69.3 km to a degree of longitude here
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"name": "possession"},
+             "geometry": box(west, 51.5560, -0.1090, 51.5580)},
+            {"type": "Feature", "properties": {"name": "danger zone of Up Fast",
+                                               "kind": "exclusion", "danger_zone": True},
+             "geometry": box(-0.10974, 51.5558, -0.10966, 51.5582)},
+            {"type": "Feature", "properties": {"name": "spoil heap", "kind": "exclusion"},
+             "geometry": box(-0.1093, 51.5575, -0.1091, 51.5578)},
+            {"type": "Feature", "properties": {"name": "Up Fast", "kind": "track", "open": False},
+             "geometry": {"type": "LineString",
+                          "coordinates": [[-0.1097, 51.5555], [-0.1097, 51.5585]]}},
+        ],
+    }  # fmt: skip
+
+
+def _walk(device: str, t0: int, site_id: str = SITE_ID, placed: bool = True) -> list[Fix]:
+    """The device's fixes on the walk, decided as ingest would on the site's first version
+    (or, with `placed` False, kept with positions in some other frame)."""
+    import numpy as np
+
+    from trackfence.sites import site_from_geojson
+
+    site = site_from_geojson(site_id, _trial_site())
+    lat = np.full(len(WALK_LONS), WALK_LAT)
+    x, y = site.locate(lat, np.array(WALK_LONS))
+    distance = site.evaluate(x, y).distance_m
+    shift = 0.0 if placed else 250.0
+    return [
+        _fix(device, i, t0 + i * 10_000, lat=WALK_LAT, lon=lon, site=site_id,
+             x_m=float(x[i]) + shift, y_m=float(y[i]), distance_m=float(distance[i]),
+             state="BREACH" if distance[i] < 0 else "SAFE")
+        for i, lon in enumerate(WALK_LONS)
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["sqlite", "timescaledb"])
+def trial(request, tmp_path_factory):
+    """A store as a simulated trial leaves it: many events, several at the very same
+    millisecond (ties the keyset breaks by device, kind and seq), a site kept as versions,
+    and walks whose fixes ingest placed on it."""
+    import json
+
+    from store.sqlite import SqliteStore
+
+    if request.param == "timescaledb":
+        store = TimescaleStore(request.getfixturevalue("timescaledb").fresh_database())
+    else:
+        store = SqliteStore(str(tmp_path_factory.mktemp("trial") / "trial.db"))
+    store.migrate()
+    events = []
+    for n in range(40):
+        t = T0 + (n // 4) * 1000  # four events share each millisecond
+        for device in ("acme/a", "acme/b", "gnss/c"):
+            kind = ("breach", "clear", "warning", "safe")[n % 4]
+            events.append(Event(device, kind, t, n, "elsewhere", "f", -0.5))
+    walked = _walk("acme/w", T0 + 3_600_000)
+    crossing = next(f for f in walked if f.distance_m < 0)
+    events.append(Event("acme/w", "breach", crossing.fix_ms, crossing.seq, SITE_ID, "f",
+                        crossing.distance_m))  # fmt: skip
+    drifted = _walk("gnss/x", T0 + 7_200_000, placed=False)
+    crossed = next(f for f in drifted if f.distance_m < 0)
+    events.append(Event("gnss/x", "breach", crossed.fix_ms, crossed.seq, SITE_ID, "f",
+                        crossed.distance_m))  # fmt: skip
+    store.write(Batch(fixes=walked + drifted, events=events))
+    store.save_site_version(SITE_ID, json.dumps(_trial_site()), "trial run", "shift 1")
+    tokens = {
+        role: issue_token(store, f"{role} user", role, "acme" if role == "supplier" else None)
+        for role in ("viewer", "operator", "supplier")
+    }
+    yield TestClient(create_app(store)), tokens, store, events
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "timescaledb"])
+def fresh(request, tmp_path):
+    """An empty store of each kind, for a test that writes what others must not see."""
+    from store.sqlite import SqliteStore
+
+    if request.param == "timescaledb":
+        store = TimescaleStore(request.getfixturevalue("timescaledb").fresh_database())
+    else:
+        store = SqliteStore(str(tmp_path / "fresh.db"))
+    store.migrate()
+    tokens = {"viewer": issue_token(store, "viewer user", "viewer")}
+    yield TestClient(create_app(store)), tokens, store
+    store.close()
+
+
+def _key(e: dict | Event) -> tuple:
+    if isinstance(e, dict):
+        return (e["event_ms"], e["device_id"], e["kind"], e["seq"])
+    return (e.event_ms, e.device_id, e.kind, e.seq)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 4, 7, 1000])
+def test_cursor_pages_see_every_event_once_in_both_orders(trial, limit):
+    client, tokens, _, events = trial
+    viewer = _as(tokens, "viewer")
+    newest = _all_pages(client, viewer, limit=limit)
+    oldest = _all_pages(client, viewer, limit=limit, order="oldest")
+    assert len(newest) == len(events) == len({e["id"] for e in newest})
+    assert [_key(e) for e in oldest] == [_key(e) for e in reversed(newest)]
+    assert {_key(e) for e in oldest} == {_key(e) for e in events}
+    assert [e["event_ms"] for e in oldest] == sorted(e["event_ms"] for e in oldest)
+    # filtered: several kinds, one supplier, a time window; both orders, every one once
+    params = {"kind": ["breach", "warning"], "supplier": "acme", "since": dt_iso(T0 + 2000),
+              "until": dt_iso(T0 + 7000)}  # fmt: skip
+    expect = {_key(e) for e in events if e.kind in ("breach", "warning")
+              and e.device_id.startswith("acme/")
+              and T0 + 2000 <= e.event_ms < T0 + 7000}  # fmt: skip
+    assert len(expect) == 20
+    for order in ("newest", "oldest"):
+        page = _all_pages(client, viewer, limit=limit, order=order, **params)
+        assert len(page) == len(expect) and {_key(e) for e in page} == expect, order
+        times = [e["event_ms"] for e in page]
+        assert times == sorted(times, reverse=order == "newest"), order
+
+
+def test_the_default_page_is_the_newest_events(trial):
+    client, tokens, _, events = trial
+    first = client.get("/events", params={"limit": 2}, headers=_as(tokens, "viewer")).json()
+    assert first["events"][0]["event_ms"] == max(e.event_ms for e in events)
+    assert first["events"][0]["device_id"] == "gnss/x"  # the latest walk's breach
+
+
+def test_exports_page_in_both_orders(trial):
+    client, tokens, _, events = trial
+    for order, fmt in (("newest", "csv"), ("oldest", "csv"), ("newest", "geojson"),
+                       ("oldest", "geojson")):  # fmt: skip
+        seen, cursor = [], None
+        while True:
+            params = {"format": fmt, "order": order, "limit": 9} | ({"cursor": cursor} if cursor
+                                                                    else {})  # fmt: skip
+            reply = client.get("/events", params=params, headers=_as(tokens, "viewer"))
+            assert reply.status_code == 200, reply.text
+            if fmt == "csv":
+                rows = list(csv.DictReader(io.StringIO(reply.text)))
+            else:
+                rows = [f["properties"] for f in reply.json()["features"]]
+            seen += [(int(r["event_ms"]), r["device_id"], r["kind"], int(r["seq"])) for r in rows]
+            cursor = reply.headers.get("x-next-cursor")
+            if cursor is None:
+                break
+        assert len(seen) == len(events) == len(set(seen)), (order, fmt)
+        times = [k[0] for k in seen]
+        assert times == sorted(times, reverse=order == "newest"), (order, fmt)
+
+
+def test_an_events_track_is_drawn_on_its_sites_drawing_as_decided(trial):
+    client, tokens, *_ = trial
+    viewer = _as(tokens, "viewer")
+    event = _all_pages(client, viewer, device="acme/w")[0]
+    detail = client.get(f"/events/{event['id']}", headers=viewer).json()
+    track = detail["track"]
+    assert track["site_id"] == SITE_ID and track["version"] == 1
+    assert track["placed"] == "as decided"
+    # every fix of the walk within the minute either side, where ingest placed it
+    around = detail["fixes"]
+    assert len(track["points"]) == len(around) == 13  # 6 before, the event's, 6 after
+    assert [(p["x_m"], p["y_m"]) for p in track["points"]] == [
+        (round(f["x_m"], 3), round(f["y_m"], 3)) for f in around
+    ]
+    hit = [p for p in track["points"] if p["event"]]
+    assert len(hit) == 1 and (hit[0]["fix_ms"], hit[0]["seq"]) == (event["event_ms"], event["seq"])
+    assert hit[0]["state"] == "BREACH"
+    # the map draws it: same site, same version, so the same frame
+    drawn = client.get(f"/sites/{SITE_ID}/map", params={"version": 1}, headers=viewer).json()
+    assert drawn["version"] == 1
+    west = min(x for a in drawn["areas"] if a["kind"] == "safe_zone" for r in a["rings"]
+               for x, _ in r)  # fmt: skip
+    assert min(p["x_m"] for p in track["points"]) < west  # the walk leaves the worksite
+
+
+def test_a_track_is_drawn_on_the_version_that_decided_it(fresh):
+    import json
+
+    client, tokens, store = fresh
+    viewer = _as(tokens, "viewer")
+    walked = _walk("acme/v", T0)
+    crossing = next(f for f in walked if f.distance_m < 0)
+    store.write(Batch(fixes=walked, events=[Event("acme/v", "breach", crossing.fix_ms,
+                                                  crossing.seq, SITE_ID, "f", -0.1)]))  # fmt: skip
+    store.save_site_version(SITE_ID, json.dumps(_trial_site()), "trial run", "shift 1")
+    event = _all_pages(client, viewer)[0]
+    before = client.get(f"/events/{event['id']}", headers=viewer).json()["track"]
+    assert before["version"] == 1 and before["placed"] == "as decided"
+    # the fence is moved 30 m west afterwards: a new version, with another frame centre
+    store.save_site_version(SITE_ID, json.dumps(_trial_site(shift_m=30)), "op", "moved")
+    after = client.get(f"/events/{event['id']}", headers=viewer).json()["track"]
+    assert after == before  # still version 1: the fences the decisions were made on
+    newest = client.get(f"/sites/{SITE_ID}/map", headers=viewer).json()
+    assert newest["version"] == 2
+    first = client.get(f"/sites/{SITE_ID}/map", params={"version": 1}, headers=viewer)
+    assert first.json()["version"] == 1 and first.json()["areas"] != newest["areas"]
+
+
+def test_a_track_is_found_under_the_name_its_site_was_decided_on(fresh):
+    """A TOML site is decided on under its [site].name, and a trial run keeps its GeoJSON
+    (with that name as a member) under its file's id: the drill-down finds it either way."""
+    import json
+
+    client, tokens, store = fresh
+    viewer = _as(tokens, "viewer")
+    name = "ECM1 Finsbury Park, 2m 0000y to 2m 0880y"
+    walked = _walk("acme/n", T0, site_id=name)
+    crossing = next(f for f in walked if f.distance_m < 0)
+    store.write(Batch(fixes=walked, events=[Event("acme/n", "breach", crossing.fix_ms,
+                                                  crossing.seq, name, "f", -0.1)]))  # fmt: skip
+    other = _trial_site() | {"name": "somewhere else"}
+    store.save_site_version("ecm1-elsewhere", json.dumps(other), "trial run", "shift 0")
+    store.save_site_version("ecm1-kings-cross", json.dumps(_trial_site() | {"name": name}),
+                            "trial run", "shift 1")  # fmt: skip
+    event = _all_pages(client, viewer)[0]
+    track = client.get(f"/events/{event['id']}", headers=viewer).json()["track"]
+    assert (track["site_id"], track["version"]) == ("ecm1-kings-cross", 1)
+    assert track["placed"] == "as decided" and len(track["points"]) == 13
+
+
+def test_a_track_no_version_reproduces_is_placed_from_reported_positions(trial):
+    client, tokens, *_ = trial
+    viewer = _as(tokens, "viewer")
+    event = _all_pages(client, viewer, device="gnss/x")[0]
+    detail = client.get(f"/events/{event['id']}", headers=viewer).json()
+    track = detail["track"]
+    assert track["placed"] == "from reported position" and len(track["points"]) == 13
+    # placed by the site's frame from lat/lon, not at the (250 m off) kept positions
+    kept = {f["fix_ms"]: f["x_m"] for f in detail["fixes"]}
+    for p in track["points"]:
+        assert abs(p["x_m"] - (kept[p["fix_ms"]] - 250)) < 0.01
+
+
+def test_the_map_draws_a_danger_zone_kept_as_an_exclusion_as_a_danger_zone(trial):
+    client, tokens, *_ = trial
+    drawn = client.get(f"/sites/{SITE_ID}/map", headers=_as(tokens, "viewer")).json()
+    kinds = {a["name"]: a["kind"] for a in drawn["areas"]}
+    assert kinds == {"possession": "safe_zone", "danger zone of Up Fast": "danger_zone",
+                     "spoil heap": "exclusion"}  # fmt: skip
+    assert [(line["name"], line["open"]) for line in drawn["lines"]] == [("Up Fast", False)]
+
+
+def test_site_ids_shaped_like_site_files_are_accepted(trial):
+    client, tokens, *_ = trial
+    op = _as(tokens, "operator")
+    for site_id in ("ecm1-kings-cross", f"gnss--ecm1-kings-cross-{uuid.uuid4().hex[:6]}",
+                    "a" * 64):  # fmt: skip
+        made = client.post("/sites", json={"site_id": site_id, "note": "shift",
+                           "geojson": _trial_site()}, headers=op)  # fmt: skip
+        assert made.status_code in (201, 409), (site_id, made.text)
+        assert client.get(f"/sites/{site_id}/map", headers=op).status_code == 200, site_id
+    for site_id in ("ECM1-Kings-Cross", "-leading-dash", "a" * 65, "kings cross", "a.b"):
+        made = client.post("/sites", json={"site_id": site_id, "note": "shift",
+                           "geojson": _trial_site()}, headers=op)  # fmt: skip
+        assert made.status_code == 422, (site_id, made.text)
+    assert client.get(f"/sites/{'a' * 65}/map", headers=op).status_code == 422
+
+
+def test_new_parameters_out_of_range_are_a_clear_4xx(trial):
+    client, tokens, *_ = trial
+    viewer, supplier = _as(tokens, "viewer"), _as(tokens, "supplier")
+    for version, status, words in (("0", 422, "greater than or equal to 1"),
+                                   (str(2**31), 422, "less than or equal to 2147483647"),
+                                   ("1.5", 422, "integer"), ("NaN", 422, "integer"),
+                                   ("99", 404, "has no version 99")):  # fmt: skip
+        reply = client.get(f"/sites/{SITE_ID}/map", params={"version": version}, headers=viewer)
+        assert reply.status_code == status and words in reply.text, (version, reply.text)
+    stream = "/events/stream"
+    cases = [
+        (viewer, {"since": "2026-06-02T00:00:00Z", "until": "2026-06-01T00:00:00Z"}, 422,
+         "after since"),
+        (viewer, {"since": "2026-06-01T00:00:00"}, 422, "time zone"),
+        (viewer, {"until": "1969-12-31T23:59:59Z"}, 422, "until must be from 1970"),
+        (viewer, {"device": "a/" + "x" * 300}, 422, "at most 200"),
+        (supplier, {"device": "gnss/c"}, 403, "its own devices"),
+        (supplier, {"supplier": "gnss"}, 403, "its own events"),
+    ]  # fmt: skip
+    for who, params, status, words in cases:
+        reply = client.get(stream, params=params | {"duration_s": 0.1}, headers=who)
+        assert reply.status_code == status and words in reply.text, (params, reply.text)
+
+
+def _streamed(client, headers, **params) -> list[dict]:
+    import json
+
+    reply = client.get("/events/stream", params=params | {"duration_s": 1.0}, headers=headers)
+    assert reply.status_code == 200, reply.text
+    return [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: ")]
+
+
+def test_the_live_stream_follows_the_logs_filters(fresh):
+    import time
+
+    client, tokens, store = fresh
+    now = time.time_ns() // 1_000_000
+    live = [Event(d, k, now - 5_000 + i, i, s, "f", -0.2) for i, (d, k, s) in enumerate([
+        ("acme/live1", "breach", SITE_ID), ("acme/live1", "clear", SITE_ID),
+        ("acme/live2", "breach", SITE_ID), ("gnss/live3", "breach", "elsewhere")])]  # fmt: skip
+    store.write(Batch(events=live))
+    viewer = _as(tokens, "viewer")
+    got = _streamed(client, viewer, device="acme/live1", kind=["breach"])
+    assert [(e["device_id"], e["kind"]) for e in got] == [("acme/live1", "breach")]
+    got = _streamed(client, viewer, site=SITE_ID, supplier="acme")
+    assert {e["device_id"] for e in got} == {"acme/live1", "acme/live2"} and len(got) == 3
+    since = dt_iso(now - 4_998)
+    got = _streamed(client, viewer, since=since, supplier="acme")
+    assert [e["device_id"] for e in got] == ["acme/live2"]
+    # a range that has ended: the stream says so at once and ends, with nothing
+    began = time.monotonic()
+    reply = client.get("/events/stream", params={"until": dt_iso(now - 120_000)}, headers=viewer)
+    assert reply.status_code == 200 and "data:" not in reply.text
+    assert time.monotonic() - began < 5
+
+
+def dt_iso(ms: int) -> str:
+    import datetime as dt
+
+    at = dt.datetime.fromtimestamp(ms // 1000, dt.UTC) + dt.timedelta(milliseconds=ms % 1000)
+    return at.isoformat(timespec="milliseconds")

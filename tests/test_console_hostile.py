@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from reporting.console import admin
 from reporting.console.app import create_app
 from reporting.console.auth import issue_token
-from reporting.console.events import MAX_MS
+from reporting.console.events import MAX_MS, MAX_SEQ, MIN_MS, MIN_SEQ
 from store import Batch, Event, Fix
 from store.sqlite import SqliteStore
 from store.timescale import TimescaleStore
@@ -160,20 +160,27 @@ def test_event_ids_at_the_edges_of_the_range_are_merely_not_found(console):
         reply = client.get(f"/events/{_key(ms, 'phones/pixel7', 'breach', seq)}",
                            headers=_as(tokens, "viewer"))  # fmt: skip
         assert reply.status_code == 404, (ms, seq, reply.text)
-    # and a cursor at the very end of time is the empty last page
-    page = client.get("/events", params={"cursor": _key(MAX_MS, "phones/pixel7", "breach", 1)},
-                      headers=_as(tokens, "viewer"))  # fmt: skip
-    assert page.status_code == 200 and page.json() == {"events": [], "next_cursor": None}
+    # and a cursor at the very end of time, oldest first, or at its very start, newest
+    # first, is the empty last page; the other way round it is the whole log
+    ends = [("oldest", MAX_MS, MAX_SEQ, 0), ("newest", MIN_MS, MIN_SEQ, 0),
+            ("newest", MAX_MS, MAX_SEQ, 3), ("oldest", MIN_MS, MIN_SEQ, 3)]  # fmt: skip
+    for order, ms, seq, seen in ends:
+        page = client.get("/events", params={"cursor": _key(ms, "phones/pixel7", "breach", seq),
+                          "order": order}, headers=_as(tokens, "viewer"))  # fmt: skip
+        assert page.status_code == 200, (order, page.text)
+        assert len(page.json()["events"]) == seen and page.json()["next_cursor"] is None, order
 
 
-def test_real_cursors_and_ids_still_work(console):
+@pytest.mark.parametrize("order", ["newest", "oldest"])
+def test_real_cursors_and_ids_still_work(console, order):
     client, tokens, _ = console
     for who, expect in (("viewer", set(DEVICES)), ("supplier", {"phones/pixel7"})):
-        first = client.get("/events", params={"limit": 1}, headers=_as(tokens, who)).json()
-        rest = client.get("/events", params={"cursor": first["next_cursor"]},
+        first = client.get("/events", params={"limit": 1, "order": order},
+                           headers=_as(tokens, who)).json()  # fmt: skip
+        rest = client.get("/events", params={"cursor": first["next_cursor"], "order": order},
                           headers=_as(tokens, who)).json()  # fmt: skip
         seen = first["events"] + rest["events"]
-        assert {e["device_id"] for e in seen} == expect
+        assert {e["device_id"] for e in seen} == expect and len(seen) == len(expect)
         for e in seen:
             reply = client.get(f"/events/{e['id']}", headers=_as(tokens, who))
             assert reply.status_code == 200 and reply.json()["event"] == e
@@ -193,6 +200,9 @@ def test_real_cursors_and_ids_still_work(console):
         ({"limit": "-1"}, "greater than or equal to 1"),
         ({"limit": "NaN"}, "integer"),
         ({"limit": "1e3"}, "integer"),
+        ({"order": "NEWEST"}, "'newest' or 'oldest'"),
+        ({"order": "desc"}, "'newest' or 'oldest'"),
+        ({"order": "newest\u200b"}, "'newest' or 'oldest'"),
     ],
 )
 def test_times_and_limits_out_of_range_are_a_422_that_says_why(console, params, words):

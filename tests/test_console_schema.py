@@ -11,6 +11,7 @@ them (an outside probe found such a cursor made SQLite overflow into a 500).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from urllib.parse import quote
 
@@ -112,15 +113,30 @@ def _fix(device: str, seq: int, t_ms: int) -> Fix:
                "possession", 1.5, "SAFE", True)  # fmt: skip
 
 
+#: A site kept as a trial run keeps it: a worksite and a danger zone kept as an exclusion.
+#: acme/0 works there, so its event's detail draws a track (the other devices' site, ECM1,
+#: has no drawing).
+SITE = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"name": "possession"},
+     "geometry": {"type": "Polygon", "coordinates": [[[-0.1100, 51.5560], [-0.1080, 51.5560],
+                  [-0.1080, 51.5590], [-0.1100, 51.5590], [-0.1100, 51.5560]]]}},
+    {"type": "Feature", "properties": {"name": "danger zone", "kind": "exclusion",
+                                       "danger_zone": True},
+     "geometry": {"type": "Polygon", "coordinates": [[[-0.1091, 51.5560], [-0.1090, 51.5560],
+                  [-0.1090, 51.5590], [-0.1091, 51.5590], [-0.1091, 51.5560]]]}}]}  # fmt: skip
+
+
 def _seeded(store) -> None:
     store.migrate()
     fixes, events, alerts = [], [], []
     for device in ("acme/0", "gnssco/1", "phones/pixel7", "phones-uk/pixel7"):
+        site = "acme--ecm1-kings-cross" if device == "acme/0" else "ECM1"
         for i in range(10):
-            fixes.append(_fix(device, i, T0 + i * 10_000))
-        events.append(Event(device, "breach", T0 + 50_000, 5, "ECM1", "f", -0.4))
+            fixes.append(dataclasses.replace(_fix(device, i, T0 + i * 10_000), site=site))
+        events.append(Event(device, "breach", T0 + 50_000, 5, site, "f", -0.4))
         alerts.append(Alert(device, "breach", T0 + 50_000, 5, T0 + 50_125, "topic", "{}"))
     store.write(Batch(fixes=fixes, events=events, alerts=alerts))
+    store.save_site_version("acme--ecm1-kings-cross", json.dumps(SITE), "trial run", "shift 1")
 
 
 @pytest.fixture(scope="module", params=["timescaledb", "sqlite"])

@@ -136,14 +136,22 @@ def _parser() -> argparse.ArgumentParser:
     trun = trial_commands.add_parser(
         "run",
         help="run every shift of a trial through the real pipeline, then score and report",
-        description="Simulate every scenario of the trial for every supplier, publish the fixes "
-        "over MQTT to ingest, keep everything in the store, then score against the ground "
-        "truth and write the reports (HTML, PDF, JSON, Markdown). With no --broker or --db it "
-        "runs on an embedded MQTT broker and a SQLite file in --out.",
+        description="Simulate every scenario of the trial for every supplier, decide every "
+        "message the devices send as ingest does, keep everything in the store, then score "
+        "against the ground truth and write the reports (HTML, PDF, JSON, Markdown). By "
+        "default the messages go through ingest's pipeline in-process; --via-mqtt (or "
+        "--broker) publishes them over MQTT to a live ingest service instead, with the same "
+        "decisions. With no --db the store is a SQLite file in --out.",
     )
     trun.add_argument("trial", type=Path, help="trial TOML (see examples/trials)")
     trun.add_argument("--out", type=Path, default=Path("out/trial"), help="folder for the run")
-    trun.add_argument("--broker", help="mqtt://HOST:PORT of a Mosquitto (default: embedded)")
+    trun.add_argument(
+        "--via-mqtt",
+        action="store_true",
+        help="publish every message over MQTT to a live ingest service (embedded broker "
+        "unless --broker)",
+    )
+    trun.add_argument("--broker", help="mqtt://HOST:PORT of a Mosquitto (implies --via-mqtt)")
     trun.add_argument("--db", help="postgresql://… (TimescaleDB) or sqlite:///… (default: OUT)")
     trun.add_argument(
         "--replace", action="store_true", help="run again into an --out that holds a run"

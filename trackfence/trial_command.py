@@ -61,26 +61,30 @@ def warn_design(trial: Trial) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from trials.runner import TrialRunError, run_trial
+    from trials.runner import Phases, TrialRunError, run_trial
 
     try:
         trial = load_trial(args.trial)
         formats = _formats(args.formats)
         warn_design(trial)
-        began = time.monotonic()
         manifest = run_trial(
             trial,
             args.out,
             broker=args.broker,
             db=args.db,
+            via_mqtt=args.via_mqtt,
             progress=_progress,
             command=["trackfence", *sys.argv[1:]] if sys.argv else None,
             replace=args.replace,
         )
-        print(
-            f"ran {len(manifest['shifts'])} shifts in {time.monotonic() - began:.0f} s; scoring…",
-            file=sys.stderr,
-        )
+        phases = Phases(**manifest["phases"])
+        broker = manifest["broker"]
+        how = manifest["path"] if broker is None else f"over MQTT ({broker})"
+        print(f"ran {phases.line(len(manifest['shifts']))}; decided {how}", file=sys.stderr)
+        for s in manifest["shifts"]:
+            if s.get("ingest_alarms"):
+                print(f"trackfence trial: ingest raised {', '.join(s['ingest_alarms'])} on "
+                      f"shift {s['run_id']}", file=sys.stderr)  # fmt: skip
         return _score(trial, manifest, args.out, args.db or manifest_db(args.out), formats)
     except (TrialError, TrialRunError, GeofenceError, StoreError, ValueError, OSError) as exc:
         print(f"trackfence trial: {exc}", file=sys.stderr)
@@ -159,9 +163,14 @@ def _score(trial: Trial, manifest: dict, out: Path, db: str, formats: tuple[str,
         scored = time.monotonic() - began
     finally:
         store.close()
+    print(f"scored {len(result.rows.fixes):,} fixes in {scored:.1f} s "
+          f"({len(result.rows.fixes) / max(scored, 1e-9):,.0f} fixes/s); rendering the reports…",
+          file=sys.stderr)  # fmt: skip
+    began = time.monotonic()
     written = write_reports(result, collected.worn, out, formats=formats)
+    rendered = time.monotonic() - began
     print(summary_table(result))
-    print(f"\nscored {len(result.rows.fixes):,} fixes in {scored:.1f} s; reports:")
+    print(f"\nrendered {len(written)} report files in {rendered:.1f} s:")
     for path in written:
         if path.stem == "summary":
             print(f"  {path}")

@@ -42,11 +42,29 @@ SHIFT_MARGIN_MS = 3_600_000
 LIVE_PACE_LIMIT = 1.5
 
 
+#: What a run's manifest says of a shift's platform hops (receive -> decision -> alert).
+HOPS_MEASURED = "measured"
+HOPS_NOT_MEASURED = "not measured: replayed faster than real time"
+
+
 def replay_speedup(shift: dict) -> float:
     """How many times faster than real time a shift's fixes were published."""
     duration_s = (shift["end_ms"] - shift["start_ms"]) / 1000
     seconds = float(shift.get("publish_seconds") or 0.0)
     return duration_s / seconds if seconds > 0 else float("inf")
+
+
+def hops_measured(shift: dict) -> bool:
+    """Whether a shift's platform hops were measured at the pace of a live shift.
+
+    A run says so of each shift (`hops`); a run from before it did is judged by how
+    much faster than real time it was published.
+    """
+    if shift.get("live"):
+        return True
+    if "hops" in shift:
+        return shift["hops"] == HOPS_MEASURED
+    return replay_speedup(shift) <= LIVE_PACE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -189,7 +207,7 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
                 and approved > 0
                 else float(profile.fix_rate_hz)
             )
-            live = worn_live or replay_speedup(shift) <= LIVE_PACE_LIMIT
+            live = hops_measured(shift)
             worn = _worn(number, shift, d, profile, site, mine, breaches[device_id],
                          columns, t_rows, [x for x in excursions if x.device_id == device_id],
                          sent, approved_rate, live)  # fmt: skip

@@ -29,6 +29,8 @@ FORMATS = ("native", "owntracks", "nmea")
 #: The resolution each format gives a fix time (its digits are cut, not rounded):
 #: OwnTracks' `tst` is whole seconds, NMEA's hhmmss.ss centiseconds.
 TIME_RESOLUTION_MS = {"native": 1, "owntracks": 1000, "nmea": 10}
+#: What a device says on its status topic as it connects (its last will says the opposite).
+ONLINE = json.dumps({"online": True}).encode()
 
 
 @dataclass(frozen=True)
@@ -108,13 +110,71 @@ def alarm_payload(seq: int, alarm_ms: int, kind: str, lat: float, lon: float) ->
     ).encode()  # fmt: skip
 
 
-def _publish_alarm(clients: list, scenario, own: OwnAlarms, k: int, start_ms: int):
+@dataclass(frozen=True)
+class Message:
+    """One MQTT message a simulated device sends, and when (UTC ms on the replay's clock)."""
+
+    worker: int  # the sending device: index into the scenario's workers
+    topic: str
+    payload: bytes
+    send_ms: int
+
+
+def messages(sim: Simulation, start_ms: int, alarms: OwnAlarms | None = None) -> list[Message]:
+    """Every message of `sim` in the order its devices send them, times offset to `start_ms`.
+
+    The one source of what a simulated shift puts on the wire: publishing it over MQTT
+    and deciding it in-process (trials) read the same bytes. Each device first says it
+    is online; its own alarms go out among its fixes, each at its own send time.
+    """
+    scenario = sim.scenario
+    f = sim.fixes
+    first_send = int(f.send_ms[0]) if len(f) else 0
+    out = [
+        Message(w, f"{PREFIX}/{worker.device}/status", ONLINE, start_ms + first_send)
+        for w, worker in enumerate(scenario.workers)
+    ]
+    alarm_at = np.zeros(0, np.int64) if alarms is None else alarms.send_ms
+    due = np.searchsorted(f.send_ms, alarm_at, side="right")
+    raised = 0
+    names = [w.device.split("/", 1) for w in scenario.workers]
+    profiles = [scenario.profile(w) for w in scenario.workers]
+    for i in range(len(f)):
+        while raised < due.size and due[raised] <= i:
+            out.append(_alarm_message(sim, alarms, raised, start_ms))
+            raised += 1
+        w = int(f.worker[i])
+        supplier, name = names[w]
+        profile = profiles[w]
+        fix_ms = start_ms + int(f.fix_ms[i])
+        if profile.is_rfid:
+            kind = "rfid"
+            body = json.dumps(
+                {"reader_id": str(f.reader[i]), "tag_id": name, "seq": int(f.seq[i]),
+                 "time_ms": fix_ms, "battery_pct": round(float(f.battery_pct[i]), 1)}
+            ).encode()  # fmt: skip
+        else:
+            kind = "fix"
+            body = payload(
+                profile.format, name, int(f.seq[i]), fix_ms, float(f.lat[i]), float(f.lon[i]),
+                float(f.accuracy_m[i]), str(f.fix_type[i]), profile.firmware,
+                float(f.battery_pct[i]),
+            )  # fmt: skip
+        out.append(Message(w, f"{PREFIX}/{supplier}/{name}/{kind}", body,
+                           start_ms + int(f.send_ms[i])))  # fmt: skip
+    while raised < due.size:
+        out.append(_alarm_message(sim, alarms, raised, start_ms))
+        raised += 1
+    return out
+
+
+def _alarm_message(sim: Simulation, own: OwnAlarms, k: int, start_ms: int) -> Message:
     w = int(own.worker[k])
-    supplier, name = scenario.workers[w].device.split("/", 1)
+    supplier, name = sim.scenario.workers[w].device.split("/", 1)
     body = alarm_payload(
         k, start_ms + int(own.alarm_ms[k]), str(own.kind[k]), float(own.lat[k]), float(own.lon[k])
     )
-    return clients[w].publish(f"{PREFIX}/{supplier}/{name}/alarm", body, qos=1)
+    return Message(w, f"{PREFIX}/{supplier}/{name}/alarm", body, start_ms + int(own.send_ms[k]))
 
 
 def publish(
@@ -128,14 +188,18 @@ def publish(
     username: str | None = None,
     password: str | None = None,
     mqtt_protocol: str = "5",
+    sent: list[Message] | None = None,
 ) -> Published:
-    """Publish every fix of `sim` (times offset to `start_ms`), QoS 1, in send order."""
+    """Publish every message of `sim` (times offset to `start_ms`), QoS 1, in send order.
+
+    `sent`: the shift's messages when the caller has them already (`messages()`).
+    """
     parsed = urlparse(broker_url)
     if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
         raise ValueError(f"broker {broker_url!r} must look like mqtt://HOST:PORT")
-    scenario = sim.scenario
+    wire = sent if sent is not None else messages(sim, start_ms, alarms)
     clients = []
-    for worker in scenario.workers:
+    for worker in sim.scenario.workers:
         supplier, name = worker.device.split("/", 1)
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -148,72 +212,32 @@ def publish(
         c.will_set(f"{PREFIX}/{supplier}/{name}/status", json.dumps({"online": False}), qos=1)
         c.connect(parsed.hostname, parsed.port or 1883)
         c.loop_start()
-        c.publish(f"{PREFIX}/{supplier}/{name}/status", json.dumps({"online": True}), qos=1)
         clients.append(c)
-    f = sim.fixes
     began = time.monotonic()
+    first_ms = wire[0].send_ms if wire else 0
     pending = []
-    own = alarms if alarms is not None else None
-    # the devices' own alarms go out among the fixes, each at its own send time
-    due = np.searchsorted(f.send_ms, own.send_ms, side="right") if own is not None else []
-    raised = 0
     try:
-        for i in range(len(f)):
-            while own is not None and raised < len(own) and due[raised] <= i:
-                pending.append(_publish_alarm(clients, scenario, own, raised, start_ms))
-                raised += 1
-            w = int(f.worker[i])
-            worker = scenario.workers[w]
-            supplier, name = worker.device.split("/", 1)
-            profile = scenario.profile(worker)
+        for i, m in enumerate(wire):
             if realtime:
-                ahead = (int(f.send_ms[i]) - int(f.send_ms[0])) / 1000 - (time.monotonic() - began)
+                ahead = (m.send_ms - first_ms) / 1000 - (time.monotonic() - began)
                 if ahead > 0:
                     time.sleep(ahead)
-            if profile.is_rfid:
-                kind = "rfid"
-                body = json.dumps(
-                    {
-                        "reader_id": str(f.reader[i]),
-                        "tag_id": name,
-                        "seq": int(f.seq[i]),
-                        "time_ms": start_ms + int(f.fix_ms[i]),
-                        "battery_pct": round(float(f.battery_pct[i]), 1),
-                    }
-                ).encode()
-            else:
-                kind = "fix"
-                body = payload(
-                    profile.format,
-                    name,
-                    int(f.seq[i]),
-                    start_ms + int(f.fix_ms[i]),
-                    float(f.lat[i]),
-                    float(f.lon[i]),
-                    float(f.accuracy_m[i]),
-                    str(f.fix_type[i]),
-                    profile.firmware,
-                    float(f.battery_pct[i]),
-                )
-            pending.append(clients[w].publish(f"{PREFIX}/{supplier}/{name}/{kind}", body, qos=1))
+            pending.append(clients[m.worker].publish(m.topic, m.payload, qos=1))
             if len(pending) >= 5000:
                 for info in pending:
                     info.wait_for_publish(60)
                 pending.clear()
             if progress is not None and i % 1000 == 0:
-                progress(i, len(f))
-        while own is not None and raised < len(own):
-            pending.append(_publish_alarm(clients, scenario, own, raised, start_ms))
-            raised += 1
+                progress(i, len(wire))
         for info in pending:
             info.wait_for_publish(60)
         if progress is not None:
-            progress(len(f), len(f))
+            progress(len(wire), len(wire))
     finally:
         for c in clients:
             c.disconnect()  # a clean goodbye: the last will is not sent
             c.loop_stop()
-    return Published(len(f), time.monotonic() - began)
+    return Published(len(sim.fixes), time.monotonic() - began)
 
 
 def ingest_readers(sim: Simulation, site) -> list:

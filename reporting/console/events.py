@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from reporting.console.auth import Principal, Role
 from reporting.console.deps import Reader, StoreDep
 from reporting.console.models import EventDetail, EventOut, EventPage, FixOut, HopLatencies
+from reporting.console.sites import drawn_track
 from store import Event, EventQuery, Store
 
 router = APIRouter(tags=["breach log"])
@@ -58,6 +59,12 @@ MIN_SEQ, MAX_SEQ = -1, 2**63 - 1
 #: A device id is supplier/device, as long as the breach log's device filter allows.
 MAX_DEVICE_ID = 200
 KINDS = frozenset(k.value for k in EventKindName)
+#: The breach log's orders: newest first (what the console page shows) or oldest first.
+ORDER_RULE = (
+    "newest (newest first, the default) or oldest (oldest first). A cursor is a place in "
+    "the log: the next page carries on from it in the order asked, so keep the order "
+    "when paging"
+)
 DEVICE_RULE = (
     f"device_id must be text supplier/device of 1 to {MAX_DEVICE_ID} characters, without NUL "
     "or unpaired surrogates"
@@ -140,6 +147,18 @@ def _ms(value: dt.datetime | None, name: str) -> int | None:
     return ms
 
 
+def _range(since: dt.datetime | None, until: dt.datetime | None) -> tuple[int | None, int | None]:
+    since_ms, until_ms = _ms(since, "since"), _ms(until, "until")
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until must be after since")
+    return since_ms, until_ms
+
+
+def _may_see(who: Principal, device: str | None) -> None:
+    if device is not None and not who.sees_device(device):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a supplier reads only its own devices")
+
+
 def _scoped(who: Principal, supplier: str | None) -> str | None:
     """The supplier filter a principal may use: a supplier only ever sees its own."""
     if who.role != Role.SUPPLIER:
@@ -179,19 +198,18 @@ def breach_log(
         int, Query(ge=1, le=MAX_PAGE, description=f"Events per page (1 to {MAX_PAGE}).")
     ] = 100,
     cursor: Annotated[
-        str | None, Query(max_length=500, description="next_cursor of the previous page.")
+        str | None,
+        Query(max_length=500, description="next_cursor of the previous page (same order)."),
     ] = None,
+    order: Annotated[Literal["newest", "oldest"], Query(description=ORDER_RULE + ".")] = "newest",
     format: Annotated[
         Literal["json", "csv", "geojson"],
         Query(description="json (paged), or csv / geojson for export (cursor in X-Next-Cursor)."),
     ] = "json",
 ):
-    since_ms, until_ms = _ms(since, "since"), _ms(until, "until")
-    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "until must be after since")
+    since_ms, until_ms = _range(since, until)
     supplier = _scoped(who, supplier)
-    if device is not None and not who.sees_device(device):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "a supplier reads only its own devices")
+    _may_see(who, device)
     query = EventQuery(
         since_ms=since_ms,
         until_ms=until_ms,
@@ -202,7 +220,7 @@ def breach_log(
         after=_decode(cursor, "cursor") if cursor else None,
         limit=limit,
     )
-    events = store.breach_log(query)
+    events = store.breach_log(query, newest_first=order == "newest")
     last = events[-1] if len(events) == limit else None
     next_cursor = _encode((last.event_ms, last.device_id, last.kind, last.seq)) if last else None
     rows = [event_out(e) for e in events]
@@ -260,9 +278,23 @@ async def live(
     supplier: Annotated[
         str | None, Query(max_length=100, description="Only this supplier's devices.")
     ] = None,
+    device: Annotated[
+        str | None, Query(max_length=200, description="Only this device (supplier/device).")
+    ] = None,
     kind: Annotated[
         list[EventKindName] | None,
         Query(description="Only these kinds (repeat the parameter for several)."),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        Query(description="Only events from this time (ISO 8601 with a zone), inclusive."),
+    ] = None,
+    until: Annotated[
+        dt.datetime | None,
+        Query(
+            description="Only events before this time (ISO 8601 with a zone); the stream "
+            "ends once no event before it can still arrive."
+        ),
     ] = None,
     duration_s: Annotated[
         float | None,
@@ -274,9 +306,12 @@ async def live(
     The stream reads the store, so it shows what is kept, from every ingest worker. It
     starts with the last minute's events, and looks back that far on every poll, so
     an event written a little late (a fix that arrived out of order) still appears;
-    each event is sent once.
+    each event is sent once. It takes the breach log's filters, so a page showing a
+    filtered log follows it with the same filters.
     """
+    since_ms, until_ms = _range(since, until)
     supplier = _scoped(who, supplier)
+    _may_see(who, device)
     kinds = tuple(k.value for k in kind or ())
     began = time.monotonic()
 
@@ -287,8 +322,11 @@ async def live(
         while not await request.is_disconnected():
             if duration_s is not None and time.monotonic() - began > duration_s:
                 return
-            since = time.time_ns() // 1_000_000 - LIVE_LOOKBACK_MS
-            query = EventQuery(since_ms=since, site=site, supplier=supplier, kinds=kinds,
+            recent = time.time_ns() // 1_000_000 - LIVE_LOOKBACK_MS
+            if until_ms is not None and recent >= until_ms:
+                return  # every event before `until` that could still arrive was looked for
+            query = EventQuery(since_ms=max(recent, since_ms or MIN_MS), until_ms=until_ms,
+                               site=site, supplier=supplier, device_id=device, kinds=kinds,
                                limit=MAX_PAGE)  # fmt: skip
             for e in await run_in_threadpool(store.breach_log, query):
                 out = event_out(e)
@@ -356,4 +394,5 @@ def event_detail(
             )
             for f in fixes
         ],
+        track=drawn_track(store, found[0].site, fixes, (ms, seq)),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,7 +26,9 @@ class EventOut(BaseModel):
 
 
 class EventPage(BaseModel):
-    events: list[EventOut] = Field(description="This page, oldest first.")
+    events: list[EventOut] = Field(
+        description="This page, in the order asked: newest first unless order=oldest."
+    )
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )
@@ -41,8 +43,13 @@ class FixOut(BaseModel):
     lat: float = Field(description="Latitude as the device reported it, degrees.")
     lon: float = Field(description="Longitude as the device reported it, degrees.")
     accuracy_m: float | None = Field(description="Horizontal accuracy the device claimed, m.")
-    x_m: float | None = Field(description="Position in its site's metric frame (east), m.")
-    y_m: float | None = Field(description="Position in its site's metric frame (north), m.")
+    x_m: float | None = Field(
+        description="Where ingest placed it in its site's metric frame (east), m: the frame "
+        "of the site ingest worked (track draws the fixes on the console's drawing)."
+    )
+    y_m: float | None = Field(
+        description="Where ingest placed it in its site's metric frame (north), m."
+    )
     distance_m: float | None = Field(description="Signed distance to the safe-zone edge, m.")
     state: str = Field(description="The device's state after this fix.")
 
@@ -55,6 +62,31 @@ class HopLatencies(BaseModel):
     alert_publish_ms: int | None = Field(description="Alert publish time minus decision time.")
 
 
+class TrackPoint(BaseModel):
+    fix_ms: int = Field(description="Device fix time, UTC ms.")
+    seq: int = Field(description="The fix's sequence number (-1 when its format has none).")
+    x_m: float = Field(description="East of the site's centre in the drawing, metres.")
+    y_m: float = Field(description="North of the site's centre in the drawing, metres.")
+    state: str = Field(description="The device's state after this fix.")
+    event: bool = Field(description="True for the fix that caused the event.")
+
+
+class EventTrack(BaseModel):
+    site_id: str = Field(description="The site it is drawn on (GET /sites/{site_id}/map).")
+    version: int = Field(
+        description="The site version it is drawn on (GET /sites/{site_id}/map?version=)."
+    )
+    placed: Literal["as decided", "from reported position"] = Field(
+        description="as decided: each point is where ingest placed the fix when it decided "
+        "on it (the site version reproduces every decision's distance to the edge); from "
+        "reported position: no version of the site does, so the fixes are placed from the "
+        "latitude and longitude they reported, read as ETRS89 (within about a metre)."
+    )
+    points: list[TrackPoint] = Field(
+        description="The device's fixes at this site, oldest first, in the site's drawing."
+    )
+
+
 class EventDetail(BaseModel):
     event: EventOut = Field(description="The event.")
     alert_published_ms: int | None = Field(
@@ -62,6 +94,11 @@ class EventDetail(BaseModel):
     )
     hops: HopLatencies = Field(description="Hop latencies of the fix that caused the event.")
     fixes: list[FixOut] = Field(description="The device's fixes from a minute before to after.")
+    track: EventTrack | None = Field(
+        description="Those fixes drawn on the event's site, for the site map; null when the "
+        "event has no site, the console keeps no drawing of it (a site with that id, or "
+        "whose document's `name` member is that name), or no fix can be placed."
+    )
 
 
 class DeviceOut(BaseModel):

@@ -8,15 +8,19 @@ A site is validated whole (the geofence core builds it) before anything is kept.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from geofence.errors import GeofenceError
+from geofence.site import Site
 from reporting.console.deps import Editor, Reader, StoreDep
 from reporting.console.devices import overview
 from reporting.console.models import (
+    EventTrack,
     MapArea,
     MapDevice,
     MapLine,
@@ -24,18 +28,29 @@ from reporting.console.models import (
     SiteIn,
     SiteMap,
     SiteVersionOut,
+    TrackPoint,
 )
-from store import SiteVersion, Store, StoreError
+from store import Fix, SiteVersion, Store, StoreError
 from trackfence.sites import site_from_geojson
 
 router = APIRouter(tags=["sites"])
-SiteId = Annotated[str, Path(max_length=64, description="The site's id.")]
+#: A site id is at most this long (the ids the console makes match models.SITE_ID_PATTERN).
+MAX_SITE_ID = 64
+SiteId = Annotated[str, Path(max_length=MAX_SITE_ID, description="The site's id.")]
+#: Versions count up from 1, kept as a 32-bit integer at most.
+MAX_VERSION = 2**31 - 1
 
 #: A site document larger than this is refused (a worksite is a few kilobytes).
 MAX_DOCUMENT_BYTES = 2_000_000
 #: Every number in a site document is finite and no larger than this (degrees, mph and
 #: metres are far smaller): beyond it, or NaN or Infinity, is refused before the geometry.
 MAX_NUMBER = 1e15
+#: An event's track is drawn on the newest version of its site that reproduces the
+#: decisions made on its fixes; this many versions, newest first, are tried.
+TRACK_VERSIONS_TRIED = 20
+#: ...each fix's distance to the safe-zone edge to within this (the same fences and frame
+#: give the same number; a moved fence or another frame does not).
+SAME_DECISION_M = 0.01
 
 
 def _out(v: SiteVersion) -> SiteVersionOut:
@@ -175,22 +190,76 @@ def _rings(geometry) -> list[list[list[float]]]:
     return rings
 
 
+@lru_cache(maxsize=32)
+def _built(site_id: str, document: str) -> Site:
+    """A site version built (versions are never overwritten, so the document is the key)."""
+    return site_from_geojson(site_id, json.loads(document))
+
+
+def _drawn_danger_zones(document: str) -> list[bool]:
+    """For each exclusion of a site document, in order, whether it is a danger zone drawn
+    as one (properties `"kind": "exclusion", "danger_zone": true`, as a trial run keeps a
+    site's danger zones): the geofence core takes both out of the safe zone alike, but the
+    map draws a danger zone as one. Features are read as site_from_geojson reads them."""
+    geojson = json.loads(document)
+    features = geojson.get("features") if isinstance(geojson, dict) else None
+    if not isinstance(geojson, dict) or geojson.get("type") != "FeatureCollection":
+        return []
+    flags = []
+    for feature in features if isinstance(features, list) else []:
+        props = (feature.get("properties") or {}) if isinstance(feature, dict) else {}
+        if isinstance(props, dict) and props.get("kind") == "exclusion":
+            flags.append(props.get("danger_zone") is True)
+    return flags
+
+
+def _version(store: Store, site_id: str, version: int | None) -> SiteVersion:
+    history = _history(store, site_id)
+    if version is None:
+        return history[-1]
+    for v in history:
+        if v.version == version:
+            return v
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id!r} has no version {version}")
+
+
 @router.get(
     "/sites/{site_id}/map",
     response_model=SiteMap,
     summary="A site drawn in its own metric frame, with the devices working there",
 )
-def site_map(site_id: SiteId, request: Request, store: StoreDep, who: Reader) -> SiteMap:
-    latest = _history(store, site_id)[-1]
-    built = site_from_geojson(site_id, json.loads(latest.document))
+def site_map(
+    site_id: SiteId,
+    request: Request,
+    store: StoreDep,
+    who: Reader,
+    version: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_VERSION,
+            description="Draw this version of the site (default: the newest). An event's "
+            "track names the version it is drawn on.",
+        ),
+    ] = None,
+) -> SiteMap:
+    kept = _version(store, site_id, version)
+    built = _built(site_id, kept.document)
+    drawn_danger = _drawn_danger_zones(kept.document)
+    if len(drawn_danger) != len(built.exclusions):  # one fence per exclusion feature
+        drawn_danger = [False] * len(built.exclusions)
     areas = [
         MapArea(name=f.name, kind=kind, rings=_rings(f.geometry))
         for kind, fences in (
             ("safe_zone", built.safe_zones),
             ("danger_zone", built.danger_zones),
-            ("exclusion", built.exclusions),
         )
         for f in fences
+    ] + [
+        MapArea(
+            name=f.name, kind="danger_zone" if danger else "exclusion", rings=_rings(f.geometry)
+        )
+        for f, danger in zip(built.exclusions, drawn_danger, strict=True)
     ]
     lines = [
         MapLine(
@@ -200,7 +269,8 @@ def site_map(site_id: SiteId, request: Request, store: StoreDep, who: Reader) ->
         )
         for line in built.lines
     ]
-    here = [d for d in overview(request, store, who, None) if d.site == site_id]
+    names = {site_id, _document_name(kept.document) or site_id}  # decided on under either
+    here = [d for d in overview(request, store, who, None) if d.site in names]
     devices = []
     if here:
         x, y = built.frame.from_etrs89(
@@ -217,6 +287,107 @@ def site_map(site_id: SiteId, request: Request, store: StoreDep, who: Reader) ->
             )
             for d, xi, yi in zip(here, x, y, strict=True)
         ]
-    return SiteMap(
-        site_id=site_id, version=latest.version, areas=areas, lines=lines, devices=devices
+    return SiteMap(site_id=site_id, version=kept.version, areas=areas, lines=lines, devices=devices)
+
+
+def _reproduces(site: Site, fixes: Sequence[Fix]) -> bool:
+    """Whether this site, at the positions ingest kept, gives the distances ingest decided
+    on: then those positions are in this site's frame and against these fences. At least
+    one fix must be nearer the edge than the fence index's horizon (beyond it distances are
+    clamped, and would agree whatever the frame)."""
+    kept = [
+        f for f in fixes if f.x_m is not None and f.y_m is not None and f.distance_m is not None
+    ]
+    if not kept:
+        return False
+    stored = np.array([f.distance_m for f in kept], dtype=np.float64)
+    again = site.evaluate(
+        np.array([f.x_m for f in kept], dtype=np.float64),
+        np.array([f.y_m for f in kept], dtype=np.float64),
+    ).distance_m
+    near = np.abs(stored) < site.index.horizon_m
+    return bool(near.any() and np.all(np.abs(again - stored) <= SAME_DECISION_M))
+
+
+def _candidates(store: Store, event_site: str) -> list[list[SiteVersion]]:
+    """The versions of the kept site an event's site names, newest first: the site with
+    that id or, failing one, each site whose document names it (a TOML site is decided on
+    under its `[site].name`, and a trial run keeps its GeoJSON, `name` and all, under its
+    file's id). Sites most recently changed first."""
+    if len(event_site) <= MAX_SITE_ID and (history := store.site_versions(event_site)):
+        return [history[::-1]]
+    named: dict[str, list[SiteVersion]] = {}
+    for v in store.site_versions():
+        if _document_name(v.document) == event_site:
+            named.setdefault(v.site_id, []).append(v)
+    return sorted((vs[::-1] for vs in named.values()), key=lambda vs: -vs[0].created_ms)
+
+
+@lru_cache(maxsize=256)
+def _document_name(document: str) -> str | None:
+    """A site document's own `name` member (site_geojson writes the site's name there)."""
+    try:
+        name = json.loads(document).get("name")
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def drawn_track(
+    store: Store, event_site: str | None, fixes: Sequence[Fix], cause: tuple[int, int]
+) -> EventTrack | None:
+    """A device's fixes at an event's site placed on the site's drawing (the map's frame),
+    so the browser does no geodesy. `cause` is the (fix_ms, seq) of the event's fix.
+
+    Placed as ingest decided where a version of the site reproduces its decisions (the
+    newest such version); otherwise on the newest version, from the reported positions.
+    """
+    here = [f for f in fixes if event_site is not None and f.site == event_site]
+    if not here or event_site is None:
+        return None
+    chosen, placed, x, y = None, "from reported position", None, None
+    tried = 0
+    for history in _candidates(store, event_site):
+        for v in history:
+            if tried == TRACK_VERSIONS_TRIED:
+                break
+            tried += 1
+            try:
+                site = _built(v.site_id, v.document)
+            except (GeofenceError, ValueError, TypeError, AttributeError):
+                continue  # a kept version the geofence core does not build (any more)
+            if chosen is None:
+                chosen = (v, site)
+            if _reproduces(site, here):
+                chosen, placed = (v, site), "as decided"
+                here = [f for f in here if f.x_m is not None and f.y_m is not None]
+                x = np.array([f.x_m for f in here], dtype=np.float64)
+                y = np.array([f.y_m for f in here], dtype=np.float64)
+                break
+        if placed == "as decided":
+            break
+    if chosen is None:
+        return None
+    version, site = chosen
+    if x is None:
+        x, y = site.frame.from_etrs89(
+            np.array([f.lat for f in here], dtype=np.float64),
+            np.array([f.lon for f in here], dtype=np.float64),
+        )
+    points = [
+        TrackPoint(
+            fix_ms=f.fix_ms,
+            seq=f.seq,
+            x_m=round(float(xi), 3),
+            y_m=round(float(yi), 3),
+            state=f.state,
+            event=(f.fix_ms, f.seq) == cause,
+        )
+        for f, xi, yi in zip(here, x, y, strict=True)
+        if np.isfinite(xi) and np.isfinite(yi)
+    ]
+    if not points:
+        return None
+    return EventTrack(
+        site_id=version.site_id, version=version.version, placed=placed, points=points
     )
