@@ -152,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
         "unless --broker)",
     )
     trun.add_argument("--broker", help="mqtt://HOST:PORT of a Mosquitto (implies --via-mqtt)")
+    trun.add_argument(
+        "--workers",
+        type=_workers,
+        help="processes sharing the devices when deciding in-process (default: one per core)",
+    )
     trun.add_argument("--db", help="postgresql://… (TimescaleDB) or sqlite:///… (default: OUT)")
     trun.add_argument(
         "--replace", action="store_true", help="run again into an --out that holds a run"
@@ -193,6 +198,17 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
         default="html,pdf,json,md",
         help="report formats, comma-separated (html, pdf, json, md; default all)",
     )
+
+
+def _workers(text: str) -> int:
+    """A count of worker processes, 1 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"between 1 and 64: {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

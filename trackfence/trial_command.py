@@ -73,6 +73,7 @@ def run_command(args: argparse.Namespace) -> int:
             broker=args.broker,
             db=args.db,
             via_mqtt=args.via_mqtt,
+            workers=args.workers,
             progress=_progress,
             command=["trackfence", *sys.argv[1:]] if sys.argv else None,
             replace=args.replace,
@@ -158,7 +159,7 @@ def _score(trial: Trial, manifest: dict, out: Path, db: str, formats: tuple[str,
     store = open_store(db)
     try:
         began = time.monotonic()
-        collected = collect(trial, manifest, store, out)
+        collected = collect(trial, manifest, store, out, reopen=lambda: open_store(db))
         result = score_trial(trial, manifest, collected)
         scored = time.monotonic() - began
     finally:

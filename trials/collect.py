@@ -22,7 +22,11 @@ alert's time.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -122,13 +126,24 @@ class Collected:
     missing: list[str] = field(default_factory=list)
 
 
-def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
-    """Every device-shift of a run, from the store and the run's `sent` folder."""
-    result = Collected()
-    sites: dict[str, Site] = {}
+def collect(
+    trial: Trial,
+    manifest: dict,
+    store: Store,
+    out: Path,
+    *,
+    reopen: Callable[[], Store] | None = None,
+    workers: int | None = None,
+) -> Collected:
+    """Every device-shift of a run, from the store and the run's `sent` folder.
+
+    Shifts are read independently of each other, so given `reopen` (a new connection
+    to the same store) they are read by `workers` forked processes side by side
+    (default: one per core); the result is the same, in the same order.
+    """
+    shifts = manifest["shifts"]
     # a supplier whose devices report their own alarms anywhere in the trial reports them
     # on every shift: one with none on a shift raised none (not "did not report")
-    shifts = manifest["shifts"]
     reporting = {
         a.device_id.split("/", 1)[0]
         for a in store.device_alarms(
@@ -136,88 +151,114 @@ def collect(trial: Trial, manifest: dict, store: Store, out: Path) -> Collected:
             until_ms=max((s["end_ms"] for s in shifts), default=0) + SHIFT_MARGIN_MS,
         )
     }
-    for number, shift in enumerate(shifts):
-        run_id = shift["run_id"]
-        site_file = shift["site_file"]
-        if site_file not in sites:
-            sites[site_file] = load_site(site_file)
-        site = sites[site_file]
-        truth = store.truth(run_id)
-        if not truth.time_ms:
-            result.missing.append(f"{run_id}: no ground truth in the store; shift not scored")
-            continue
-        worn_live = bool(shift.get("live"))  # a real shift: no simulator's record of sends
-        sent = None
-        if not worn_live:
-            sent_path = out / "sent" / f"{run_id}.npz"
-            if not sent_path.is_file():
-                result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
-                continue
-            sent = dict(np.load(sent_path, allow_pickle=False))
-        fixes = store.fixes(
-            since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
-            until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
-        )
-        events = [
-            e
-            for e in store.events(
-                since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
-                until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
-            )
-            if e.kind in ("breach", "clear")
-        ]
-        by_device = defaultdict(list)
-        for f in fixes:
-            by_device[f.device_id].append(f)
-        own_by_device = defaultdict(list)
-        for a in store.device_alarms(
-            since_ms=shift["start_ms"] - SHIFT_MARGIN_MS,
-            until_ms=shift["end_ms"] + SHIFT_MARGIN_MS,
-        ):
-            own_by_device[a.device_id].append(a)
-        breaches = defaultdict(list)
-        for e in events:
-            breaches[e.device_id].append(e)
-        truth_device = np.array(truth.device_id, dtype=object)
-        columns = {  # once per shift, not per device
-            "time_ms": np.asarray(truth.time_ms, dtype=np.int64),
-            "x_m": np.asarray(truth.x_m, dtype=np.float64),
-            "y_m": np.asarray(truth.y_m, dtype=np.float64),
-            "distance_m": np.asarray(truth.distance_m, dtype=np.float64),
-        }
-        excursions = store.true_excursions(run_id)
-        for d in shift["devices"]:
-            device_id = d["device_id"]
-            mine = by_device.get(device_id, [])
-            if not mine and sent is not None and bool((sent["device"] == device_id).any()):
-                result.missing.append(f"{run_id}: no fixes stored for {device_id}; not scored")
-                continue
-            if not mine and sent is None:  # worn, by the log, and silent: scored as silent
-                result.missing.append(
-                    f"{run_id}: {device_id}, worn by {d['wearer']}, published nothing; scored "
-                    "as a silent device"
-                )
-            supplier = trial.supplier(d["supplier"])
-            profile = supplier.profile(d["firmware"], d["configuration"])
-            t_rows = truth_device == device_id
-            approved = supplier.approved_configuration.get("fix_rate_hz")
-            approved_rate = (
-                float(approved)
-                if isinstance(approved, int | float) and not isinstance(approved, bool)
-                and approved > 0
-                else float(profile.fix_rate_hz)
-            )
-            live = hops_measured(shift)
-            worn = _worn(number, shift, d, profile, site, mine, breaches[device_id],
-                         columns, t_rows, [x for x in excursions if x.device_id == device_id],
-                         sent, approved_rate, live)  # fmt: skip
-            if d["supplier"] in reporting:
-                worn = replace(
-                    worn, own_reported=True,
-                    **_own_alarms(own_by_device[device_id], site, int(shift["end_ms"])),
-                )  # fmt: skip
-            result.worn.append(worn)
+    jobs = list(enumerate(shifts))
+    workers = min(len(jobs), os.cpu_count() or 1) if workers is None else workers
+    global _SHARED
+    if reopen is not None and workers > 1 and "fork" in mp.get_all_start_methods():
+        _SHARED = (trial, reporting, out, reopen)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                                     initializer=_open_shared) as pool:  # fmt: skip
+                parts = list(pool.map(_collect_shared, jobs, chunksize=2))
+        finally:
+            _SHARED = None
+    else:
+        parts = [_collect_shift(trial, number, shift, store, out, reporting)
+                 for number, shift in jobs]  # fmt: skip
+    result = Collected()
+    for part in parts:
+        result.worn += part.worn
+        result.missing += part.missing
     return result
+
+
+#: What the forked readers share: (trial, reporting suppliers, run folder, reopen); each
+#: reader process then holds its own connection in _READER.
+_SHARED: tuple | None = None
+_READER: Store | None = None
+
+
+def _open_shared() -> None:
+    global _READER
+    assert _SHARED is not None
+    _READER = _SHARED[3]()
+
+
+def _collect_shared(job: tuple[int, dict]) -> Collected:
+    assert _SHARED is not None and _READER is not None
+    trial, reporting, out, _ = _SHARED
+    return _collect_shift(trial, job[0], job[1], _READER, out, reporting)
+
+
+def _collect_shift(trial: Trial, number: int, shift: dict, store: Store, out: Path,
+                   reporting: set[str]) -> Collected:  # fmt: skip
+    """One shift's device-shifts, or why it cannot be scored."""
+    result = Collected()
+    run_id = shift["run_id"]
+    site = load_site(shift["site_file"])
+    truth = store.truth(run_id)
+    if not truth.time_ms:
+        result.missing.append(f"{run_id}: no ground truth in the store; shift not scored")
+        return result
+    sent = None
+    if not shift.get("live"):  # a real shift has no simulator's record of sends
+        sent_path = out / "sent" / f"{run_id}.npz"
+        if not sent_path.is_file():
+            result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
+            return result
+        sent = dict(np.load(sent_path, allow_pickle=False))
+    window = {"since_ms": shift["start_ms"] - SHIFT_MARGIN_MS,
+              "until_ms": shift["end_ms"] + SHIFT_MARGIN_MS}  # fmt: skip
+    by_device = defaultdict(list)
+    for f in store.fixes(**window):
+        by_device[f.device_id].append(f)
+    breaches = defaultdict(list)
+    for e in store.events(**window):
+        if e.kind in ("breach", "clear"):
+            breaches[e.device_id].append(e)
+    own_by_device = defaultdict(list)
+    for a in store.device_alarms(**window):
+        own_by_device[a.device_id].append(a)
+    truth_device = np.array(truth.device_id, dtype=object)
+    columns = {  # once per shift, not per device
+        "time_ms": np.asarray(truth.time_ms, dtype=np.int64),
+        "x_m": np.asarray(truth.x_m, dtype=np.float64),
+        "y_m": np.asarray(truth.y_m, dtype=np.float64),
+        "distance_m": np.asarray(truth.distance_m, dtype=np.float64),
+    }
+    excursions = store.true_excursions(run_id)
+    for d in shift["devices"]:
+        device_id = d["device_id"]
+        mine = by_device.get(device_id, [])
+        if not mine and sent is not None and bool((sent["device"] == device_id).any()):
+            result.missing.append(f"{run_id}: no fixes stored for {device_id}; not scored")
+            continue
+        if not mine and sent is None:  # worn, by the log, and silent: scored as silent
+            result.missing.append(
+                f"{run_id}: {device_id}, worn by {d['wearer']}, published nothing; scored "
+                "as a silent device"
+            )
+        supplier = trial.supplier(d["supplier"])
+        profile = supplier.profile(d["firmware"], d["configuration"])
+        worn = _worn(number, shift, d, profile, site, mine, breaches[device_id],
+                     columns, truth_device == device_id,
+                     [x for x in excursions if x.device_id == device_id],
+                     sent, _approved_rate(supplier, profile), hops_measured(shift))  # fmt: skip
+        if d["supplier"] in reporting:
+            worn = replace(
+                worn, own_reported=True,
+                **_own_alarms(own_by_device[device_id], site, int(shift["end_ms"])),
+            )  # fmt: skip
+        result.worn.append(worn)
+    return result
+
+
+def _approved_rate(supplier, profile) -> float:
+    """The fix rate on the supplier's acceptance certificate (else the configured one)."""
+    approved = supplier.approved_configuration.get("fix_rate_hz")
+    if isinstance(approved, int | float) and not isinstance(approved, bool) and approved > 0:
+        return float(approved)
+    return float(profile.fix_rate_hz)
 
 
 def _own_alarms(alarms: list, site: Site, end_ms: int) -> dict[str, np.ndarray]:

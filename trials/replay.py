@@ -21,9 +21,10 @@ report never passes these zeros off as a measurement (trials.collect).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from devices.sim.generate import Simulation
 from devices.sim.publish import Message
 from ingest.pipeline import Decided, Inbound, Pipeline
 from ingest.service import TICK_MS
@@ -56,17 +57,27 @@ def decide_shift(
     store: Store,
     messages: list[Message],
     progress: Callable[[int, int], None] | None = None,
+    *,
+    devices: Collection[str] | None = None,
+    end_ms: int | None = None,
 ) -> Replayed:
     """Decide `messages` (in send order) as ingest configured by `settings` would, and keep
     every fix, event, alert, dead letter and device alarm in `store`.
 
     Like a live worker starting for the shift, it resumes each device from the store's
     last accepted fix. Silent devices are checked on the service's tick (`expire`),
-    on the replay's clock, and once more when the shift is over (`shift_end_ms`).
+    on the replay's clock, and once more when the shift is over (`end_ms`, by default
+    just after the last message; see `shift_end_ms`).
+
+    `devices`: decide only these devices' messages (the others are another process's);
+    only they are resumed, so none of the others is found silent here. A device's
+    decisions depend on nothing but its own messages and its own last stored fix, so
+    shares of a shift decided apart store what the whole shift decided at once would.
     """
     pipeline = Pipeline(settings.deployment(), settings.decisions,
                         stale_after_s=settings.stale_after_s)  # fmt: skip
-    pipeline.restore(store.latest_device_states())
+    saved = store.latest_device_states()
+    pipeline.restore(saved if devices is None else [s for s in saved if s.device_id in devices])
     done = Replayed(messages=len(messages))
     pending = Batch()
     next_tick = (messages[0].send_ms if messages else 0) + TICK_MS
@@ -89,9 +100,11 @@ def decide_shift(
             pending = Batch()
         if progress is not None:
             progress(min(start + BATCH_MESSAGES, len(messages)), len(messages))
-    if messages:  # the devices leave: each is found silent once lost_after_s has passed
+    if messages or end_ms is not None:  # the devices leave: each is found silent in time
         began = time.perf_counter()
-        end = shift_end_ms(messages, settings)
+        lapse_ms = round(settings.decisions.lost_after_s * 1000)
+        last = max((m.send_ms for m in messages), default=0)
+        end = last + lapse_ms + TICK_MS if end_ms is None else end_ms
         expired = pipeline.expire(end)
         _publish(expired, now_ms=end)
         _count(done, expired)
@@ -101,14 +114,20 @@ def decide_shift(
     return done
 
 
-def shift_end_ms(messages: list[Message], settings: IngestSettings) -> int:
-    """When a replayed shift is over: its last arrival, lost_after_s and a tick later.
+def shift_end_ms(sim: Simulation, start_ms: int, settings: IngestSettings) -> int:
+    """When a replayed shift is over: after its last message, lost_after_s and a tick.
 
     By then a live service would have found every device that went quiet silent, so
-    both paths take their last look for silent devices then, and store the same LOSTs.
+    every path takes its last look for silent devices then and stores the same LOSTs.
+    Worked out from the whole simulation (its last send, and the longest a device's own
+    alarm follows its fix), so a process deciding a share of the devices agrees on it.
     """
+    f = sim.fixes
+    last = int(f.send_ms.max()) if len(f) else 0
+    delay = max((round(sim.scenario.profile(w).own_alarm_delay_ms)
+                 for w in sim.scenario.workers), default=0)  # fmt: skip
     lapse_ms = round(settings.decisions.lost_after_s * 1000)
-    return max(m.send_ms for m in messages) + lapse_ms + TICK_MS
+    return start_ms + last + max(delay, 0) + lapse_ms + TICK_MS
 
 
 def _publish(decided: Decided, now_ms: int) -> None:

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
+import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +56,8 @@ IN_PROCESS, VIA_MQTT = "in-process", "mqtt"
 LIVE_LATENCY = Path(__file__).resolve().parents[1] / "benchmarks" / "live-latency.json"
 #: How long to wait for the last fixes of a shift to be stored, beyond a second per 2,000.
 SETTLE_S = 30.0
+#: The broker a shift decided in-process is configured with, and never connects to.
+NO_BROKER = "mqtt://127.0.0.1:1883"
 
 Progress = Callable[[str, int, int], None]
 
@@ -95,12 +99,8 @@ def redact(url: str) -> str:
 
 
 @contextmanager
-def _broker(url: str | None, wanted: bool = True) -> Iterator[tuple[str, str]]:
-    """(broker URL, MQTT protocol): the given broker (v5), or an embedded one (3.1.1);
-    none at all when not `wanted` (a run decided in-process)."""
-    if not wanted:
-        yield "mqtt://127.0.0.1:1883", "5"  # never connected to: ingest runs in-process
-        return
+def _broker(url: str | None) -> Iterator[tuple[str, str]]:
+    """(broker URL, MQTT protocol): the given broker (v5), or an embedded one (3.1.1)."""
     if url is not None:
         yield url, "5"
         return
@@ -150,18 +150,24 @@ class Phases:
     simulate_s: float = 0.0
     decide_s: float = 0.0
     store_s: float = 0.0
-    truth_s: float = 0.0  # written on its own thread, alongside the decisions
+    truth_s: float = 0.0
     fixes: int = 0
+    workers: int = 1  # processes the in-process path deciding side by side
+
+    def add(self, other: Phases) -> None:
+        for name in ("simulate_s", "decide_s", "store_s", "truth_s", "fixes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def line(self, shifts: int) -> str:
         def rate(seconds: float) -> str:
             return f"{self.fixes / seconds:,.0f} fixes/s" if seconds > 0 else "-"
 
+        side = f" (CPU seconds over {self.workers} processes)" if self.workers > 1 else ""
         return (
-            f"{shifts} shifts, {self.fixes:,} fixes: simulated in {self.simulate_s:.1f} s "
+            f"{shifts} shifts, {self.fixes:,} fixes{side}: simulated in {self.simulate_s:.1f} s "
             f"({rate(self.simulate_s)}), decided in {self.decide_s:.1f} s "
             f"({rate(self.decide_s)}), stored in {self.store_s:.1f} s ({rate(self.store_s)}) "
-            f"with the truth written alongside in {self.truth_s:.1f} s"
+            f"and the truth in {self.truth_s:.1f} s"
         )
 
 
@@ -172,16 +178,18 @@ def run_trial(
     broker: str | None = None,
     db: str | None = None,
     via_mqtt: bool = False,
+    workers: int | None = None,
     progress: Progress | None = None,
     command: list[str] | None = None,
     replace: bool = False,
 ) -> dict:
     """Run every shift of `trial` end to end; returns (and writes) the run's manifest.
 
-    In-process unless `via_mqtt` or a `broker` is given. A folder that already holds a
-    run is refused unless `replace`: then its embedded store, sent fixes and reports
-    are removed first (an external store keeps its rows; its idempotent keys make the
-    same fixes land once).
+    In-process unless `via_mqtt` or a `broker` is given; in-process, the devices are
+    shared out among `workers` processes (default: one per core). A folder that
+    already holds a run is refused unless `replace`: then its embedded store, sent
+    fixes and reports are removed first (an external store keeps its rows; its
+    idempotent keys make the same fixes land once).
     """
     if trial.is_real:
         raise TrialError(
@@ -201,28 +209,15 @@ def run_trial(
     path = VIA_MQTT if (via_mqtt or broker is not None) else IN_PROCESS
     shifts = plan(trial)
     began = time.monotonic()
-    phases = Phases()
-    admin = open_store(db)  # sites and checks; ingest (live or in-process) writes the rest
-    writer_store = None
+    admin = open_store(db)
     try:
         admin.migrate()
-        writer_store = open_store(db)  # the truth, from its own thread
-        records = []
-        with (
-            _broker(broker if path == VIA_MQTT else None, path == VIA_MQTT) as (url, protocol),
-            ThreadPoolExecutor(1, thread_name_prefix="truth-writer") as writer,
-        ):
-            for shift in shifts:
-                label = f"shift {shift.index + 1}/{len(shifts)} {shift.run_id}"
-                shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
-                records.append(
-                    _run_shift(trial, shift, path, url, protocol, db, admin, writer,
-                               writer_store, out, phases, shown)
-                )  # fmt: skip
     finally:
-        if writer_store is not None:
-            writer_store.close()
-        admin.close()
+        admin.close()  # (no connection is open while the deciding processes are forked)
+    if path == IN_PROCESS:
+        records, phases = _run_in_process(trial, shifts, db, out, workers, progress)
+    else:
+        records, phases = _run_via_mqtt(trial, shifts, broker, db, out, progress)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "trial": trial.name,
@@ -232,11 +227,8 @@ def run_trial(
         "command": shlex.join(command or sys.argv),
         "path": path,
         "broker": (
-            None
-            if path == IN_PROCESS
-            else "embedded (amqtt, MQTT 3.1.1)"
-            if broker is None
-            else redact(broker)
+            None if path == IN_PROCESS
+            else "embedded (amqtt, MQTT 3.1.1)" if broker is None else redact(broker)
         ),
         "db": redact(db),
         "decisions": asdict(trial.decisions),
@@ -249,10 +241,35 @@ def run_trial(
     return manifest
 
 
-def _settings(trial: Trial, shift: Shift, sim: Simulation, site: Site, broker_url: str,
-              protocol: str, db: str, out: Path) -> IngestSettings:  # fmt: skip
-    """Ingest as configured for the shift: its sites, the trial's decisions, its readers."""
-    return IngestSettings(
+@dataclass
+class Prepared:
+    """A shift made ready to decide: its simulation, what its devices send, ingest's setup."""
+
+    sim: Simulation
+    site: Site
+    wire: list[Message]
+    alarms: int  # the devices' own alarms among the messages
+    settings: IngestSettings
+
+
+def _prepare(trial: Trial, shift: Shift, db: str, out: Path, broker_url: str = NO_BROKER,
+             protocol: str = "5", devices: Collection[str] | None = None) -> Prepared:  # fmt: skip
+    """Simulate a shift and build the messages its devices send (only `devices`' if given),
+    and ingest's settings."""
+    site = load_site(shift.scenario.site_file)
+    sim = simulate(shift.scenario, site)
+    # the devices that decide for themselves do so on the fence their supplier configured
+    fences = {
+        s.key: load_site(s.configured_sites[shift.scenario.site_file])
+        for s in trial.suppliers
+        if shift.scenario.site_file in s.configured_sites
+    }
+    workers = None
+    if devices is not None:
+        workers = [w for w, worker in enumerate(shift.scenario.workers) if worker.device in devices]
+    alarms = own_alarms(sim, site, fences, workers)
+    wire = messages(sim, shift.start_ms, alarms, workers)
+    settings = IngestSettings(
         broker=broker_url,
         db=db,
         # a session per shift: the shift is complete (every fix stored) before its ingest
@@ -264,74 +281,12 @@ def _settings(trial: Trial, shift: Shift, sim: Simulation, site: Site, broker_ur
         decisions=trial.decisions,
         rfid_readers=ingest_readers(sim, site),  # the scenario's surveyed readers
     )
+    return Prepared(sim, site, wire, len(alarms), settings)
 
 
-def _run_shift(
-    trial: Trial,
-    shift: Shift,
-    path: str,
-    broker_url: str,
-    protocol: str,
-    db: str,
-    admin,
-    writer: ThreadPoolExecutor,
-    writer_store,
-    out: Path,
-    phases: Phases,
-    progress: Callable[[int, int], None] | None,
-) -> dict:
-    began = time.perf_counter()
-    site = load_site(shift.scenario.site_file)
-    sim = simulate(shift.scenario, site)
-    # the devices that decide for themselves do so on the fence their supplier configured
-    fences = {
-        s.key: load_site(s.configured_sites[shift.scenario.site_file])
-        for s in trial.suppliers
-        if shift.scenario.site_file in s.configured_sites
-    }
-    alarms = own_alarms(sim, site, fences)
-    wire = messages(sim, shift.start_ms, alarms)
-    settings = _settings(trial, shift, sim, site, broker_url, protocol, db, out)
-    phases.simulate_s += time.perf_counter() - began
-    began = time.perf_counter()
-    truth = truth_records(sim, shift.run_id, shift.start_ms)
-    # the truth (10 Hz for every wearer) is written on its own connection while the
-    # shift is decided: its database time overlaps the decisions' Python time
-    truth_written = writer.submit(_timed, writer_store.write_truth, *truth)
-    save_sent(sim, shift, out / "sent")
-    save_sites(admin, settings, trial.name)
-    phases.store_s += time.perf_counter() - began
-    expected = _distinct_fixes(sim)
-    devices = [w.device for w in shift.scenario.workers]
-    window = (shift.start_ms - SHIFT_MARGIN_MS, shift.end_ms + SHIFT_MARGIN_MS)
-    began = time.perf_counter()
-    service_alarms: list[str] = []
-    if path == IN_PROCESS:
-        done = decide_shift(settings, admin, wire, progress)
-        phases.decide_s += done.decide_s
-        phases.store_s += done.store_s
-        seconds = done.decide_s + done.store_s
-        dead_letters = done.dead_letters
-    else:
-        dead_before = admin.counts()["dead_letters"]
-        seconds = _via_mqtt(settings, sim, shift, wire, admin, devices, window, expected,
-                            len(alarms), progress, service_alarms)  # fmt: skip
-        phases.decide_s += time.perf_counter() - began
-        dead_letters = admin.counts()["dead_letters"] - dead_before
-    phases.truth_s += truth_written.result()
-    phases.fixes += len(sim.fixes)
-    stored = admin.fix_count(devices, *window)
-    raised = len(admin.device_alarms(since_ms=window[0], until_ms=window[1]))
-    if raised < len(alarms):
-        raise TrialRunError(
-            f"shift {shift.run_id}: {len(alarms) - raised} of {len(alarms)} of the devices' "
-            "own alarms never reached the store"
-        )
-    if stored < expected:
-        raise TrialRunError(
-            f"shift {shift.run_id}: {expected - stored:,} of {expected:,} distinct fixes "
-            "never reached the store"
-        )
+def _record(shift: Shift, path: str, messages_sent: int, stored: int, dead_letters: int,
+            seconds: float, ingest_alarms: list[str]) -> dict:  # fmt: skip
+    """A shift as the manifest keeps it."""
     return {
         "run_id": shift.run_id,
         "index": shift.index,
@@ -346,35 +301,191 @@ def _run_shift(
         "end_ms": shift.end_ms,
         "seed": shift.seed,
         "devices": [asdict(d) for d in shift.devices],
-        "messages_published": len(wire),
+        "messages_published": messages_sent,
         "fixes_stored": stored,
         "dead_letters": dead_letters,
         "path": path,
         "hops": HOPS_NOT_MEASURED,
-        "ingest_alarms": service_alarms,
+        "ingest_alarms": ingest_alarms,
         "publish_seconds": round(seconds, 2),
     }
 
 
-def _via_mqtt(
-    settings: IngestSettings,
-    sim: Simulation,
-    shift: Shift,
-    wire: list[Message],
-    admin,
-    devices: list[str],
-    window: tuple[int, int],
-    expected: int,
-    alarms: int,
-    progress: Callable[[int, int], None] | None,
-    raised: list[str],
-) -> float:
+def _check_stored(store, shift: Shift, expected: int, alarms: int) -> int:
+    """The shift's fixes stored; TrialRunError if any distinct fix or own alarm is missing."""
+    devices = [w.device for w in shift.scenario.workers]
+    since, until = shift.start_ms - SHIFT_MARGIN_MS, shift.end_ms + SHIFT_MARGIN_MS
+    stored = store.fix_count(devices, since, until)
+    raised = len(store.device_alarms(since_ms=since, until_ms=until))
+    if raised < alarms:
+        raise TrialRunError(
+            f"shift {shift.run_id}: {alarms - raised} of {alarms} of the devices' own alarms "
+            "never reached the store"
+        )
+    if stored < expected:
+        raise TrialRunError(
+            f"shift {shift.run_id}: {expected - stored:,} of {expected:,} distinct fixes never "
+            "reached the store"
+        )
+    return stored
+
+
+# ---------------------------------------------------------------------- in-process
+def _run_in_process(trial: Trial, shifts: list[Shift], db: str, out: Path, workers: int | None,
+                    progress: Progress | None) -> tuple[list[dict], Phases]:  # fmt: skip
+    """Every shift decided in-process, the devices shared out among worker processes.
+
+    A device's decisions depend on its own messages and on its own last stored fix
+    only (trials.replay), so each process takes a share of the devices through every
+    shift in date order, and the store ends up holding what one process would have
+    written. The processes are forked; each opens its own connection to the store.
+    """
+    parts = _device_parts(trial, workers or os.cpu_count() or 1)
+    forking = len(parts) > 1 and "fork" in mp.get_all_start_methods()
+    if not forking:
+        parts = [frozenset().union(*parts)]
+    total = len(parts) * len(shifts)
+    if forking:
+        context = mp.get_context("fork")
+        done = context.Value("q", 0)
+        with ProcessPoolExecutor(len(parts), mp_context=context,
+                                 initializer=_share_counter, initargs=(done,)) as pool:  # fmt: skip
+            futures = [
+                pool.submit(_decide_part, trial, shifts, db, out, part, k == 0)
+                for k, part in enumerate(parts)
+            ]
+            while not all(f.done() for f in futures):
+                if progress:
+                    progress("deciding the shifts (device-shifts done)", done.value, total)
+                time.sleep(0.2)
+            partials = [f.result() for f in futures]
+    else:
+        partials = [_decide_part(trial, shifts, db, out, parts[0], True, progress)]
+    if progress:
+        progress("deciding the shifts (device-shifts done)", total, total)
+    phases = Phases(workers=len(parts))
+    records = []
+    store = open_store(db)
+    try:
+        for k, shift in enumerate(shifts):
+            mine = [p[k] for p in partials]
+            for p in mine:
+                phases.add(p["phases"])
+            alarms = sum(p["alarms"] for p in mine)
+            stored = _check_stored(store, shift, mine[0]["expected"], alarms)
+            records.append(_record(
+                shift, IN_PROCESS, sum(p["messages"] for p in mine), stored,
+                sum(p["dead_letters"] for p in mine), max(p["seconds"] for p in mine), [],
+            ))  # fmt: skip
+    finally:
+        store.close()
+    return records, phases
+
+
+def _device_parts(trial: Trial, workers: int) -> list[frozenset[str]]:
+    """The trial's devices dealt out in turn (suppliers' formats cost differently)."""
+    devices = sorted({d.device_id for s in plan(trial) for d in s.devices})
+    count = max(1, min(workers, len(devices)))
+    return [frozenset(devices[k::count]) for k in range(count)]
+
+
+_DONE = None  # the forked deciders' shared count of device-shifts done
+
+
+def _share_counter(counter) -> None:
+    global _DONE
+    _DONE = counter
+
+
+def _decide_part(trial: Trial, shifts: list[Shift], db: str, out: Path, devices: frozenset[str],
+                 keeper: bool, progress: Progress | None = None) -> list[dict]:  # fmt: skip
+    """Decide `devices`' share of every shift, in date order; `keeper` also keeps what the
+    whole shift shares (the sent record and the sites)."""
+    store = open_store(db)
+    results = []
+    try:
+        for shift in shifts:
+            phases = Phases()
+            began = time.perf_counter()
+            ready = _prepare(trial, shift, db, out, devices=devices)
+            wire = ready.wire
+            phases.simulate_s += time.perf_counter() - began
+            began = time.perf_counter()
+            mine = [w for w, x in enumerate(shift.scenario.workers) if x.device in devices]
+            store.write_truth(*truth_records(ready.sim, shift.run_id, shift.start_ms, mine))
+            phases.truth_s += time.perf_counter() - began
+            began = time.perf_counter()
+            if keeper:
+                save_sent(ready.sim, shift, out / "sent")
+                save_sites(store, ready.settings, trial.name)
+            phases.store_s += time.perf_counter() - began
+            label = f"shift {shift.index + 1}/{len(shifts)} {shift.run_id}"
+            shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
+            end = shift_end_ms(ready.sim, shift.start_ms, ready.settings)
+            done = decide_shift(ready.settings, store, wire, shown, devices=devices, end_ms=end)
+            phases.decide_s += done.decide_s
+            phases.store_s += done.store_s
+            phases.fixes += sum(1 for m in wire if m.topic.endswith(("/fix", "/rfid")))
+            results.append({
+                "phases": phases, "messages": len(wire), "fixes": len(ready.sim.fixes),
+                "expected": _distinct_fixes(ready.sim), "dead_letters": done.dead_letters,
+                "alarms": sum(1 for m in wire if m.topic.endswith("/alarm")),
+                "seconds": done.decide_s + done.store_s,
+            })  # fmt: skip
+            if _DONE is not None:
+                with _DONE.get_lock():
+                    _DONE.value += 1
+    finally:
+        store.close()
+    return results
+
+
+# ---------------------------------------------------------------------- over MQTT
+def _run_via_mqtt(trial: Trial, shifts: list[Shift], broker: str | None, db: str, out: Path,
+                  progress: Progress | None) -> tuple[list[dict], Phases]:  # fmt: skip
+    """Every shift published over MQTT to a live ingest service, one shift at a time."""
+    phases = Phases()
+    records = []
+    store = open_store(db)
+    try:
+        with _broker(broker) as (url, protocol):
+            for shift in shifts:
+                label = f"shift {shift.index + 1}/{len(shifts)} {shift.run_id}"
+                shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
+                began = time.perf_counter()
+                ready = _prepare(trial, shift, db, out, url, protocol)
+                phases.simulate_s += time.perf_counter() - began
+                began = time.perf_counter()
+                store.write_truth(*truth_records(ready.sim, shift.run_id, shift.start_ms))
+                phases.truth_s += time.perf_counter() - began
+                began = time.perf_counter()
+                save_sent(ready.sim, shift, out / "sent")
+                save_sites(store, ready.settings, trial.name)
+                phases.store_s += time.perf_counter() - began
+                dead_before = store.counts()["dead_letters"]
+                raised: list[str] = []
+                began = time.perf_counter()
+                seconds = _via_mqtt(ready, shift, shown, raised)
+                phases.decide_s += time.perf_counter() - began
+                phases.fixes += len(ready.sim.fixes)
+                stored = _check_stored(store, shift, _distinct_fixes(ready.sim), ready.alarms)
+                dead = store.counts()["dead_letters"] - dead_before
+                records.append(_record(shift, VIA_MQTT, len(ready.wire), stored, dead, seconds,
+                                       raised))  # fmt: skip
+    finally:
+        store.close()
+    return records, phases
+
+
+def _via_mqtt(ready: Prepared, shift: Shift, progress: Callable[[int, int], None] | None,
+              raised: list[str]) -> float:  # fmt: skip
     """Publish the shift over MQTT to a live ingest service on the replay's clock; returns
-    the seconds publishing took, once the store holds everything (or the wait ran out).
-    The service's alarms still on at the end are added to `raised`."""
+    the seconds publishing took, once the service has taken every message. The service's
+    alarms still on at the end are added to `raised`."""
     from ingest.replay_clock import ReplayClock
     from ingest.service import IngestService
 
+    wire, settings = ready.wire, ready.settings
     clock = ReplayClock(((m.topic, m.payload, m.send_ms) for m in wire), shift.start_ms)
     service = IngestService(settings, clock_ms=clock, receipt=clock.receive)
     service.start()
@@ -384,28 +495,22 @@ def _via_mqtt(
                 f"ingest could not subscribe at the broker {settings.broker} "
                 f"(alarms: {', '.join(sorted(service.alarms)) or 'none'})"
             )
-        done = publish(sim, settings.broker, shift.start_ms, mqtt_protocol=settings.mqtt_protocol,
-                       progress=progress, sent=wire)  # fmt: skip
+        done = publish(ready.sim, settings.broker, shift.start_ms,
+                       mqtt_protocol=settings.mqtt_protocol, progress=progress,
+                       sent=wire)  # fmt: skip
         deadline = time.monotonic() + SETTLE_S + len(wire) / 2000
         while not (clock.complete and service.waiting == 0) and time.monotonic() < deadline:
             time.sleep(0.05)
         # every message received and taken to be decided: the shift is over, and the
         # service takes its last look for silent devices at its end, after them
-        end = shift_end_ms(wire, settings)
+        end = shift_end_ms(ready.sim, shift.start_ms, settings)
         clock.finish(end)
         while (service.ticked_ms or 0) < end and time.monotonic() < deadline:
             time.sleep(0.05)
         raised.extend(sorted(service.alarms))
     finally:
-        service.stop()
+        service.stop()  # the writer finishes what it holds first
     return done.seconds
-
-
-def _timed(work: Callable[..., object], *args: object) -> float:
-    """Run `work(*args)`; the seconds it took."""
-    began = time.perf_counter()
-    work(*args)
-    return time.perf_counter() - began
 
 
 def live_hops() -> dict | None:

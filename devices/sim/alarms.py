@@ -13,6 +13,7 @@ trackfence's decision on the same fixes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,16 +46,23 @@ class OwnAlarms:
                    z.astype(np.int64), z, z, z, z)  # fmt: skip
 
 
-def own_alarms(sim: Simulation, site: Site, fences: dict[str, Site] | None = None) -> OwnAlarms:
+def own_alarms(
+    sim: Simulation,
+    site: Site,
+    fences: dict[str, Site] | None = None,
+    workers: Collection[int] | None = None,
+) -> OwnAlarms:
     """The own alarms of every device whose profile decides for itself (`own_alarm = "on"`).
 
     A device decides on the fence its supplier configured (`fences`, by supplier), or
     on the site's own; positions are in `site`'s frame, as the simulation's are.
+    `workers`: only these workers' devices (by index).
     """
     f = sim.fixes
     scenario = sim.scenario
     deciding = [w for w, worker in enumerate(scenario.workers)
-                if scenario.profile(worker).own_alarm == "on"]  # fmt: skip
+                if scenario.profile(worker).own_alarm == "on"
+                and (workers is None or w in workers)]  # fmt: skip
     if not deciding or not len(f):
         return OwnAlarms.empty()
     parts = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -120,30 +120,43 @@ class Message:
     send_ms: int
 
 
-def messages(sim: Simulation, start_ms: int, alarms: OwnAlarms | None = None) -> list[Message]:
+def messages(
+    sim: Simulation,
+    start_ms: int,
+    alarms: OwnAlarms | None = None,
+    workers: Collection[int] | None = None,
+) -> list[Message]:
     """Every message of `sim` in the order its devices send them, times offset to `start_ms`.
 
     The one source of what a simulated shift puts on the wire: publishing it over MQTT
     and deciding it in-process (trials) read the same bytes. Each device first says it
     is online; its own alarms go out among its fixes, each at its own send time.
+    `workers`: only the messages of these workers' devices (by index), in the same order.
     """
     scenario = sim.scenario
     f = sim.fixes
+    chosen = range(len(scenario.workers)) if workers is None else sorted(set(workers))
     first_send = int(f.send_ms[0]) if len(f) else 0
     out = [
-        Message(w, f"{PREFIX}/{worker.device}/status", ONLINE, start_ms + first_send)
-        for w, worker in enumerate(scenario.workers)
+        Message(w, f"{PREFIX}/{scenario.workers[w].device}/status", ONLINE, start_ms + first_send)
+        for w in chosen
     ]
     alarm_at = np.zeros(0, np.int64) if alarms is None else alarms.send_ms
     due = np.searchsorted(f.send_ms, alarm_at, side="right")
+    own = np.zeros(len(scenario.workers), dtype=bool)
+    own[list(chosen)] = True
     raised = 0
+    numbers = [0] * len(scenario.workers)  # each device numbers its own alarms
     names = [w.device.split("/", 1) for w in scenario.workers]
     profiles = [scenario.profile(w) for w in scenario.workers]
     for i in range(len(f)):
         while raised < due.size and due[raised] <= i:
-            out.append(_alarm_message(sim, alarms, raised, start_ms))
+            if own[int(alarms.worker[raised])]:
+                out.append(_alarm_message(sim, alarms, raised, start_ms, numbers))
             raised += 1
         w = int(f.worker[i])
+        if not own[w]:
+            continue
         supplier, name = names[w]
         profile = profiles[w]
         fix_ms = start_ms + int(f.fix_ms[i])
@@ -163,17 +176,23 @@ def messages(sim: Simulation, start_ms: int, alarms: OwnAlarms | None = None) ->
         out.append(Message(w, f"{PREFIX}/{supplier}/{name}/{kind}", body,
                            start_ms + int(f.send_ms[i])))  # fmt: skip
     while raised < due.size:
-        out.append(_alarm_message(sim, alarms, raised, start_ms))
+        if own[int(alarms.worker[raised])]:
+            out.append(_alarm_message(sim, alarms, raised, start_ms, numbers))
         raised += 1
     return out
 
 
-def _alarm_message(sim: Simulation, own: OwnAlarms, k: int, start_ms: int) -> Message:
+def _alarm_message(
+    sim: Simulation, own: OwnAlarms, k: int, start_ms: int, numbers: list[int]
+) -> Message:
+    """Own alarm `k` as its device reports it, numbered in the device's own sequence."""
     w = int(own.worker[k])
     supplier, name = sim.scenario.workers[w].device.split("/", 1)
+    seq, numbers[w] = numbers[w], numbers[w] + 1
     body = alarm_payload(
-        k, start_ms + int(own.alarm_ms[k]), str(own.kind[k]), float(own.lat[k]), float(own.lon[k])
-    )
+        seq, start_ms + int(own.alarm_ms[k]), str(own.kind[k]), float(own.lat[k]),
+        float(own.lon[k]),
+    )  # fmt: skip
     return Message(w, f"{PREFIX}/{supplier}/{name}/alarm", body, start_ms + int(own.send_ms[k]))
 
 
@@ -251,26 +270,32 @@ def ingest_readers(sim: Simulation, site) -> list:
     ]
 
 
-def truth_records(sim: Simulation, run_id: str, start_ms: int):
-    """The run's truth and excursions as store records (store.TruthSamples, TrueExcursion)."""
+def truth_records(
+    sim: Simulation, run_id: str, start_ms: int, workers: Collection[int] | None = None
+):
+    """The run's truth and excursions as store records (store.TruthSamples, TrueExcursion);
+    `workers`: only these workers' (by index)."""
     from store import TrueExcursion, TruthSamples
 
     t = sim.truth
     devices = [w.device for w in sim.scenario.workers]
-    w_idx, s_idx = np.indices(t.x_m.shape)
+    rows = np.arange(t.x_m.shape[0]) if workers is None else np.array(sorted(set(workers)), int)
+    count = t.t_ms.size
     samples = TruthSamples(
         run_id,
-        [devices[w] for w in w_idx.ravel()],
-        (start_ms + t.t_ms[s_idx.ravel()]).tolist(),
-        t.x_m.ravel().tolist(),
-        t.y_m.ravel().tolist(),
-        t.inside.ravel().tolist(),
-        t.distance_m.ravel().tolist(),
+        [devices[w] for w in rows for _ in range(count)],
+        np.tile(start_ms + t.t_ms, rows.size).tolist(),
+        t.x_m[rows].ravel().tolist(),
+        t.y_m[rows].ravel().tolist(),
+        t.inside[rows].ravel().tolist(),
+        t.distance_m[rows].ravel().tolist(),
     )
     ex = sim.excursions
+    chosen = set(rows.tolist())
     excursions = [
         TrueExcursion(run_id, devices[w], start_ms + int(s), start_ms + int(e), float(d))
         for w, s, e, d in zip(ex.worker, ex.start_ms, ex.end_ms, ex.depth_m, strict=True)
+        if int(w) in chosen
     ]
     return samples, excursions
 
