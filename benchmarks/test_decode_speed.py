@@ -1,4 +1,4 @@
-"""Decoding a message at ingest's edge (`ingest.codecs.decode`), per format, on a shift.
+"""Decoding a message at ingest's edge (`wire.codecs.decode`), per format, on a shift.
 
 The workload is a simulated shift's own messages (tests/test_codecs.py `shift_messages`:
 native JSON, OwnTracks JSON, NMEA GGA+RMC+GST, RFID reads, as the simulator makes their
@@ -24,8 +24,8 @@ import re
 import pytest
 
 from benchmarks.conftest import NOTES, RESULTS, record
-from ingest.codecs import decode
 from tests.test_codecs import shift_messages
+from wire.codecs import decode
 
 FORMATS = ("native", "owntracks", "nmea", "rfid")
 TARGET = 10_000  # messages per second, each format

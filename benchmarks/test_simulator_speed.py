@@ -13,8 +13,8 @@ import time
 from benchmarks.conftest import NOTES, RESULTS, record
 from devices.sim.generate import simulate
 from devices.sim.scenario import scenario_from_mapping
+from loading.site_files import load_site
 from tests.conftest import ROOT
-from trackfence.sites import load_site
 
 SITE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 WORKERS = 30

@@ -16,7 +16,7 @@ import shapely
 
 from geofence.fences import corridor
 from geofence.frames import LocalFrame
-from trackfence.waymarks import bundled_waymarks
+from loading.waymarks import bundled_waymarks
 
 LONDON_BNG = (530_000.0, 180_000.0)
 CORRIDOR_LENGTH_YD = 440

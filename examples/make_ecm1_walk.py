@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from trackfence.sites import load_site
+from loading.site_files import load_site
 
 HERE = Path(__file__).parent
 START_MS = 1_795_000_000_000  # 2026-11-18 (UTC)

@@ -1,5 +1,5 @@
 """The live service: supplier devices over MQTT in, decisions stored, alerts back to the wearer.
 
-Payload codecs (`ingest.codecs`), the topic layout (`ingest.topics`), and the
-pipeline that micro-batches fixes through the geofence core into the store.
+The pipeline micro-batches messages, decoded by the wire format (`wire`), through the
+geofence core into the store; the service around it is the MQTT edge.
 """

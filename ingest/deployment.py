@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 
 from geofence.frames import DeviceDatum
 from geofence.site import Site
-from ingest.codecs import RfidReader
+from wire.codecs import RfidReader
 
 
 @dataclass

@@ -4,7 +4,7 @@ No sockets and no clock of its own (the caller passes `clock`), so the same code
 decides live, in replays and in tests. A batch goes through three stages:
 
 1. **The edge, per message.** Each message is decoded and validated on its own
-   (`ingest.codecs`) into bounded fixes, a last will, or a dead letter with its
+   (`wire.codecs`) into bounded fixes, a last will, or a dead letter with its
    reason. Nothing a payload carries gets past this stage unbounded: every integer
    fits the store's columns, every float is finite and in range, every string short
    and printable.
@@ -43,10 +43,10 @@ from geofence.breach import (
     expire,
     step,
 )
-from ingest.codecs import MAX_PAYLOAD_BYTES, DecodedFix, DecodeError, decode
 from ingest.deployment import Deployment
-from ingest.topics import DEAD_LETTER_TOPIC, alert_topic, parse
 from store import Alert, Batch, DeadLetter, DeviceAlarm, DeviceState, Event, Fix
+from wire.codecs import MAX_PAYLOAD_BYTES, DecodedFix, DecodeError, decode
+from wire.topics import DEAD_LETTER_TOPIC, alert_topic, parse
 
 log = logging.getLogger("trackfence.ingest")
 

@@ -38,8 +38,8 @@ from ingest.network import NetworkLoop, ReadAheadClient
 from ingest.pipeline import Decided, Inbound, Pipeline
 from ingest.settings import IngestSettings
 from ingest.spool import Spool, SpoolFullError
-from ingest.topics import subscriptions
 from store import Batch, Fix, Store, StoreError, StoreUnavailableError, open_store
+from wire.topics import subscriptions
 
 log = logging.getLogger("trackfence.ingest")
 

@@ -44,9 +44,9 @@ from urllib.parse import urlparse
 
 from geofence.breach import BreachConfig
 from geofence.frames import DeviceDatum
-from ingest.codecs import RfidReader
 from ingest.deployment import Deployment
 from ingest.pipeline import STALE_AFTER_S, check_stale_after_s
+from wire.codecs import RfidReader
 
 
 class SettingsError(ValueError):
@@ -107,7 +107,7 @@ class IngestSettings:
         return urlparse(self.broker).scheme == "mqtts"
 
     def deployment(self) -> Deployment:
-        from trackfence.sites import load_site
+        from loading.site_files import load_site
 
         if not self.sites:
             raise SettingsError("no [[site]] configured: an ingest worker needs at least one site")
@@ -147,7 +147,7 @@ def load_settings(
 ) -> IngestSettings:
     settings = IngestSettings()
     if path is not None:
-        from trackfence.tomlfile import TomlFileError, read_toml
+        from loading.tomlfile import TomlFileError, read_toml
 
         path = Path(path)
         try:

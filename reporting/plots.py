@@ -214,7 +214,7 @@ def site_map(
     the cess, the true path and every supplier's fixes can be told apart.
     """
     from devices.sim.track import TrackFrame
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
     from trials.checks import in_frame
 
     colours = _colours(result)
@@ -299,7 +299,7 @@ def draw_all(
     result: TrialResult, worn: list[Worn], folder: Path, suppliers: list[str], prefix: str = ""
 ) -> dict[str, str]:
     """Every plot for a report, as PNG files in `folder`; names relative to it."""
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     folder.mkdir(parents=True, exist_ok=True)
     made = {

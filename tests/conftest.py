@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def example_site():
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     return load_site(ROOT / "examples" / "sites" / "ecm1-kings-cross.toml")
 
@@ -50,3 +50,34 @@ def store(request, tmp_path):
     s.migrate()
     yield s
     s.close()
+
+
+#: Fixtures that start a real server: a test that uses one (even indirectly) needs services.
+SERVICE_FIXTURES = {"timescaledb", "mosquitto"}
+#: Modules whose tests start their own broker, database, service processes or browser.
+SERVICE_MODULES = {
+    "test_broker",
+    "test_broker_credentials",
+    "test_broker_identities",
+    "test_console_page",
+    "test_deployment",
+    "test_faults",
+    "test_ingest_e2e",
+    "test_ingest_hostile",
+    "test_network",
+    "test_tls",
+    "test_trial_paths",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `services` every test that needs a real broker, database or browser, so that
+    `pytest -m "not services"` runs the pure half alone (README: "The tests")."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (
+            SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or str(params.get("store", "")).startswith("timescaledb")
+            or item.module.__name__.rsplit(".", 1)[-1] in SERVICE_MODULES
+        ):
+            item.add_marker(pytest.mark.services)

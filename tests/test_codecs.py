@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest import codecs, nmea
-from ingest.codecs import BOUNDS, DecodedFix, DecodeError, RfidReader, decode, decode_fix
-from ingest.topics import DeviceTopic, alert_topic, parse, subscriptions, valid_name
 from tests.conftest import ROOT
+from wire import codecs, nmea
+from wire.codecs import BOUNDS, DecodedFix, DecodeError, RfidReader, decode, decode_fix
+from wire.topics import DeviceTopic, alert_topic, parse, subscriptions, valid_name
 
 NOW = 1_795_000_060_000  # receive time, November 2026
 FIX = DeviceTopic("acme", "ac-0042", "fix")
@@ -640,7 +640,7 @@ def reference_field(obj, key: str, required: bool):
 @contextlib.contextmanager
 def reference_decode():
     """decode() as it was: the reference functions in place of the ones made cheaper (the
-    rest of ingest.codecs did not change)."""
+    rest of wire.codecs did not change)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(codecs, "_check_bounds", reference_check_bounds)
         patch.setattr(codecs, "_field", reference_field)
@@ -677,7 +677,7 @@ def shift_messages() -> tuple[list[tuple[str, DeviceTopic, bytes, int]], dict]:
     from devices.sim.generate import simulate
     from devices.sim.publish import alarm_payload, ingest_readers, payload
     from devices.sim.scenario import scenario_from_mapping
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     path = ROOT / "examples" / "scenarios" / "plain-line.toml"
     data = tomllib.loads(path.read_text())

@@ -336,7 +336,7 @@ def test_nul_characters_are_refused_not_a_server_error(console):
 
 # ------------------------------------------- a trial's store, browsed: order and drill-down
 
-#: A site as a trial run keeps it (trackfence.sites.site_from_geojson's format): a worksite,
+#: A site as a trial run keeps it (loading.site_files.site_from_geojson's format): a worksite,
 #: a danger zone written as an exclusion that says so, a plain exclusion, and a closed
 #: track (drawn only). Its id is shaped like a supplier's configured fence.
 SITE_ID = "acme--ecm1-kings-cross"
@@ -375,7 +375,7 @@ def _walk(device: str, t0: int, site_id: str = SITE_ID, placed: bool = True) -> 
     (or, with `placed` False, kept with positions in some other frame)."""
     import numpy as np
 
-    from trackfence.sites import site_from_geojson
+    from loading.site_files import site_from_geojson
 
     site = site_from_geojson(site_id, _trial_site())
     lat = np.full(len(WALK_LONS), WALK_LAT)

@@ -198,9 +198,9 @@ def _trial_site() -> dict:
 def _trial_store(path):
     """A trial's SQLite store: three days of events from two suppliers at kgx, and one walk
     across the trial site whose fixes ingest placed on it (its breach is the newest event)."""
+    from loading.site_files import site_from_geojson
     from store import Batch, Event, Fix
     from store.sqlite import SqliteStore
-    from trackfence.sites import site_from_geojson
 
     store = SqliteStore(str(path))
     store.migrate()

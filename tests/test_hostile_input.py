@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geofence.breach import BreachConfig
-from ingest import nmea
-from ingest.codecs import MAX_PAYLOAD_BYTES, RfidReader
 from ingest.deployment import Deployment
 from ingest.pipeline import Inbound, Pipeline
-from ingest.topics import parse
 from store.sqlite import SqliteStore
 from tests.devices import native, site_latlon
+from wire import nmea
+from wire.codecs import MAX_PAYLOAD_BYTES, RfidReader
+from wire.topics import parse
 
 PAYLOADS = int(os.environ.get("TRACKFENCE_FUZZ_PAYLOADS", 10_000))
 PER_EXAMPLE = 50

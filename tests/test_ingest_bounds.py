@@ -14,7 +14,6 @@ from dataclasses import replace
 import pytest
 
 from geofence.breach import BreachConfig
-from ingest.codecs import BOUNDS, MAX_FUTURE_MS, MAX_PAYLOAD_BYTES, SEQ_MAX, TEXT_MAX
 from ingest.deployment import Deployment
 from ingest.pipeline import DETAIL_MAX, TOPIC_MAX, Inbound, Pipeline
 from ingest.service import IngestService
@@ -23,6 +22,7 @@ from store import Batch, StoreError, StoreUnavailableError
 from store.sqlite import SqliteStore
 from tests.conftest import ROOT
 from tests.devices import site_latlon
+from wire.codecs import BOUNDS, MAX_FUTURE_MS, MAX_PAYLOAD_BYTES, SEQ_MAX, TEXT_MAX
 
 NOW = 1_795_000_000_000
 SITE_FILE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"

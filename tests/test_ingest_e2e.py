@@ -13,13 +13,13 @@ import uuid
 
 import pytest
 
-from ingest import nmea
 from ingest.service import IngestService
 from ingest.settings import load_settings
 from store import StoreError
 from store.timescale import TimescaleStore
 from tests.conftest import ROOT
 from tests.devices import Listener, Publisher, native, now_ms, site_latlon, wait_until
+from wire import nmea
 
 SITE_FILE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 

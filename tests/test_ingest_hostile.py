@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from geofence.breach import BreachConfig
-from ingest import nmea
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
 from store.sqlite import SqliteStore
 from store.timescale import TimescaleStore
 from tests.conftest import ROOT
 from tests.devices import Listener, Publisher, native, now_ms, site_latlon, wait_until
+from wire import nmea
 
 SITE_FILE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 YEAR_MS = 365 * 86_400_000

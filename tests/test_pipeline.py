@@ -160,7 +160,7 @@ def test_an_owntracks_last_will_raises_lost_at_once(example_site):
 
 
 def test_two_nmea_epochs_in_one_message_are_both_decided(example_site):
-    from ingest import nmea
+    from wire import nmea
 
     lat, lon = site_latlon(example_site, 500.0, -2.0)
     t = NOW - NOW % 1000

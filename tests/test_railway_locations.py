@@ -8,7 +8,7 @@ import pytest
 from geofence.errors import LocationError
 from geofence.mileage import MileageError, format_mileage, parse_mileage_yd
 from geofence.rules import Clearance, Rules
-from trackfence.waymarks import bundled_waymarks
+from loading.waymarks import bundled_waymarks
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from devices.sim.generate import simulate
 from devices.sim.noise import gauss_markov, sigma_for_cep50
 from devices.sim.profiles import SupplierProfile
 from devices.sim.scenario import ScenarioError, load_scenario, scenario_from_mapping
+from loading.site_files import load_site
 from tests.conftest import ROOT
-from trackfence.sites import load_site
 
 SCENARIO = ROOT / "examples" / "scenarios" / "adjacent-open-line.toml"
 

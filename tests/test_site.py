@@ -10,8 +10,8 @@ import shapely
 
 from geofence.errors import SiteError
 from geofence.site import site_from_toml
-from trackfence.sites import load_site
-from trackfence.waymarks import bundled_waymarks
+from loading.site_files import load_site
+from loading.waymarks import bundled_waymarks
 
 SITE = """
 [site]

@@ -147,8 +147,8 @@ def test_a_drifted_device_is_charged_against_its_certificate():
 
 
 def test_depth_and_overshoot_are_measured_not_clamped():
+    from loading.site_files import load_site
     from tests.conftest import ROOT
-    from trackfence.sites import load_site
 
     site = load_site(ROOT / "examples" / "sites" / "ecm1-kings-cross.toml")
     box = site.safe_zones[0].geometry.bounds

@@ -70,8 +70,8 @@ def test_a_simulated_run_scored_offline_finds_what_the_scenario_put_in():
     from devices.sim.generate import simulate
     from devices.sim.scenario import load_scenario
     from geofence.breach import BreachConfig
+    from loading.site_files import load_site
     from tests.conftest import ROOT
-    from trackfence.sites import load_site
     from trials.score import decide_offline, score_run
 
     scenario = load_scenario(ROOT / "examples/scenarios/adjacent-open-line.toml")

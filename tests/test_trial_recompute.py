@@ -112,7 +112,7 @@ def report(case) -> dict:
 
 def _site_frame(site_file: str):
     """The site's own frame (the project's loader is used for its centre, and nothing else)."""
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     return load_site(site_file).frame
 

@@ -235,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from trackfence.check import FixFileError, check_fixes
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
+    from trackfence.recorded import FixFileError, check_fixes
 
     out = args.out or args.fixes.with_name(args.fixes.stem + "-decisions.csv")
     rejects = args.rejects or out.with_suffix(".rejects.csv")
@@ -260,7 +260,7 @@ def _sim_run(args: argparse.Namespace) -> int:
     from devices.sim.generate import simulate
     from devices.sim.publish import publish, text_progress, write_truth
     from devices.sim.scenario import ScenarioError, load_scenario
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     try:
         scenario = load_scenario(args.scenario)
@@ -308,7 +308,7 @@ def _sim_run(args: argparse.Namespace) -> int:
 def _sim_import(args: argparse.Namespace) -> int:
     from devices.sim.publish import write_truth
     from devices.sim.recordings import RecordingError, import_recording
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     try:
         site = load_site(args.site)

@@ -34,8 +34,8 @@ import numpy as np
 
 from devices.sim.publish import TIME_RESOLUTION_MS
 from geofence.site import Site
+from loading.site_files import load_site
 from store import Store
-from trackfence.sites import load_site
 from trials.definition import Trial
 
 #: Fixes stamped up to this long either side of a shift belong to it (clocks out of step);

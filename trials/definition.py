@@ -58,7 +58,7 @@ from typing import Any
 from devices.sim.profiles import SupplierProfile
 from devices.sim.scenario import Scenario, ScenarioError, load_scenario
 from geofence.breach import BreachConfig
-from trackfence.tomlfile import TomlFileError, read_toml
+from loading.tomlfile import TomlFileError, read_toml
 from trials.shiftlog import RealShift, ShiftLogError, check_references, read_shift_log
 
 

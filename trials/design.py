@@ -163,7 +163,7 @@ def provided_by_plan(trial: Trial) -> dict[str, Provision]:
     of a run; it is what `trackfence trial plan` prints and `trial run` checks first.
     """
     from devices.sim.generate import true_paths
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
     from trials.schedule import plan
 
     sites: dict = {}
@@ -225,7 +225,7 @@ def _provided_by_references(trial: Trial) -> dict[str, Provision]:
     """A real trial's provision: the crossings on each wearer's reference track, counted
     once for every device the wearer wore (before any fix is scored)."""
     from devices.sim.generate import label_excursions
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
     from trials.live import reference_truth
 
     sites: dict = {}

@@ -26,8 +26,8 @@ import numpy as np
 from devices.sim.generate import TRUTH_HZ, Truth, label_excursions
 from devices.sim.recordings import read_track
 from geofence.site import Site
+from loading.site_files import load_site
 from store import Store, TrueExcursion, TruthSamples
-from trackfence.sites import load_site
 from trials.definition import Trial, config_hash
 from trials.runner import MANIFEST_VERSION, input_files, redact, sha256_file, software_version
 from trials.schedule import WornDevice

@@ -40,8 +40,8 @@ from devices.sim.generate import Simulation, simulate
 from devices.sim.publish import Message, ingest_readers, messages, publish, truth_records
 from geofence.site import Site
 from ingest.settings import IngestSettings
+from loading.site_files import load_site, site_geojson, site_id_for
 from store import open_store
-from trackfence.sites import load_site, site_geojson, site_id_for
 from trials.collect import HOPS_NOT_MEASURED, SHIFT_MARGIN_MS
 from trials.definition import Trial, TrialError
 from trials.replay import decide_shift, shift_end_ms

@@ -152,7 +152,7 @@ class TrialResult:
 
 def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResult:
     """Score a collected trial run: figures per slice, criteria, NRA24-05 checks, readiness."""
-    from trackfence.sites import load_site
+    from loading.site_files import load_site
 
     scoring = trial.scoring
     rows = build_rows(

@@ -28,8 +28,8 @@ from devices.sim.references import (
 )
 from ingest.service import IngestService
 from ingest.settings import IngestSettings
+from loading.site_files import load_site
 from store import open_store
-from trackfence.sites import load_site
 from trials.definition import Trial
 from trials.runner import _sites_for
 from trials.schedule import Shift

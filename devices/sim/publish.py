@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.sim.alarms import OwnAlarms
 from devices.sim.generate import Simulation
-from ingest import nmea
-from ingest.topics import PREFIX
+from wire import nmea
+from wire.topics import PREFIX
 
 FORMATS = ("native", "owntracks", "nmea")
 #: The resolution each format gives a fix time (its digits are cut, not rounded):
@@ -261,7 +261,7 @@ def publish(
 
 def ingest_readers(sim: Simulation, site) -> list:
     """The scenario's RFID readers as ingest knows them (surveyed ETRS89 positions)."""
-    from ingest.codecs import RfidReader
+    from wire.codecs import RfidReader
 
     lat, lon = site.frame.to_etrs89(sim.truth.reader_x_m, sim.truth.reader_y_m)
     return [

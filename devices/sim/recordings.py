@@ -31,7 +31,7 @@ from devices.sim.generate import (
 from devices.sim.profiles import SupplierProfile
 from devices.sim.scenario import Scenario, ScenarioError, Worker
 from geofence.site import Site
-from ingest import nmea
+from wire import nmea
 
 
 class RecordingError(ScenarioError):

@@ -137,7 +137,7 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    from trackfence.tomlfile import TomlFileError, read_toml
+    from loading.tomlfile import TomlFileError, read_toml
 
     path = Path(path)
     try:

@@ -10,7 +10,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from reporting.console import admin, devices, events, metrics, sites
+from reporting.console import admin, devices, events, metrics, site_routes
 from reporting.console.deps import get_principal
 from reporting.console.metrics import IngestHealth
 from store import Store, StoreUnavailableError
@@ -80,7 +80,7 @@ def create_app(
     app.state.reports_dir = reports_dir
     app.state.broker = broker
     app.state.lost_after_s = lost_after_s
-    for module in (events, devices, sites, admin, metrics):
+    for module in (events, devices, site_routes, admin, metrics):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from reporting.console.auth import Principal, Role
 from reporting.console.deps import Reader, StoreDep
 from reporting.console.models import EventDetail, EventOut, EventPage, FixOut, HopLatencies
-from reporting.console.sites import drawn_track
+from reporting.console.site_routes import drawn_track
 from store import Event, EventQuery, Store
 
 router = APIRouter(tags=["breach log"])

@@ -11,7 +11,7 @@ import shapely
 
 from geofence.errors import SiteError
 from geofence.site import Site, site_from_mapping, site_from_toml
-from trackfence.waymarks import bundled_waymarks
+from loading.waymarks import bundled_waymarks
 
 #: Compiled sites by file and content: a trial reads the same few site files for every
 #: shift, and compiling one (its fence index) costs tens of milliseconds to seconds.

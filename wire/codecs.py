@@ -27,8 +27,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ingest import nmea
-from ingest.topics import DeviceTopic, valid_name
+from wire import nmea
+from wire.topics import DeviceTopic, valid_name
 
 #: Payloads larger than this are refused before parsing (a device fix is ~300 bytes).
 MAX_PAYLOAD_BYTES = 16 * 1024

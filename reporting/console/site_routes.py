@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from geofence.errors import GeofenceError
 from geofence.site import Site
+from loading.site_files import site_from_geojson
 from reporting.console.deps import Editor, Reader, StoreDep
 from reporting.console.devices import overview
 from reporting.console.models import (
@@ -31,7 +32,6 @@ from reporting.console.models import (
     TrackPoint,
 )
 from store import Fix, SiteVersion, Store, StoreError
-from trackfence.sites import site_from_geojson
 
 router = APIRouter(tags=["sites"])
 #: A site id is at most this long (the ids the console makes match models.SITE_ID_PATTERN).
