@@ -70,14 +70,29 @@ SERVICE_MODULES = {
 }
 
 
+#: Modules whose pure tests take seconds each: trials run end to end, fuzzers, the oracle.
+SLOW_MODULES = {
+    "test_trial",
+    "test_trial_recompute",
+    "test_trial_live",
+    "test_index_oracle",
+    "test_console_schema",
+    "test_hostile_input",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark `services` every test that needs a real broker, database or browser, so that
-    `pytest -m "not services"` runs the pure half alone (README: "The tests")."""
+    """Mark `services` every test that needs a real broker, database or browser, and `slow`
+    the long pure ones, so that `pytest -m "not services and not slow"` runs the quick
+    pure part alone (README: "The tests")."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
+        module = item.module.__name__.rsplit(".", 1)[-1]
         if (
             SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
-            or str(params.get("store", "")).startswith("timescaledb")
-            or item.module.__name__.rsplit(".", 1)[-1] in SERVICE_MODULES
+            or any(str(v).startswith("timescaledb") for v in params.values())
+            or module in SERVICE_MODULES
         ):
             item.add_marker(pytest.mark.services)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -12,10 +12,19 @@ from geofence.frames import DeviceDatum
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The command line: one builder per command, in the order `--help` lists them."""
     parser = argparse.ArgumentParser(
         prog="trackfence", description="Geofence safety platform for railway track workers."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_geofence_commands, _ingest_commands, _sim_commands, _serve_commands,
+                _token_commands, _trial_commands):  # fmt: skip
+        add(commands)
+    return parser
+
+
+def _geofence_commands(commands: argparse._SubParsersAction) -> None:
+    """`trackfence geofence check`: a recorded CSV decided fix by fix."""
     geofence = commands.add_parser("geofence", help="evaluate fixes against a site's safe zone")
     geo_commands = geofence.add_subparsers(dest="geofence_command", required=True)
     check = geo_commands.add_parser(
@@ -48,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
             default=field.default,
             help=f"decision setting {name} (default {field.default})",
         )
+
+
+def _ingest_commands(commands: argparse._SubParsersAction) -> None:
+    """`trackfence ingest`: the live service."""
     ingest = commands.add_parser(
         "ingest",
         help="run the live service: devices over MQTT in, alerts out, everything stored",
@@ -66,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--site", type=Path, help="a single site file, for every device")
     ingest.add_argument("-v", "--verbose", action="store_true", help="log every alarm and batch")
+
+
+def _sim_commands(commands: argparse._SubParsersAction) -> None:
+    """`trackfence sim run` and `sim import`: simulated devices and real recordings."""
     sim = commands.add_parser("sim", help="simulate supplier devices on a scenario")
     sim_commands = sim.add_subparsers(dest="sim_command", required=True)
     run = sim_commands.add_parser(
@@ -94,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--site", type=Path, required=True, help="the site file")
     imp.add_argument("--device", required=True, help="supplier/device that made the log")
     imp.add_argument("--out", type=Path, default=Path("out/recording"), help="output folder")
+
+
+def _serve_commands(commands: argparse._SubParsersAction) -> None:
+    """`trackfence serve`: the console."""
     serve = commands.add_parser(
         "serve",
         help="the console API for the safety task force (breach log, devices, sites)",
@@ -117,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve /docs and /openapi.json without a token (by default they need one)",
     )
+
+
+def _token_commands(commands: argparse._SubParsersAction) -> None:
+    """`trackfence token create`: the console's bearer tokens."""
     token = commands.add_parser("token", help="manage the console's bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     tcreate = token_commands.add_parser(
@@ -131,6 +156,10 @@ def _parser() -> argparse.ArgumentParser:
         "--role", required=True, choices=["viewer", "operator", "supplier", "admin"]
     )
     tcreate.add_argument("--supplier", help="for a supplier token: the supplier it may read")
+
+
+def _trial_commands(commands: argparse._SubParsersAction) -> None:
+    """`trackfence trial run`, `plan` and `score`."""
     trial = commands.add_parser("trial", help="run and score a supplier trial")
     trial_commands = trial.add_subparsers(dest="trial_command", required=True)
     trun = trial_commands.add_parser(
@@ -189,7 +218,6 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the one in its manifest)",
     )
     _report_options(tscore)
-    return parser
 
 
 def _report_options(parser: argparse.ArgumentParser) -> None:

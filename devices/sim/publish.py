@@ -23,12 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.sim.alarms import OwnAlarms
 from devices.sim.generate import Simulation
 from wire import nmea
+from wire.formats import FORMATS, TIME_RESOLUTION_MS  # noqa: F401 (until collect reads wire)
 from wire.topics import PREFIX
 
-FORMATS = ("native", "owntracks", "nmea")
-#: The resolution each format gives a fix time (its digits are cut, not rounded):
-#: OwnTracks' `tst` is whole seconds, NMEA's hhmmss.ss centiseconds.
-TIME_RESOLUTION_MS = {"native": 1, "owntracks": 1000, "nmea": 10}
 #: What a device says on its status topic as it connects (its last will says the opposite).
 ONLINE = json.dumps({"online": True}).encode()
 

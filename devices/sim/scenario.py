@@ -166,6 +166,7 @@ def _number(
 
 
 def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
+    """A scenario from its parsed TOML; ScenarioError names the table and field at fault."""
     head = data.get("scenario")
     if not isinstance(head, Mapping):
         raise ScenarioError("[scenario]", "a scenario file needs a [scenario] table")
@@ -182,8 +183,27 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ScenarioError("[scenario].seed", f"must be a whole number, got {seed!r}")
     duration = _number(head, "duration_s", "[scenario]", minimum=1)
+    suppliers, firmware_profiles = _suppliers(data.get("supplier") or {})
+    workers = _workers(data.get("worker") or [], night, suppliers, firmware_profiles)
+    return Scenario(
+        name,
+        (base / site).resolve(),
+        head.get("line"),
+        duration,
+        night,
+        seed,
+        tuple(workers),
+        suppliers,
+        tuple(_structures(data.get("structure") or [])),
+        firmware_profiles,
+        tuple(_readers(data.get("rfid_reader") or [])),
+    )
+
+
+def _suppliers(tables: Mapping) -> tuple[dict, dict]:
+    """Each supplier's device profile, and one per firmware version that behaves differently."""
     suppliers, firmware_profiles = {}, {}
-    for supplier, table in (data.get("supplier") or {}).items():
+    for supplier, table in tables.items():
         where = f"[supplier.{supplier}]"
         versions = dict(table.get("firmware_versions") or {})
         common = {k: v for k, v in table.items() if k != "firmware_versions"}
@@ -194,9 +214,12 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
                 {**common, **dict(changes), "firmware": version},
                 f"{where}.firmware_versions.{version}",
             )
-    workers = []
-    for i, w in enumerate(data.get("worker") or []):
-        workers.append(_worker(w, f"worker[{i}]", night, suppliers))
+    return suppliers, firmware_profiles
+
+
+def _workers(items: list, night: bool, suppliers: Mapping, firmware_profiles: Mapping) -> list:
+    """The workers, each wearing their own device, on firmware their supplier knows."""
+    workers = [_worker(w, f"worker[{i}]", night, suppliers) for i, w in enumerate(items)]
     if not workers:
         raise ScenarioError("[[worker]]", "a scenario needs at least one worker")
     names = [w.name for w in workers]
@@ -205,8 +228,19 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
     devices = [w.device for w in workers]
     if len(set(devices)) != len(devices):
         raise ScenarioError("[[worker]]", "each worker wears their own device")
+    for w in workers:
+        if w.firmware is not None and (w.supplier, w.firmware) not in firmware_profiles:
+            raise ScenarioError(
+                f"worker {w.name!r}.firmware",
+                f"{w.supplier} has no firmware version {w.firmware!r} in its profile",
+            )
+    return workers
+
+
+def _structures(items: list) -> list[Structure]:
+    """Overbridges, tunnels and cuttings along the line, each a stretch of along-track metres."""
     structures = []
-    for i, item in enumerate(data.get("structure") or []):
+    for i, item in enumerate(items):
         where = f"structure[{i}]"
         kind = item.get("kind")
         if kind not in STRUCTURE_EFFECTS:
@@ -218,8 +252,13 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
         if hi <= lo:
             raise ScenarioError(f"{where}.to_along_m", "must be beyond from_along_m")
         structures.append(Structure(kind, lo, hi))
+    return structures
+
+
+def _readers(items: list) -> list[RfidReaderSpec]:
+    """The scenario's RFID readers: where each stands, its range and how often it misses."""
     readers = []
-    for i, item in enumerate(data.get("rfid_reader") or []):
+    for i, item in enumerate(items):
         where = f"rfid_reader[{i}]"
         reader_id = item.get("id")
         if not isinstance(reader_id, str) or not reader_id:
@@ -236,25 +275,7 @@ def scenario_from_mapping(data: Mapping, base: Path = Path(".")) -> Scenario:
                 miss,
             )
         )
-    for w in workers:
-        if w.firmware is not None and (w.supplier, w.firmware) not in firmware_profiles:
-            raise ScenarioError(
-                f"worker {w.name!r}.firmware",
-                f"{w.supplier} has no firmware version {w.firmware!r} in its profile",
-            )
-    return Scenario(
-        name,
-        (base / site).resolve(),
-        head.get("line"),
-        duration,
-        night,
-        seed,
-        tuple(workers),
-        suppliers,
-        tuple(structures),
-        firmware_profiles,
-        tuple(readers),
-    )
+    return readers
 
 
 def _worker(w: Mapping, where: str, night: bool, suppliers: Mapping) -> Worker:
