@@ -29,7 +29,7 @@ from store import StoreError
 from store.timescale import TimescaleStore
 from tests.conftest import ROOT
 from tests.servers import Mosquitto, TimescaleDB
-from trials.runner import LIVE_LATENCY
+from trials.harness.runner import LIVE_LATENCY
 
 DEVICES = 200
 RATE = 1000.0

@@ -16,15 +16,16 @@ shifts, at 1 and at 10 fixes a second) at the rate measured here, on this machin
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 from benchmarks.conftest import NOTES, RESULTS
 from tests.conftest import ROOT
 from tests.servers import Mosquitto
+from trials.manifest import load_manifest
 
 PY = sys.executable
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -61,8 +62,8 @@ def main_job(out) -> dict:
         env=ENV, cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    manifest = json.loads((out / "manifest.json").read_text())
-    return {"fixes": manifest["phases"]["fixes"], "seconds": seconds, "phases": manifest["phases"]}
+    phases = load_manifest(out).phases
+    return {"fixes": phases.fixes, "seconds": seconds, "phases": asdict(phases)}
 
 
 def test_main_job_end_to_end_against_the_bare_broker_floor(benchmark, tmp_path):

@@ -9,44 +9,58 @@ never delays the first alarm. A device that stops reporting is LOST: protection
 lost is itself an alarm, never silence.
 
 This module is a pure function of (states, fixes, config): no clock, no I/O.
-Time comes in with the fixes, and `expire` is told what time it is.
+Time comes in with the fixes, and `expire` is told what time it is. Its arrays hold
+the states and event kinds as integer codes; geofence.vocabulary says what each is
+(`state_of`, `event_kind`), and what is stored and sent is said in those words.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
+
+from geofence.vocabulary import (
+    EVENT_KINDS,
+    STATES,
+    EventKind,
+    State,
+    event_kind,
+    state_of,
+)
+
+__all__ = [
+    "EVENT_KINDS",
+    "NO_SEQ",
+    "NO_TIME",
+    "STATES",
+    "BreachConfig",
+    "DeviceStates",
+    "EventKind",
+    "Events",
+    "State",
+    "StepResult",
+    "event_kind",
+    "expire",
+    "replay",
+    "state_of",
+    "step",
+]
 
 NO_TIME = np.iinfo(np.int64).min
 NO_SEQ = -1
 
-
-class State(IntEnum):
-    SAFE = 0
-    WARNING = 1
-    BREACH = 2
-    LOST = 3  # no accepted fix for lost_after_s (or none yet): the device is not protecting
-
-
-class EventKind(IntEnum):
-    ENTER = 0  # position moved into a safe-zone fence
-    EXIT = 1  # position moved out of the safe zone
-    WARNING = 2  # uncertainty circle came within the approach margin
-    SAFE = 3  # back out of the approach margin (WARNING -> SAFE)
-    BREACH = 4  # uncertainty circle reached the edge: tap on the shoulder
-    CLEAR = 5  # back inside by the clearing margin for the dwell time
-    LOST = 6  # no fix for lost_after_s
-    RECOVERED = 7  # first accepted fix after LOST
-
-
 # Plain integers for the hot path (enum attribute access is slow in a tight loop).
 _SAFE, _WARNING, _BREACH, _LOST = (
-    int(x) for x in (State.SAFE, State.WARNING, State.BREACH, State.LOST)
-)
-_EVENT_ORDER = np.array(
-    [
+    State.SAFE.code, State.WARNING.code, State.BREACH.code, State.LOST.code
+)  # fmt: skip
+_LAPSED = EventKind.LOST.code
+#: The kinds one accepted fix can cause, in the order they are reported (a LOST that the
+#: fix revealed, stamped when protection lapsed, comes before them all).
+_FIX_KINDS = tuple(
+    k.code
+    for k in (
         EventKind.RECOVERED,
         EventKind.ENTER,
         EventKind.EXIT,
@@ -54,14 +68,20 @@ _EVENT_ORDER = np.array(
         EventKind.CLEAR,
         EventKind.WARNING,
         EventKind.SAFE,
-    ],
-    dtype=np.int8,
+    )
 )
+_EVENT_ORDER = np.array(_FIX_KINDS, dtype=np.int8)
 
 
 @dataclass(frozen=True)
 class BreachConfig:
-    """How decisions are made; every number is a site setting."""
+    """How decisions are made; every number is a site setting (metres, seconds, factors).
+
+    ValueError for a negative or non-finite number, or a lost_after_s that is not positive.
+
+    >>> BreachConfig(lost_after_s=30.0).clearing_margin_m
+    1.0
+    """
 
     #: Reported horizontal accuracy is usually a 68 % radius; ×2 makes it about 95 %.
     accuracy_factor: float = 2.0
@@ -91,7 +111,12 @@ class BreachConfig:
 
 @dataclass(frozen=True)
 class DeviceStates:
-    """State of every device, by device number (arrays of equal length)."""
+    """State of every device, by device number (arrays of equal length).
+
+    >>> states = DeviceStates.new(2)
+    >>> [state_of(s).value for s in states.state], states.grown(3).state.size
+    (['LOST', 'LOST'], 3)
+    """
 
     state: np.ndarray  # int8 State
     last_fix_ms: np.ndarray  # int64 time of the last accepted fix (NO_TIME if none)
@@ -105,7 +130,7 @@ class DeviceStates:
     def new(cls, device_count: int) -> DeviceStates:
         """Devices start LOST: none is protecting anyone until its first fix arrives."""
         return cls(
-            state=np.full(device_count, State.LOST, dtype=np.int8),
+            state=np.full(device_count, _LOST, dtype=np.int8),
             last_fix_ms=np.full(device_count, NO_TIME, dtype=np.int64),
             last_heard_ms=np.full(device_count, NO_TIME, dtype=np.int64),
             last_seq=np.full(device_count, NO_SEQ, dtype=np.int64),
@@ -128,15 +153,20 @@ class DeviceStates:
         )
 
     def copy(self) -> DeviceStates:
+        """An independent copy (the arrays copied)."""
         return DeviceStates(*(getattr(self, f).copy() for f in self.__dataclass_fields__))
 
 
 @dataclass(frozen=True)
 class Events:
-    """Events, in the order they happened (device, then time)."""
+    """Events, in the order they happened (device, then time).
+
+    `kind` holds integer codes; `event_kind(code)` says which EventKind each is, and
+    `EventKind.X.code` is the code to compare against (`events.kind == EventKind.BREACH.code`).
+    """
 
     device: np.ndarray  # int64
-    kind: np.ndarray  # int8 EventKind
+    kind: np.ndarray  # int8 EventKind code (see geofence.vocabulary)
     time_ms: np.ndarray  # int64: the fix time that caused it (for LOST: when protection lapsed)
     seq: np.ndarray  # int64 sequence number of the causing fix (NO_SEQ for LOST)
     fence: np.ndarray  # int32
@@ -166,10 +196,17 @@ class Events:
         )
 
     def records(self) -> list[dict]:
+        """The events as plain records, one dict each, `event` the kind's stored text.
+
+        >>> result = step(DeviceStates.new(1), [0], [1000], [1], [-0.5], [-1], [0.2],
+        ...               BreachConfig())
+        >>> [r["event"] for r in result.events.records()]
+        ['recovered', 'breach']
+        """
         return [
             {
                 "device": int(d),
-                "event": EventKind(k).name.lower(),
+                "event": event_kind(k).value,
                 "time_ms": int(t),
                 "seq": int(s),
                 "fence": int(f),
@@ -192,13 +229,13 @@ class StepResult:
     states: DeviceStates
     events: Events
     accepted: np.ndarray  # bool per input fix: False for duplicates and out-of-order fixes
-    #: int8 per input fix: the device's state once this fix was applied (for a fix not
+    #: int8 per input fix: the device's state code once this fix was applied (for a fix not
     #: applied, its state when the fix arrived: LOST if silent for lost_after_s by then)
     state_after: np.ndarray
 
 
 #: Below this many devices per round the batch is decided fix by fix in plain Python
-#: (`_apply_one`): numpy's per-call cost on short arrays is then larger than the work.
+#: (`_apply_each`): numpy's per-call cost on short arrays is then larger than the work.
 #: A lone fix (the live path when it is quiet) and one device's long recording (a
 #: replay) go this way; a busy batch across many devices goes through `_apply`.
 SCALAR_BELOW_DEVICES_PER_ROUND = 16
@@ -219,16 +256,37 @@ def step(
 ) -> StepResult:
     """Apply a batch of evaluated fixes (several per device) to the device states.
 
-    `heard_ms` is when each fix was received (default: its fix time, as in a replay):
-    a device is alive while it is heard from, whatever its own clock says.
+    Parameters (arrays of one element per fix, or broadcastable to them):
+      states: the device states before the batch (not changed: a copy is returned).
+      device: device numbers, indexes into `states` (grow the states first).
+      time_ms: fix times, UTC epoch ms on the device's clock.
+      seq: the devices' sequence numbers (-1 when a format has none).
+      distance_m: signed distance to the safe-zone edge, metres, + inside
+        (`Site.evaluate`); NaN when unusable (taken as the worst case).
+      fence: the covering safe-zone fence number, or -1 outside.
+      accuracy_m: reported horizontal accuracy, metres (NaN: `assumed_accuracy_m`).
+      heard_ms: when each fix was received, UTC ms (default: its fix time, as in a
+        replay): a device is alive while it is heard from, whatever its own clock says.
+      scalar: force fix-by-fix (True) or vectorised (False) deciding; held identical.
+
+    Returns a StepResult: the new states, the events (grouped by device, each device's
+    in the order they happened), and per fix whether it was applied and the state code
+    after it.
 
     Each device's fixes are applied in the order given, which is the order they
     arrived: a fix not newer than the device's last accepted fix (a duplicate, or
     one that arrived after a newer one) is not applied and cannot flip state. So a
     batch decides exactly as the same fixes one at a time would, however a stream
     is cut into batches. Vectorised across devices (round k applies each device's
-    k-th fix of the batch), or fix by fix when there are few devices per round;
-    `scalar` forces one or the other (the two are held identical by the tests).
+    k-th fix of the batch), or fix by fix when there are few devices per round.
+
+    >>> config = BreachConfig()  # circle = 2 × accuracy; warn within 2 m of the edge
+    >>> r = step(DeviceStates.new(1), [0, 0, 0], [0, 1000, 2000], [1, 2, 3],
+    ...          [5.0, 2.0, 0.4], [0, 0, 0], [0.25, 0.25, 0.25], config)
+    >>> [event_kind(k).value for k in r.events.kind]
+    ['recovered', 'enter', 'warning', 'breach']
+    >>> [state_of(s).value for s in r.state_after]
+    ['SAFE', 'WARNING', 'BREACH']
     """
     device = np.asarray(device, dtype=np.int64)
     n = device.size
@@ -236,36 +294,20 @@ def step(
     seq = np.broadcast_to(np.asarray(seq, dtype=np.int64), (n,))
     distance_m = np.asarray(distance_m, dtype=np.float64)
     fence = np.asarray(fence, dtype=np.int32)
-    accuracy = np.asarray(accuracy_m, dtype=np.float64)
     heard = time_ms if heard_ms is None else np.asarray(heard_ms, dtype=np.int64)
     if device.size and (device.min() < 0 or device.max() >= states.state.size):
         raise IndexError("device number outside the device states (grow the states first)")
-    accuracy = np.where(
-        np.isfinite(accuracy) & (accuracy >= 0), accuracy, config.assumed_accuracy_m
-    )
-    # circle margin: how far inside the edge the whole uncertainty circle is
-    margin = distance_m - config.accuracy_factor * accuracy
-    margin = np.where(np.isfinite(margin), margin, -np.inf)  # unusable distance: assume the worst
-
+    margin = _circle_margin(distance_m, accuracy_m, config)
     out = states.copy()
     accepted = np.zeros(n, dtype=bool)
     state_after = np.zeros(n, dtype=np.int8)
-    order = np.argsort(device, kind="stable")  # by device, each in arrival order
-    sorted_device = device[order]
-    repeats = n > 1 and bool((sorted_device[1:] == sorted_device[:-1]).any())
-    if repeats:
-        group_start = np.r_[0, np.flatnonzero(np.diff(sorted_device)) + 1]
-        rank = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
-        round_count = int(rank.max()) + 1
-    else:  # no device twice: one round (the common live case)
-        rank, round_count = None, (1 if n else 0)
+    order, rounds = _rounds(device)
     if scalar is None:
-        scalar = n < SCALAR_BELOW_DEVICES_PER_ROUND * round_count
+        scalar = n < SCALAR_BELOW_DEVICES_PER_ROUND * len(rounds)
     if scalar:
         events = _apply_each(out, order, device, time_ms, heard, seq, distance_m, fence, margin,
                              config, accepted, state_after)  # fmt: skip
         return StepResult(out, events, accepted, state_after)
-    rounds = [order[rank == k] for k in range(round_count)] if repeats else [order] * round_count
     parts: list[Events] = []
     for pick in rounds:  # at most one fix per device in each round
         applied = _apply(out, pick, device, time_ms, heard, seq, distance_m, fence, margin,
@@ -276,6 +318,41 @@ def step(
         by = np.argsort(all_events.device, kind="stable")
         all_events = Events(*(getattr(all_events, f)[by] for f in Events.__dataclass_fields__))
     return StepResult(out, all_events, accepted, state_after)
+
+
+def _circle_margin(distance_m: np.ndarray, accuracy_m, config: BreachConfig) -> np.ndarray:
+    """How far inside the edge each fix's whole uncertainty circle is (m; -inf if unknown).
+
+    A missing or nonsense accuracy is taken as `assumed_accuracy_m`, and an unusable
+    distance as the worst case: pessimism is what makes an alarm prompt.
+    """
+    accuracy = np.asarray(accuracy_m, dtype=np.float64)
+    accuracy = np.where(
+        np.isfinite(accuracy) & (accuracy >= 0), accuracy, config.assumed_accuracy_m
+    )
+    margin = distance_m - config.accuracy_factor * accuracy
+    return np.where(np.isfinite(margin), margin, -np.inf)
+
+
+def _rounds(device: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The batch by device (each in arrival order), and the rounds it is applied in.
+
+    Round k holds each device's k-th fix of the batch, so a round has at most one fix
+    per device and the vectorised rules never see two fixes of one device at once.
+    """
+    n = device.size
+    order = np.argsort(device, kind="stable")
+    sorted_device = device[order]
+    if not (n > 1 and bool((sorted_device[1:] == sorted_device[:-1]).any())):
+        return order, [order] if n else []  # no device twice: one round (the common live case)
+    group_start = np.r_[0, np.flatnonzero(np.diff(sorted_device)) + 1]
+    rank = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
+    return order, [order[rank == k] for k in range(int(rank.max()) + 1)]
+
+
+# ------------------------------------------------------------ one fix at a time
+# `_apply_each` and its `_*_one` steps say, on plain Python numbers, exactly the rules
+# `_apply` and its steps say on arrays; tests/test_breach.py holds the two identical.
 
 
 def _apply_each(
@@ -292,61 +369,36 @@ def _apply_each(
     accepted: np.ndarray,
     state_after: np.ndarray,
 ) -> Events:
-    """`_apply`, one fix at a time in plain Python: the same rules, line for line.
+    """`_apply`, one fix at a time in plain Python: the same rules, step for step.
 
     Fixes go in `order` (by device, each in arrival order), so the events come out
-    grouped by device in the order they happened, as `step` returns them.
+    grouped by device in the order they happened, as `step` returns them. This is the
+    live path when it is quiet (one fix a batch), so the batch's columns are read as
+    Python numbers once, and each step is a plain function of them.
     """
     rows: list[tuple[int, int, int, int, int, float]] = []
     lapse_ms = round(config.lost_after_s * 1000)
-    dwell_ms = config.clearing_dwell_s * 1000.0
-    clearing_margin = config.clearing_margin_m
-    warn_plain = config.warning_margin_m
-    warn_held = config.warning_margin_m + config.warning_hysteresis_m
+    warn = config.warning_margin_m
+    rules = (config.clearing_margin_m, config.clearing_dwell_s * 1000.0, warn,
+             warn + config.warning_hysteresis_m)  # fmt: skip
     state, last_fix, last_heard = s.state, s.last_fix_ms, s.last_heard_ms
     last_seq, clearing, fences, distances = s.last_seq, s.clearing_since_ms, s.fence, s.distance_m
+    devices, times, heard, seqs = device.tolist(), time_ms.tolist(), heard_ms.tolist(), seq.tolist()
     for i in order.tolist():
-        d = int(device[i])
-        t, q = int(time_ms[i]), int(seq[i])
-        last, last_q = int(last_fix[d]), int(last_seq[d])
-        newer = t > last or (t == last and q > last_q)
-        if not newer:  # a device's clock that jumps back, its sequence counting on
-            newer = q >= 0 and last_q != NO_SEQ and q > last_q and t < _wrapped(last - lapse_ms)
-        if not newer:  # not applied; a device silent for lost_after_s by now is LOST
-            heard_before = int(last_heard[d])
-            silent = heard_before != NO_TIME and int(heard_ms[i]) - heard_before >= lapse_ms
-            state_after[i] = _LOST if silent else state[d]
+        d, t, q, h = devices[i], times[i], seqs[i], heard[i]
+        last, last_q, heard_before = int(last_fix[d]), int(last_seq[d]), int(last_heard[d])
+        if not _newer_one(t, q, last, last_q, lapse_ms):  # not applied; LOST if silent by now
+            state_after[i] = _LOST if _silent_one(h, heard_before, lapse_ms) else state[d]
             continue
         accepted[i] = True
-        m, f, dist, h = float(margin[i]), int(fence[i]), float(distance_m[i]), int(heard_ms[i])
+        f, dist = int(fence[i]), float(distance_m[i])
         prev, prev_fence, prev_distance = int(state[d]), int(fences[d]), float(distances[d])
-        heard_before = int(last_heard[d])
-        silent = heard_before != NO_TIME and h - heard_before >= lapse_ms
-        lapsed = prev != _LOST and last != NO_TIME and (t - last > lapse_ms or silent)
-        recovered = prev == _LOST or lapsed
+        lapsed, recovered = _lapse_one(prev, last, heard_before, t, h, lapse_ms)
         base = _SAFE if recovered else prev
-        in_breach = base == _BREACH
-        clearing_ok = m >= clearing_margin
-        since = int(clearing[d])
-        since = (t if since == NO_TIME else since) if in_breach and clearing_ok else NO_TIME
-        cleared = in_breach and clearing_ok and (t - since) >= dwell_ms
-        was_warning = base == _WARNING
-        calm = _WARNING if m < (warn_held if was_warning else warn_plain) else _SAFE
-        new = (calm if cleared else _BREACH) if in_breach else (_BREACH if m < 0 else calm)
-        inside, was_inside = f >= 0, prev_fence >= 0
+        new, since, cleared = _next_state_one(base, float(margin[i]), int(clearing[d]), t, rules)
         if lapsed:
-            rows.append((d, EventKind.LOST, last + lapse_ms, NO_SEQ, prev_fence, prev_distance))
-        for kind, happened in (
-            (EventKind.RECOVERED, recovered),
-            (EventKind.ENTER, inside and (not was_inside or f != prev_fence)),
-            (EventKind.EXIT, was_inside and not inside),
-            (EventKind.BREACH, not in_breach and new == _BREACH),
-            (EventKind.CLEAR, cleared),
-            (EventKind.WARNING, new == _WARNING and not was_warning),
-            (EventKind.SAFE, new == _SAFE and was_warning),
-        ):
-            if happened:
-                rows.append((d, kind, t, q, f, dist))
+            rows.append((d, _LAPSED, last + lapse_ms, NO_SEQ, prev_fence, prev_distance))
+        _happened_one(rows, d, t, q, f, dist, recovered, base, new, cleared, prev_fence)
         state[d] = new
         last_fix[d] = t
         last_heard[d] = h
@@ -355,6 +407,70 @@ def _apply_each(
         fences[d] = f
         distances[d] = dist
         state_after[i] = new
+    return _events_of_rows(rows)
+
+
+def _newer_one(t: int, q: int, last: int, last_q: int, lapse_ms: int) -> bool:
+    """`_newer` for one fix."""
+    if t > last or (t == last and q > last_q):
+        return True
+    # a device's clock that jumps back, its sequence counting on
+    return q >= 0 and last_q != NO_SEQ and q > last_q and t < _wrapped(last - lapse_ms)
+
+
+def _silent_one(heard: int, heard_before: int, lapse_ms: int) -> bool:
+    """Whether a device last heard at `heard_before` was silent for lost_after_s by `heard`."""
+    return heard_before != NO_TIME and heard - heard_before >= lapse_ms
+
+
+def _lapse_one(
+    prev: int, last: int, heard_before: int, t: int, heard: int, lapse_ms: int
+) -> tuple[bool, bool]:
+    """`_lapse` for one fix: (protection lapsed before it, it recovers the device)."""
+    silent = _silent_one(heard, heard_before, lapse_ms)
+    lapsed = prev != _LOST and last != NO_TIME and (t - last > lapse_ms or silent)
+    return lapsed, prev == _LOST or lapsed
+
+
+def _next_state_one(
+    base: int, m: float, since: int, t: int, rules: tuple[float, float, float, float]
+) -> tuple[int, int, bool]:
+    """`_next_state` for one fix: (new state, clearing since, cleared)."""
+    clearing_margin, dwell_ms, warn_plain, warn_held = rules
+    in_breach = base == _BREACH
+    clearing_ok = m >= clearing_margin
+    since = (t if since == NO_TIME else since) if in_breach and clearing_ok else NO_TIME
+    cleared = in_breach and clearing_ok and (t - since) >= dwell_ms
+    calm = _WARNING if m < (warn_held if base == _WARNING else warn_plain) else _SAFE
+    new = (calm if cleared else _BREACH) if in_breach else (_BREACH if m < 0 else calm)
+    return new, since, cleared
+
+
+def _happened_one(
+    rows: list, d: int, t: int, q: int, f: int, dist: float,
+    recovered: bool, base: int, new: int, cleared: bool, prev_fence: int,
+) -> None:  # fmt: skip
+    """`_happened` for one fix: append a row for each event it caused, in report order."""
+    in_breach, was_warning = base == _BREACH, base == _WARNING
+    inside, was_inside = f >= 0, prev_fence >= 0
+    for kind, happened in zip(
+        _FIX_KINDS,
+        (
+            recovered,
+            inside and (not was_inside or f != prev_fence),  # ENTER
+            was_inside and not inside,  # EXIT
+            not in_breach and new == _BREACH,  # BREACH
+            cleared,  # CLEAR
+            new == _WARNING and not was_warning,  # WARNING
+            new == _SAFE and was_warning,  # SAFE
+        ),
+        strict=True,
+    ):
+        if happened:
+            rows.append((d, kind, t, q, f, dist))
+
+
+def _events_of_rows(rows: list[tuple[int, int, int, int, int, float]]) -> Events:
     if not rows:
         return Events.empty()
     d, k, t, q, f, x = zip(*rows, strict=True)
@@ -367,6 +483,20 @@ def _apply_each(
 def _wrapped(value: int) -> int:
     """`value` as int64 arithmetic leaves it (as `_apply` computes it, wrapping around)."""
     return (value + 2**63) % 2**64 - 2**63
+
+
+# ------------------------------------------------------------ every device at once
+
+
+class _Before(NamedTuple):
+    """What the state machine knew of each device before this round's fix (copies)."""
+
+    state: np.ndarray
+    fence: np.ndarray
+    distance_m: np.ndarray
+    last_fix_ms: np.ndarray
+    last_heard_ms: np.ndarray
+    clearing_since_ms: np.ndarray
 
 
 def _apply(
@@ -383,23 +513,16 @@ def _apply(
     accepted: np.ndarray,
     state_after: np.ndarray,
 ) -> Events:
-    d = device[pick]
-    t = time_ms[pick]
-    q = seq[pick]
+    """One round of `step`: at most one fix per device, every device at once.
+
+    The steps are the ones a fix goes through: is it newer than what its device last
+    had (`_newer`; a fix that is not changes nothing), did protection lapse before it
+    (`_lapse`), what is the device's state now (`_next_state`), which events did that
+    make (`_happened`), and keep the new state. `_apply_each` says the same per fix.
+    """
+    d, t, q = device[pick], time_ms[pick], seq[pick]
     lapse_ms = round(config.lost_after_s * 1000)
-    newer = (t > s.last_fix_ms[d]) | ((t == s.last_fix_ms[d]) & (q > s.last_seq[d]))
-    # A device clock that jumps back (a GNSS receiver re-acquiring time, a phone's clock
-    # corrected) would otherwise be ignored until it caught up with its own past, with
-    # the wearer unprotected meanwhile. Its sequence numbers still count on, which a late
-    # or redelivered old fix's do not: such a fix is taken as new, and the device's time
-    # starts again from it.
-    clock_back = (
-        (q >= 0)
-        & (s.last_seq[d] != NO_SEQ)
-        & (q > s.last_seq[d])
-        & (t < s.last_fix_ms[d] - lapse_ms)
-    )
-    newer |= clock_back
+    newer = _newer(s, d, t, q, lapse_ms)
     # a fix that is not applied leaves the state as it is, except that a device silent
     # for lost_after_s by this fix's receipt is LOST, whether or not a tick said so yet
     old = ~newer
@@ -408,32 +531,77 @@ def _apply(
     state_after[pick[old]] = np.where(silent_then, _LOST, s.state[d[old]])
     pick, d, t, q = pick[newer], d[newer], t[newer], q[newer]
     accepted[pick] = True
-    m = margin[pick]
-    f = fence[pick]
-    dist = distance_m[pick]
-    prev = s.state[d].copy()
-    prev_fence = s.fence[d].copy()
-    prev_distance = s.distance_m[d].copy()
+    m, f, dist, h = margin[pick], fence[pick], distance_m[pick], heard_ms[pick]
+    before = _Before(s.state[d].copy(), s.fence[d].copy(), s.distance_m[d].copy(),
+                     s.last_fix_ms[d], s.last_heard_ms[d], s.clearing_since_ms[d])  # fmt: skip
+    lapsed, recovered = _lapse(before, t, h, lapse_ms)
+    base = np.where(recovered, _SAFE, before.state)
+    new, since, cleared = _next_state(base, m, before.clearing_since_ms, t, config)
+    happened = _happened(recovered, base, new, cleared, f, before.fence)
+    s.state[d] = new
+    s.last_fix_ms[d] = t
+    s.last_heard_ms[d] = h
+    s.last_seq[d] = q
+    s.clearing_since_ms[d] = np.where(new == _BREACH, since, NO_TIME)
+    s.fence[d] = f
+    s.distance_m[d] = dist
+    state_after[pick] = new
+    row, at = np.nonzero(happened)
+    events = Events(d[at], _EVENT_ORDER[row], t[at], q[at], f[at], dist[at])
+    return _with_lapses(events, lapsed, d, before, lapse_ms)
 
-    # A gap on the device's own clock longer than lost_after_s is a lapse in protection
-    # too (a replay, a time-warped trial, a device switched off between shifts): the
-    # device was LOST in between and starts afresh, so a breach is raised (and the
-    # wearer alerted) again rather than carried silently over the gap. So is a silence
-    # on the receiving clock as long as `expire` judges (fixes buffered in a tunnel and
-    # delivered in a burst): whether a clock tick happened to run `expire` before the
-    # fix that ends the silence arrived then changes when LOST is said, never whether
-    # or with what stamp, so the decisions are a function of the fix stream alone.
-    last = s.last_fix_ms[d]
-    heard_before = s.last_heard_ms[d]
-    silent = (heard_before != NO_TIME) & (heard_ms[pick] - heard_before >= lapse_ms)
-    lapsed = (prev != _LOST) & (last != NO_TIME) & ((t - last > lapse_ms) | silent)
-    recovered = (prev == _LOST) | lapsed
-    base = np.where(recovered, _SAFE, prev)
-    raise_now = m < 0
+
+def _newer(s: DeviceStates, d: np.ndarray, t: np.ndarray, q: np.ndarray, lapse_ms: int):
+    """Which fixes are newer than their device's last accepted fix, and so are applied.
+
+    Newer is later on the device's clock, or as late with a higher sequence number. A
+    device clock that jumps back (a GNSS receiver re-acquiring time, a phone's clock
+    corrected) would otherwise be ignored until it caught up with its own past, with
+    the wearer unprotected meanwhile. Its sequence numbers still count on, which a late
+    or redelivered old fix's do not: such a fix is taken as new, and the device's time
+    starts again from it.
+    """
+    newer = (t > s.last_fix_ms[d]) | ((t == s.last_fix_ms[d]) & (q > s.last_seq[d]))
+    clock_back = (
+        (q >= 0)
+        & (s.last_seq[d] != NO_SEQ)
+        & (q > s.last_seq[d])
+        & (t < s.last_fix_ms[d] - lapse_ms)
+    )
+    return newer | clock_back
+
+
+def _lapse(
+    before: _Before, t: np.ndarray, heard: np.ndarray, lapse_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(protection lapsed before this fix, this fix recovers the device from LOST).
+
+    A gap on the device's own clock longer than lost_after_s is a lapse in protection
+    (a replay, a time-warped trial, a device switched off between shifts): the device
+    was LOST in between and starts afresh, so a breach is raised (and the wearer
+    alerted) again rather than carried silently over the gap. So is a silence on the
+    receiving clock as long as `expire` judges (fixes buffered in a tunnel and
+    delivered in a burst): whether a clock tick happened to run `expire` before the
+    fix that ends the silence arrived then changes when LOST is said, never whether or
+    with what stamp, so the decisions are a function of the fix stream alone.
+    """
+    last, heard_before = before.last_fix_ms, before.last_heard_ms
+    silent = (heard_before != NO_TIME) & (heard - heard_before >= lapse_ms)
+    lapsed = (before.state != _LOST) & (last != NO_TIME) & ((t - last > lapse_ms) | silent)
+    return lapsed, (before.state == _LOST) | lapsed
+
+
+def _next_state(
+    base: np.ndarray, m: np.ndarray, since: np.ndarray, t: np.ndarray, config: BreachConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(new state, clearing since, cleared) from the state a fix finds (`base`).
+
+    Raising is immediate: the uncertainty circle reaching the edge (margin < 0) is
+    BREACH. Clearing is slow: inside by the clearing margin, held for the dwell time.
+    WARNING, within the approach margin, ends only past it by the hysteresis.
+    """
     in_breach = base == _BREACH
-    # clearing: inside by the clearing margin, held for the dwell time
     clearing_ok = m >= config.clearing_margin_m
-    since = s.clearing_since_ms[d]
     since = np.where(in_breach & clearing_ok, np.where(since == NO_TIME, t, since), NO_TIME)
     cleared = in_breach & clearing_ok & ((t - since) >= config.clearing_dwell_s * 1000.0)
     was_warning = base == _WARNING
@@ -441,11 +609,22 @@ def _apply(
         was_warning, config.warning_margin_m + config.warning_hysteresis_m, config.warning_margin_m
     )
     calm = np.where(m < warn_level, _WARNING, _SAFE)
-    new = np.where(in_breach, np.where(cleared, calm, _BREACH), np.where(raise_now, _BREACH, calm))
-    inside, was_inside = f >= 0, prev_fence >= 0
+    new = np.where(in_breach, np.where(cleared, calm, _BREACH), np.where(m < 0, _BREACH, calm))
+    return new, since, cleared
 
-    # one row per event kind, in the order events of one fix are reported
-    happened = np.stack(
+
+def _happened(
+    recovered: np.ndarray,
+    base: np.ndarray,
+    new: np.ndarray,
+    cleared: np.ndarray,
+    f: np.ndarray,
+    prev_fence: np.ndarray,
+) -> np.ndarray:
+    """One row per kind a fix can cause (`_FIX_KINDS` order), one column per fix."""
+    in_breach, was_warning = base == _BREACH, base == _WARNING
+    inside, was_inside = f >= 0, prev_fence >= 0
+    return np.stack(
         [
             recovered,
             inside & (~was_inside | (f != prev_fence)),  # ENTER
@@ -457,50 +636,60 @@ def _apply(
         ]
     )
 
-    s.state[d] = new
-    s.last_fix_ms[d] = t
-    s.last_heard_ms[d] = heard_ms[pick]
-    s.last_seq[d] = q
-    s.clearing_since_ms[d] = np.where(new == _BREACH, since, NO_TIME)
-    s.fence[d] = f
-    s.distance_m[d] = dist
-    state_after[pick] = new
-    row, at = np.nonzero(happened)
-    events = Events(d[at], _EVENT_ORDER[row], t[at], q[at], f[at], dist[at])
+
+def _with_lapses(
+    events: Events, lapsed: np.ndarray, d: np.ndarray, before: _Before, lapse_ms: int
+) -> Events:
+    """A round's events, led by a LOST for each lapse its fixes revealed, stamped when
+    protection lapsed (lost_after_s after the device's last fix before the gap)."""
     if not lapsed.any():
         return events
+    count = int(lapsed.sum())
     lost = Events(
         d[lapsed],
-        np.full(int(lapsed.sum()), EventKind.LOST, np.int8),
-        last[lapsed] + lapse_ms,
-        np.full(int(lapsed.sum()), NO_SEQ, np.int64),
-        prev_fence[lapsed],
-        prev_distance[lapsed],
+        np.full(count, _LAPSED, np.int8),
+        before.last_fix_ms[lapsed] + lapse_ms,
+        np.full(count, NO_SEQ, np.int64),
+        before.fence[lapsed],
+        before.distance_m[lapsed],
     )
     return Events.concat([lost, events])
+
+
+# ------------------------------------------------------------ the clock, and recordings
 
 
 def expire(states: DeviceStates, now_ms: int, config: BreachConfig) -> tuple[DeviceStates, Events]:
     """Mark LOST every device not heard from (an accepted fix) for lost_after_s at `now_ms`.
 
+    Parameters: the device states (not changed), `now_ms` the receiving clock's time
+    now (UTC epoch ms), and the config (its `lost_after_s`). Returns the new states and
+    a LOST event per device that lapsed now.
+
     Silence is measured on the receiving clock, so a device whose own clock is wrong
     is not lost while it keeps reporting. The LOST event is stamped on the device's
     clock (last fix time + lost_after_s), which every worker of a group agrees on.
     Devices that have never reported are already LOST and raise no new event.
+
+    >>> config = BreachConfig(lost_after_s=10.0)
+    >>> r = step(DeviceStates.new(1), [0], [1000], [1], [5.0], [0], [0.2], config)
+    >>> states, lost = expire(r.states, 1000 + 10_000, config)
+    >>> [event_kind(k).value for k in lost.kind], lost.time_ms.tolist()
+    (['lost'], [11000])
     """
     lapse_ms = round(config.lost_after_s * 1000)
-    stale = (states.state != State.LOST) & (states.last_heard_ms <= now_ms - lapse_ms)
+    stale = (states.state != _LOST) & (states.last_heard_ms <= now_ms - lapse_ms)
     at = np.flatnonzero(stale)
     if at.size == 0:
         return states, Events.empty()
     out = replace(
         states, state=states.state.copy(), clearing_since_ms=states.clearing_since_ms.copy()
     )
-    out.state[at] = State.LOST
+    out.state[at] = _LOST
     out.clearing_since_ms[at] = NO_TIME
     events = Events(
         at.astype(np.int64),
-        np.full(at.size, EventKind.LOST, np.int8),
+        np.full(at.size, _LAPSED, np.int8),
         states.last_fix_ms[at] + lapse_ms,
         np.full(at.size, NO_SEQ, np.int64),
         states.fence[at],
@@ -521,11 +710,20 @@ def replay(
 ) -> StepResult:
     """Run a recording through the state machine as the live service would have.
 
+    Parameters are `step`'s, for every fix of the recording in any order. Returns
+    `step`'s StepResult, aligned with the input rows, with the events of the last
+    look for silent devices (at the recording's last fix time) at the end.
+
     The fixes are taken to arrive in the order of their fix times (a recording's
     rows need not be), each received when it was stamped. A gap in the recording
     raises LOST as the live service's tick would have, stamped when protection
     lapsed: `step` judges silence on the fix stream itself, so one pass decides the
     whole recording, and a last look for silent devices is taken at its end.
+
+    >>> r = replay(DeviceStates.new(1), [0, 0, 0], [30_000, 0, 1000], [3, 1, 2],
+    ...            [5.0, 5.0, 5.0], [0, 0, 0], [0.2, 0.2, 0.2], BreachConfig())
+    >>> [event_kind(k).value for k in r.events.kind]
+    ['recovered', 'enter', 'lost', 'recovered']
     """
     time_ms = np.asarray(time_ms, dtype=np.int64)
     n = time_ms.size

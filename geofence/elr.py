@@ -22,7 +22,13 @@ from geofence.mileage import format_mileage, parse_mileage_yd
 
 @dataclass(frozen=True)
 class ElrPosts:
-    """One ELR's mileposts, sorted by mileage: yards from zero and BNG metres."""
+    """One ELR's mileposts, sorted by mileage: yards from zero and BNG metres.
+
+    >>> posts = ElrPosts("ECM1", np.array([0.0, 440.0]), np.array([530_000.0, 530_000.0]),
+    ...                  np.array([182_000.0, 182_402.3]))
+    >>> posts.first_yd, posts.last_yd
+    (0.0, 440.0)
+    """
 
     elr: str
     mileage_yd: np.ndarray
@@ -31,10 +37,12 @@ class ElrPosts:
 
     @property
     def first_yd(self) -> float:
+        """The first post's mileage, yards from the ELR's zero."""
         return float(self.mileage_yd[0])
 
     @property
     def last_yd(self) -> float:
+        """The last post's mileage, yards from the ELR's zero."""
         return float(self.mileage_yd[-1])
 
     def _check_range(self, mileage_yd: np.ndarray) -> None:
@@ -47,7 +55,24 @@ class ElrPosts:
             )
 
     def locate_bng(self, mileage_yd: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """BNG easting/northing of mileages, interpolated between the neighbouring posts."""
+        """Where mileages are: BNG (easting_m, northing_m), in proportion between posts.
+
+        Parameters
+        ----------
+        mileage_yd : float or array_like of float
+            Yards from the ELR's zero (`parse_mileage_yd` reads the railway's forms).
+
+        Returns
+        -------
+        easting_m, northing_m : ndarray of float
+
+        Raises LocationError for a mileage beyond the first or last post.
+
+        >>> posts = ElrPosts("ECM1", np.array([0.0, 440.0]), np.array([530_000.0, 530_000.0]),
+        ...                  np.array([182_000.0, 182_402.3]))
+        >>> posts.locate_bng(220.0)
+        (array([530000.]), array([182201.15]))
+        """
         m = np.atleast_1d(np.asarray(mileage_yd, dtype=np.float64))
         self._check_range(m)
         return (
@@ -58,7 +83,22 @@ class ElrPosts:
     def route_bng(self, from_yd: float, to_yd: float) -> np.ndarray:
         """The route between two mileages as BNG vertices (the posts between, plus both ends).
 
-        The direction follows the mileages given: from `from_yd` towards `to_yd`.
+        Parameters
+        ----------
+        from_yd, to_yd : float
+            The stretch's ends, yards from the ELR's zero; the direction follows them,
+            from `from_yd` towards `to_yd` (so "left" of it is well defined).
+
+        Returns
+        -------
+        ndarray of float, shape (n, 2)
+            BNG easting and northing, metres.
+
+        >>> posts = ElrPosts("ECM1", np.array([0.0, 440.0, 880.0]),
+        ...                  np.array([530_000.0, 530_000.0, 530_100.0]),
+        ...                  np.array([182_000.0, 182_400.0, 182_800.0]))
+        >>> posts.route_bng(660.0, 220.0).tolist()
+        [[530050.0, 182600.0], [530000.0, 182400.0], [530000.0, 182200.0]]
         """
         if from_yd == to_yd:
             raise LocationError(f"ELR {self.elr}: a stretch needs two different mileages")
@@ -72,7 +112,14 @@ class ElrPosts:
 
 
 class Waymarks:
-    """All known ELRs' mileposts; look one up by name."""
+    """All known ELRs' mileposts; look one up by name (`loading.waymarks` bundles them).
+
+    >>> waymarks = Waymarks.from_csv_text(
+    ...     "elr,system,waymark_value,easting,northing\\n"
+    ...     "ECM1,M,2.0000,530000,182000\\nECM1,M,2.0440,530000,182402\\n")
+    >>> "ecm1" in waymarks, waymarks.elrs, waymarks.locate_bng("ECM1", "2m 220y")
+    (True, ['ECM1'], (530000.0, 182201.0))
+    """
 
     def __init__(self, posts: dict[str, ElrPosts]) -> None:
         self._posts = posts
@@ -85,9 +132,11 @@ class Waymarks:
 
     @property
     def elrs(self) -> list[str]:
+        """The ELRs known, sorted."""
         return sorted(self._posts)
 
     def elr(self, name: str) -> ElrPosts:
+        """One ELR's posts, by its name (any case); LocationError if unknown."""
         key = str(name).strip().upper()
         try:
             return self._posts[key]
@@ -97,7 +146,11 @@ class Waymarks:
             ) from None
 
     def locate_bng(self, elr: str, mileage: object) -> tuple[float, float]:
-        """BNG position of an ELR and mileage in any accepted form (see geofence.mileage)."""
+        """BNG (easting_m, northing_m) of an ELR and a mileage in any accepted form.
+
+        `mileage` is read by `parse_mileage_yd` ("12.0440", "12m 440y", "12m 20ch", or a
+        table {miles, yards}); LocationError if the ELR or the mileage is not known.
+        """
         posts = self.elr(elr)
         e, n = posts.locate_bng(parse_mileage_yd(mileage))
         return float(e[0]), float(n[0])

@@ -24,6 +24,8 @@ _MITRE_LIMIT = 5.0
 
 
 class FenceKind(StrEnum):
+    """What a fence is for: the safe zone is worksites less danger zones and exclusions."""
+
     WORKSITE = "worksite"  # where the work is allowed: the safe zone is inside these
     EXCLUSION = "exclusion"  # drawn hazards removed from the safe zone
     DANGER_ZONE = "danger_zone"  # around an open line, from the Rule Book
@@ -42,8 +44,25 @@ class Fence:
 def corridor(centreline: np.ndarray, left_m: float, right_m: float, name: str) -> shapely.Polygon:
     """The area from `right_m` right of a centreline to `left_m` left of it, square at the ends.
 
-    Either offset may be negative (a strip entirely to one side), but left + right
-    must be positive.
+    Parameters
+    ----------
+    centreline : array_like of float, shape (n, 2)
+        The track's centreline in a local frame, metres, in the direction "left" is
+        seen from.
+    left_m, right_m : float
+        How far the area reaches left and right of the centreline, metres. Either may
+        be negative (a strip entirely to one side), but left + right must be positive.
+    name : str
+        The fence's name, for errors (FenceError).
+
+    Returns
+    -------
+    shapely Polygon or MultiPolygon
+        Corners are mitred, as a track's are, not rounded.
+
+    >>> area = corridor(np.array([[0.0, 0.0], [100.0, 0.0]]), 5.0, 4.5, "possession")
+    >>> area.bounds, area.area
+    ((0.0, -4.5, 100.0, 5.0), 950.0)
     """
     line = _centreline(centreline, name)
     if not (np.isfinite(left_m) and np.isfinite(right_m)) or left_m + right_m <= 0:
@@ -71,7 +90,14 @@ def corridor(centreline: np.ndarray, left_m: float, right_m: float, name: str) -
 
 
 def danger_zone(centreline: np.ndarray, half_width_m: float, name: str) -> shapely.Polygon:
-    """The strip within `half_width_m` of an open line's centreline (Rules.danger_half_width_m)."""
+    """The strip within `half_width_m` of an open line's centreline, both sides.
+
+    `half_width_m` is metres from the centreline (`Rules.danger_half_width_m` of the
+    line speed); FenceError unless it is positive.
+
+    >>> danger_zone(np.array([[0.0, 0.0], [10.0, 0.0]]), 2.79, "Up Fast").bounds
+    (0.0, -2.79, 10.0, 2.79)
+    """
     if not (np.isfinite(half_width_m) and half_width_m > 0):
         raise FenceError(name, f"danger zone half-width must be positive, got {half_width_m}")
     return corridor(centreline, half_width_m, half_width_m, name)
@@ -128,6 +154,33 @@ def geojson_polygons(
     EPSG:27700 (then positions are easting, northing). Any other CRS is refused
     rather than guessed. Features are named by their "name" property if present.
     Each returned polygon is checked to be valid; the first bad one raises FenceError.
+
+    Parameters
+    ----------
+    document : str or dict
+        The GeoJSON, as text or parsed.
+    from_lonlat : callable
+        (lat_deg, lon_deg) -> (x_m, y_m) in the local frame (`LocalFrame.from_etrs89`).
+    from_bng : callable
+        (easting_m, northing_m) -> (x_m, y_m) (`LocalFrame.from_bng`).
+    name : str
+        The document's name, for errors and for unnamed features.
+    check_valid : bool
+        Check each polygon is valid and has area (False: just convert).
+
+    Returns
+    -------
+    list of (str, shapely Polygon or MultiPolygon)
+        Each polygon's name and its shape in metres.
+
+    >>> from geofence.frames import LocalFrame
+    >>> frame = LocalFrame(51.56, -0.11)
+    >>> square = {"type": "Feature", "properties": {"name": "yard"}, "geometry": {
+    ...     "type": "Polygon", "coordinates": [[[-0.1101, 51.5599], [-0.1099, 51.5599],
+    ...     [-0.1099, 51.5601], [-0.1101, 51.5601], [-0.1101, 51.5599]]]}}
+    >>> [(label, round(shape.area)) for label, shape in
+    ...  geojson_polygons(square, frame.from_etrs89, frame.from_bng, "doc")]
+    [('yard', 309)]
     """
     try:
         obj = json.loads(document) if isinstance(document, str) else document
@@ -165,7 +218,13 @@ def geojson_polygons(
 def geojson_lonlat(document: str | dict, name: str) -> tuple[np.ndarray, np.ndarray]:
     """ETRS89 latitude/longitude of every position in a GeoJSON object (to centre a site on it).
 
-    Raises FenceError for what geojson_polygons would refuse: bad JSON, unknown CRS.
+    Returns (lat_deg, lon_deg) arrays; a document in EPSG:27700 is converted through
+    OSTN15. Raises FenceError for what geojson_polygons would refuse: bad JSON, unknown CRS.
+
+    >>> lat, lon = geojson_lonlat('{"type": "Polygon", "coordinates": [[[-0.11, 51.56], '
+    ...                           '[-0.1, 51.56], [-0.1, 51.57], [-0.11, 51.56]]]}', "doc")
+    >>> lat.tolist(), lon.tolist()
+    ([51.56, 51.56, 51.57, 51.56], [-0.11, -0.1, -0.1, -0.11])
     """
     from geofence import ostn15
 

@@ -41,7 +41,20 @@ def _itrf_to_etrf() -> Transformer:
 
 
 def check_latlon(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
-    """Mask of fixes whose latitude/longitude are finite and within range."""
+    """Which fixes have a latitude and longitude that are finite and in range.
+
+    Parameters
+    ----------
+    lat_deg, lon_deg : array_like of float
+        Degrees; in range is |lat| ≤ 90 and |lon| ≤ 180.
+
+    Returns
+    -------
+    ndarray of bool
+
+    >>> check_latlon([51.5, 91.0, np.nan], [-0.1, 0.0, 0.0]).tolist()
+    [True, False, False]
+    """
     lat = np.asarray(lat_deg, dtype=np.float64)
     lon = np.asarray(lon_deg, dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -51,7 +64,25 @@ def check_latlon(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
 def wgs84_to_etrs89(
     lat_deg: np.ndarray, lon_deg: np.ndarray, epoch_year: np.ndarray | float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Move WGS84-as-realised-today positions into ETRS89 at their own epochs."""
+    """Move WGS84-as-realised-today positions into ETRS89 at their own epochs.
+
+    Parameters
+    ----------
+    lat_deg, lon_deg : array_like of float
+        WGS84 (ITRF-aligned) latitudes and longitudes, degrees.
+    epoch_year : array_like of float or float
+        Each position's epoch as a decimal year (`epoch_year_from_ms`).
+
+    Returns
+    -------
+    lat_deg, lon_deg : ndarray of float
+        ETRS89 degrees: in Great Britain about 0.9 m south-west of the WGS84 position
+        in 2026 (the Eurasian plate's drift since 1989).
+
+    >>> lat, lon = wgs84_to_etrs89([51.5], [-0.1], 2026.0)
+    >>> bool(lat[0] < 51.5 and lon[0] < -0.1)
+    True
+    """
     lat = np.asarray(lat_deg, dtype=np.float64)
     lon = np.asarray(lon_deg, dtype=np.float64)
     epoch = np.broadcast_to(np.asarray(epoch_year, dtype=np.float64), lat.shape)
@@ -61,7 +92,11 @@ def wgs84_to_etrs89(
 
 
 def epoch_year_from_ms(time_ms: np.ndarray) -> np.ndarray:
-    """Decimal year of UTC epoch milliseconds (precise enough for plate motion: 1 day ≈ 0.07 mm)."""
+    """Decimal year of UTC epoch milliseconds (precise enough for plate motion: 1 day ≈ 0.07 mm).
+
+    >>> epoch_year_from_ms(np.array([0, 1_767_225_600_000])).round(2).tolist()  # 2026-01-01
+    [1970.0, 2026.0]
+    """
     return 1970.0 + np.asarray(time_ms, dtype=np.float64) / (365.2425 * 86_400_000.0)
 
 
@@ -71,6 +106,11 @@ class LocalFrame:
 
     x is metres east and y metres north of the centre. Within a few kilometres of
     the centre scale error is below 1 part in 10⁷ (0.1 mm over a 1 km worksite).
+
+    >>> frame = LocalFrame(51.56, -0.11)
+    >>> x, y = frame.from_etrs89([51.56, 51.561], [-0.11, -0.11])
+    >>> np.round(x, 3).tolist(), np.round(y, 1).tolist()  # a thousandth of a degree north
+    ([0.0, 0.0], [0.0, 111.3])
     """
 
     lat0_deg: float
@@ -86,6 +126,7 @@ class LocalFrame:
 
     @property
     def proj(self) -> str:
+        """The frame as a PROJ string (azimuthal equidistant on GRS80)."""
         return (
             f"+proj=aeqd +lat_0={self.lat0_deg!r} +lon_0={self.lon0_deg!r} "
             "+ellps=GRS80 +units=m +no_defs"
@@ -93,6 +134,13 @@ class LocalFrame:
 
     @classmethod
     def centred_on_bng(cls, easting_m: float, northing_m: float) -> LocalFrame:
+        """A frame centred on a British National Grid position (metres, via OSTN15).
+
+        >>> frame = LocalFrame.centred_on_bng(530_000.0, 180_000.0)
+        >>> x, y = frame.from_bng([530_000.0, 530_100.0], [180_000.0, 180_000.0])
+        >>> np.round(x, 1).tolist()  # BNG's scale near London is 0.9997
+        [0.0, 100.0]
+        """
         lat, lon = ostn15.bng_to_etrs89(np.array([easting_m]), np.array([northing_m]))
         return cls(float(lat[0]), float(lon[0]))
 
@@ -105,7 +153,15 @@ class LocalFrame:
     def from_etrs89(
         self, lat_deg: np.ndarray, lon_deg: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """ETRS89 latitude/longitude to local metres. Invalid input gives NaN (see check_latlon)."""
+        """ETRS89 latitudes/longitudes (degrees) to this frame's metres.
+
+        Returns (x_m, y_m), metres east and north of the centre; a fix failing
+        `check_latlon` gives NaN, never an error.
+
+        >>> x, y = LocalFrame(51.56, -0.11).from_etrs89([51.56, 95.0], [-0.11, 0.0])
+        >>> np.round(x, 6).tolist(), np.isnan(y).tolist()
+        ([0.0, nan], [False, True])
+        """
         lat = np.asarray(lat_deg, dtype=np.float64)
         lon = np.asarray(lon_deg, dtype=np.float64)
         x, y = self._forward().transform(lon, lat)
@@ -124,9 +180,27 @@ class LocalFrame:
         datum: DeviceDatum,
         time_ms: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A device's fixes to local metres, honouring its reference frame.
+        """A device's fixes to this frame's metres, honouring its reference frame.
 
-        WGS84 fixes need their time: the plate-motion correction depends on the epoch.
+        Parameters
+        ----------
+        lat_deg, lon_deg : array_like of float
+            As the device reported them, degrees.
+        datum : DeviceDatum
+            ETRS89 (used as is) or WGS84 (moved into ETRS89 at each fix's epoch).
+        time_ms : array_like of int, optional
+            Fix times, UTC epoch ms: WGS84 fixes need them, the plate-motion
+            correction depends on the epoch (CoordinateError without them).
+
+        Returns
+        -------
+        x_m, y_m : ndarray of float
+            Metres east and north of the centre (NaN where a fix is unusable).
+
+        >>> frame = LocalFrame(51.56, -0.11)
+        >>> x, y = frame.from_device([51.56], [-0.11], DeviceDatum.WGS84, [1_767_225_600_000])
+        >>> bool(0.5 < float(np.hypot(x[0], y[0])) < 1.5)  # ~0.9 m of plate motion in 2026
+        True
         """
         if DeviceDatum(datum) is DeviceDatum.WGS84:
             if time_ms is None:
@@ -141,17 +215,34 @@ class LocalFrame:
         return self.from_etrs89(lat_deg, lon_deg)
 
     def to_etrs89(self, x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This frame's metres to ETRS89 (lat_deg, lon_deg).
+
+        >>> lat, lon = LocalFrame(51.56, -0.11).to_etrs89([0.0], [0.0])
+        >>> np.round(lat, 9).tolist(), np.round(lon, 9).tolist()
+        ([51.56], [-0.11])
+        """
         lon, lat = self._inverse().transform(np.asarray(x_m, float), np.asarray(y_m, float))
         return np.asarray(lat), np.asarray(lon)
 
     def from_bng(
         self, easting_m: np.ndarray, northing_m: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """BNG to local metres through OSTN15 (raises off the grid, never approximates)."""
+        """British National Grid easting/northing (metres) to this frame's metres.
+
+        Through OSTN15 only: a position off its grid raises CoordinateError, never an
+        approximate answer.
+        """
         lat, lon = ostn15.bng_to_etrs89(easting_m, northing_m)
         return self.from_etrs89(lat, lon)
 
     def to_bng(self, x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This frame's metres to British National Grid (easting_m, northing_m), via OSTN15.
+
+        >>> frame = LocalFrame.centred_on_bng(530_000.0, 180_000.0)
+        >>> e, n = frame.to_bng([0.0], [0.0])
+        >>> np.round(e, 3).tolist(), np.round(n, 3).tolist()
+        ([530000.0], [180000.0])
+        """
         lat, lon = self.to_etrs89(x_m, y_m)
         return ostn15.etrs89_to_bng(lat, lon)
 

@@ -47,6 +47,9 @@ def group_ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np
     """Expand CSR ranges: for each i, the indices starts[i] .. starts[i]+counts[i]-1.
 
     Returns (owner, index): owner[j] is the i that produced index[j].
+
+    >>> group_ranges(np.array([10, 20]), np.array([2, 3]))
+    (array([0, 0, 1, 1, 1]), array([10, 11, 20, 21, 22]))
     """
     total = int(counts.sum())
     owner = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
@@ -126,11 +129,33 @@ class FenceIndex:
         horizon_m: float = 10.0,
         names: list[str] | None = None,
     ) -> FenceIndex:
-        """Compile fences (shapely Polygons/MultiPolygons in local metres).
+        """Compile fences into an index.
 
-        `cell_m` trades memory for speed (a smaller cell sends fewer fixes down the
-        exact path); `horizon_m` is how far from the boundary distances are exact.
+        Parameters
+        ----------
+        polygons : sequence of shapely Polygon or MultiPolygon
+            The fences, in one local metric frame (metres); fence i is number i.
+        cell_m : float
+            The fine cell's side, metres. It trades memory for speed: a smaller cell
+            sends fewer fixes down the exact path.
+        horizon_m : float
+            How far from the boundary signed distances are exact, metres (0: none).
+        names : list of str, optional
+            The fences' names, for errors (default "#0", "#1", …).
+
+        Returns
+        -------
+        FenceIndex
+
         Invalid or empty fences raise FenceError naming the fence.
+
+        Examples
+        --------
+        >>> import shapely
+        >>> index = FenceIndex.build([shapely.box(0, 0, 10, 4), shapely.box(8, 0, 30, 4)],
+        ...                          cell_m=1.0, horizon_m=3.0, names=["west", "east"])
+        >>> index.fence_count, index.horizon_m
+        (2, 3.0)
         """
         from geofence.index_build import build_index
 
@@ -138,6 +163,7 @@ class FenceIndex:
 
     @property
     def fence_count(self) -> int:
+        """How many fences the index holds (numbered 0 to fence_count - 1)."""
         return int(self.geometries.size)
 
     @property
@@ -287,10 +313,27 @@ class FenceIndex:
 
     # ------------------------------------------------------------------ public
     def classify(self, x_m: np.ndarray, y_m: np.ndarray) -> np.ndarray:
-        """Fence number covering each fix (lowest if several), or OUTSIDE (-1).
+        """The fence covering each fix: its number (the lowest if several), or OUTSIDE (-1).
 
-        Inputs must be finite (validate first: geofence.site does). Agrees with
-        `shapely.covers(fence, Point(x, y))` for every fix, boundary included.
+        Agrees with `shapely.covers(fence, Point(x, y))` for every fix, boundary included.
+
+        Parameters
+        ----------
+        x_m, y_m : array_like of float
+            Positions in the fences' frame, metres. They must be finite (validate
+            first: geofence.site does); a NaN raises ValueError.
+
+        Returns
+        -------
+        ndarray of int32
+            One fence number per fix.
+
+        Examples
+        --------
+        >>> import shapely
+        >>> index = FenceIndex.build([shapely.box(0, 0, 10, 4), shapely.box(8, 0, 30, 4)])
+        >>> index.classify([5.0, 9.0, 10.0, 29.0, 31.0], [2.0, 2.0, 4.0, 2.0, 2.0])
+        array([ 0,  0,  0,  1, -1], dtype=int32)
         """
         x = np.ascontiguousarray(x_m, dtype=np.float64)
         y = np.ascontiguousarray(y_m, dtype=np.float64)
@@ -299,10 +342,29 @@ class FenceIndex:
         return code
 
     def evaluate(self, x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Fence numbers and signed distances (m) to the boundary of the union of fences.
+        """Fence numbers (as `classify`) and signed distances to the edge of the fences' union.
 
-        Distance is positive inside, negative outside, 0 on the boundary, and
-        clamped to ±horizon_m beyond the horizon.
+        Parameters
+        ----------
+        x_m, y_m : array_like of float
+            Finite positions in the fences' frame, metres.
+
+        Returns
+        -------
+        fence : ndarray of int32
+            As `classify`.
+        distance_m : ndarray of float
+            Metres to the boundary of the union of all fences: positive inside,
+            negative outside, 0 on the boundary, and ±horizon_m beyond the horizon
+            ("at least this far").
+
+        Examples
+        --------
+        >>> import shapely
+        >>> index = FenceIndex.build([shapely.box(0, 0, 10, 4)], horizon_m=3.0)
+        >>> fence, distance = index.evaluate([5.0, 5.0, 11.0, 50.0], [2.0, 3.5, 2.0, 2.0])
+        >>> fence.tolist(), distance.tolist()
+        ([0, 0, -1, -1], [2.0, 0.5, -1.0, -3.0])
         """
         x = np.ascontiguousarray(x_m, dtype=np.float64)
         y = np.ascontiguousarray(y_m, dtype=np.float64)

@@ -10,6 +10,7 @@ edge touches are uniform, and one GEOS query per run of them says which way.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -44,7 +45,14 @@ _NO_FENCE = np.iinfo(np.int32).max
 
 
 def validate_fences(polygons: list | np.ndarray, names: list[str] | None) -> np.ndarray:
-    """Check each fence is a valid, non-empty area; raise FenceError naming the first bad one."""
+    """Check each fence is a valid, non-empty area; raise FenceError naming the first bad one.
+
+    Returns the fences as a flat object array.
+
+    >>> validate_fences([shapely.box(0, 0, 1, 1), shapely.Point(0, 0)], ["a", "b"])
+    Traceback (most recent call last):
+    geofence.errors.FenceError: fence 'b': is a Point, not a polygon
+    """
     geoms = np.asarray(polygons, dtype=object).reshape(-1)
     labels = names if names is not None else [f"#{i}" for i in range(geoms.size)]
     if len(labels) != geoms.size:
@@ -62,7 +70,12 @@ def validate_fences(polygons: list | np.ndarray, names: list[str] | None) -> np.
 
 
 def ring_edges(geoms: np.ndarray) -> tuple[np.ndarray, ...]:
-    """All ring edges (exteriors and holes) as ax, ay, bx, by and the fence each belongs to."""
+    """All ring edges (exteriors and holes) as ax, ay, bx, by and the fence each belongs to.
+
+    >>> ax, ay, bx, by, fence = ring_edges(np.array([shapely.box(0, 0, 2, 1)], dtype=object))
+    >>> ax.tolist(), ay.tolist(), fence.tolist()
+    ([2.0, 2.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0, 0, 0, 0])
+    """
     parts, part_fence = shapely.get_parts(geoms, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)
@@ -187,6 +200,16 @@ class _Grid:
     def block_key(self, cx, cy):
         return cy.astype(np.int64) * self.block_cells_x + cx
 
+    @property
+    def fine_cells(self) -> int:
+        """Fine cells in the grid: the stride of a (fence, fine cell) key."""
+        return self.fine_x * self.fine_y
+
+    @property
+    def block_cells(self) -> int:
+        """Block cells in the grid: the stride of a (fence, block cell) key."""
+        return self.block_cells_x * self.block_cells_y
+
 
 def build_index(
     polygons: list | np.ndarray,
@@ -195,33 +218,156 @@ def build_index(
     horizon_m: float = 10.0,
     names: list[str] | None = None,
 ) -> FenceIndex:
+    """Compile fences into a FenceIndex (`FenceIndex.build` says what the parameters mean).
+
+    The index answers most fixes with three array lookups, so the build's work is to
+    label every cell that can be labelled, and to prepare the exact question for every
+    cell that cannot. It goes in six steps, each over all fences at once:
+
+    A. `_boundary_cells`: the fine cells each fence's edges can touch, with those edges;
+    B. `_block_labels`: per 16 m block, the lowest fence covering all of it, and the
+       blocks where a fence's boundary decides which fence a fine cell has;
+    C. `_tiles`: for those blocks, a tile labelling each fine cell: a fence, OUTSIDE,
+       or a boundary cell (with what it falls back to when no listed fence covers);
+    D. `_boundary_entries`: each boundary cell's edges, by fence, with a reference
+       point of certain status for the ray-parity test;
+    E. `_distance_lists`: per block, the edges of the fences' union that can be the
+       nearest within the horizon;
+    F. `_tile_table` and `_block_tables`: the pyramid that finds a fix's tile and list.
+
+    >>> import shapely
+    >>> index = build_index([shapely.box(0, 0, 10, 4)], cell_m=1.0, horizon_m=5.0)
+    >>> index.fence_count, index.classify(np.array([5.0, 12.0]), np.array([2.0, 2.0]))
+    (1, array([ 0, -1], dtype=int32))
+    """
     if not (math.isfinite(cell_m) and cell_m > 0):
         raise ValueError(f"cell_m must be a positive number of metres, got {cell_m!r}")
     if not (math.isfinite(horizon_m) and horizon_m >= 0):
         raise ValueError(f"horizon_m must be a non-negative number of metres, got {horizon_m!r}")
     geoms = validate_fences(polygons, names)
     shapely.prepare(geoms)
-    ax, ay, bx, by, edge_fence = ring_edges(geoms)
+    edges = _Edges(*ring_edges(geoms))
     bounds = tuple(shapely.total_bounds(geoms)) if geoms.size else (0.0, 0.0, 0.0, 0.0)
     grid = _Grid(bounds, cell_m, horizon_m + cell_m * FANOUT)
-
-    # --- A. boundary fine cells, per fence, with the edges that touch each ------------------
-    piece_edge, p0x, p0y, p1x, p1y = _pieces(ax, ay, bx, by, cell_m / 2)
-    piece, cx, cy = _touched_cells(p0x, p0y, p1x, p1y, grid.x0, grid.y0, cell_m, 2 * _MARGIN_M, 2)
-    fence_cells = grid.fine_x * grid.fine_y
-    touched_edge = piece_edge[piece]
-    fc_key = edge_fence[touched_edge].astype(np.int64) * fence_cells + grid.fine_key(cx, cy)
-    fc_key, fc_edge = _unique_pairs(fc_key, touched_edge.astype(np.int64))
-    bnd_key = np.unique(fc_key)  # (fence, fine cell) boundary pairs
-    bnd_fence = (bnd_key // fence_cells).astype(np.int32)
-    bnd_ix, bnd_iy = grid.fine_xy(bnd_key % fence_cells)
-
-    # --- B. per fence, each 16 m block cell is mixed (has boundary) or uniform --------------
-    block_cells = grid.block_cells_x * grid.block_cells_y
-    mixed_key = np.unique(
-        bnd_fence.astype(np.int64) * block_cells
-        + grid.block_key(bnd_ix >> FANOUT_BITS, bnd_iy >> FANOUT_BITS)
+    cells = _boundary_cells(edges, grid)
+    blocks = _block_labels(geoms, grid, cells)
+    tiles = _tiles(geoms, grid, cells, blocks)
+    boundary_entries = _boundary_entries(geoms, grid, edges, cells, blocks, tiles)
+    lists = _distance_lists(geoms, grid, horizon_m)
+    table = _tile_table(blocks, tiles)
+    root_block, block_entry = _block_tables(grid, table, blocks.tile_block, lists.block)
+    return FenceIndex(
+        geometries=geoms,
+        cell_m=float(cell_m),
+        horizon_m=float(horizon_m),
+        origin_x_m=grid.x0,
+        origin_y_m=grid.y0,
+        fine_cells_x=grid.fine_x,
+        fine_cells_y=grid.fine_y,
+        super_cells_x=grid.super_x,
+        root_block=root_block,
+        block_entry=block_entry,
+        tile_code=table.tile_code.reshape(-1),
+        boundary_entries=boundary_entries,
+        edge_ax=edges.ax,
+        edge_ay=edges.ay,
+        edge_bx=edges.bx,
+        edge_by=edges.by,
+        distance_slots=np.ascontiguousarray(lists.slots),
+        distance_overflow_start=lists.overflow_start,
+        distance_overflow_edge=lists.overflow_edge,
+        union_segments=lists.union_segments,
     )
+
+
+class _Edges(NamedTuple):
+    """Every ring edge of every fence (a → b), and the fence it belongs to."""
+
+    ax: np.ndarray
+    ay: np.ndarray
+    bx: np.ndarray
+    by: np.ndarray
+    fence: np.ndarray  # int32
+
+
+# --- A. boundary fine cells, per fence, with the edges that touch each ---------------------
+class _BoundaryCells(NamedTuple):
+    """(fence, fine cell) pairs a fence's boundary touches, and the edges touching each."""
+
+    key: np.ndarray  # sorted fence × grid.fine_cells + fine key, one per (pair, edge)...
+    edge: np.ndarray  # ...and that edge
+    fence: np.ndarray  # int32, one per distinct pair
+    ix: np.ndarray  # its fine cell
+    iy: np.ndarray
+    block: np.ndarray  # its block cell's key
+
+
+def _boundary_cells(edges: _Edges, grid: _Grid) -> _BoundaryCells:
+    """The fine cells each fence's edges can touch, with the edges that touch each.
+
+    Edges are cut into pieces no longer than half a cell, so a piece's box (grown by
+    a margin for rounding) covers at most 2 × 2 cells; every cell a piece's box meets
+    is a boundary cell of the piece's fence. Over-marking is safe (a boundary cell is
+    decided exactly), under-marking never happens.
+    """
+    piece_edge, p0x, p0y, p1x, p1y = _pieces(edges.ax, edges.ay, edges.bx, edges.by,
+                                             grid.cell_m / 2)  # fmt: skip
+    piece, cx, cy = _touched_cells(
+        p0x, p0y, p1x, p1y, grid.x0, grid.y0, grid.cell_m, 2 * _MARGIN_M, 2
+    )
+    stride = grid.fine_cells
+    touched_edge = piece_edge[piece]
+    key = edges.fence[touched_edge].astype(np.int64) * stride + grid.fine_key(cx, cy)
+    key, edge = _unique_pairs(key, touched_edge.astype(np.int64))
+    pairs = np.unique(key)  # (fence, fine cell) boundary pairs
+    ix, iy = grid.fine_xy(pairs % stride)
+    block = grid.block_key(ix >> FANOUT_BITS, iy >> FANOUT_BITS)
+    return _BoundaryCells(key, edge, (pairs // stride).astype(np.int32), ix, iy, block)
+
+
+# --- B. per fence, each 16 m block cell is mixed (has boundary) or uniform -----------------
+class _Blocks(NamedTuple):
+    """What the blocks are: labelled whole, or decided fine cell by fine cell."""
+
+    all_blocks: np.ndarray  # every block a fence covers or crosses, sorted...
+    min_in: np.ndarray  # ...and the lowest fence covering all of it (_NO_FENCE if none)
+    q_block: np.ndarray  # (block, fence) pairs where the fence's boundary decides,
+    q_fence: np.ndarray  # int32 ... sorted by block, then fence
+    tile_block: np.ndarray  # the blocks that get a tile of their own, sorted
+    q_group: np.ndarray  # each pair's tile (index into tile_block)
+
+
+def _block_labels(geoms: np.ndarray, grid: _Grid, cells: _BoundaryCells) -> _Blocks:
+    """Per block, the lowest fence covering all of it, and where a boundary decides.
+
+    A block a fence's boundary crosses is mixed for that fence. A boundary only matters
+    where no lower-numbered fence covers the whole block (the lowest fence wins), so
+    those (block, fence) pairs are all that go on to get fine cells.
+    """
+    stride = grid.block_cells
+    mixed_key = np.unique(cells.fence.astype(np.int64) * stride + cells.block)
+    in_block, in_fence = _covered_blocks(geoms, grid, mixed_key)
+    mix_block = mixed_key % stride
+    mix_fence = (mixed_key // stride).astype(np.int32)
+    all_blocks = np.unique(np.concatenate([in_block, mix_block]))
+    min_in = np.full(all_blocks.size, _NO_FENCE, dtype=np.int32)
+    np.minimum.at(min_in, np.searchsorted(all_blocks, in_block), in_fence)
+    relevant = mix_fence < min_in[np.searchsorted(all_blocks, mix_block)]
+    q_block, q_fence = _unique_pairs(mix_block[relevant], mix_fence[relevant].astype(np.int64))
+    tile_block, q_group = np.unique(q_block, return_inverse=True)
+    return _Blocks(all_blocks, min_in, q_block, q_fence.astype(np.int32), tile_block,
+                   q_group.reshape(-1))  # fmt: skip
+
+
+def _covered_blocks(
+    geoms: np.ndarray, grid: _Grid, mixed_key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(block, fence) for every block inside a fence's bounds that the fence covers whole.
+
+    A block no edge of the fence touches is all inside or all outside it, so one GEOS
+    question, at its centre, says which.
+    """
+    stride = grid.block_cells
     fb = shapely.bounds(geoms).reshape(-1, 4)
     lo_x = np.floor((fb[:, 0] - grid.x0) / grid.block_m).astype(np.int64)
     hi_x = np.floor((fb[:, 2] - grid.x0) / grid.block_m).astype(np.int64)
@@ -231,138 +377,272 @@ def build_index(
     fence_of, k = group_ranges(np.zeros(geoms.size, np.int64), width * (hi_y - lo_y + 1))
     ucx = lo_x[fence_of] + k % width[fence_of]
     ucy = lo_y[fence_of] + k // width[fence_of]
-    ukey = fence_of * block_cells + grid.block_key(ucx, ucy)
+    ukey = fence_of * stride + grid.block_key(ucx, ucy)
     uniform = ~np.isin(ukey, mixed_key, assume_unique=True)
     fence_of, ucx, ucy, ukey = fence_of[uniform], ucx[uniform], ucy[uniform], ukey[uniform]
     centre_in = shapely.contains_xy(
         geoms[fence_of], grid.x0 + (ucx + 0.5) * grid.block_m, grid.y0 + (ucy + 0.5) * grid.block_m
     )
-    in_block = ukey[centre_in] % block_cells
-    in_fence = fence_of[centre_in].astype(np.int32)
-    mix_block = mixed_key % block_cells
-    mix_fence = (mixed_key // block_cells).astype(np.int32)
+    return ukey[centre_in] % stride, fence_of[centre_in].astype(np.int32)
 
-    all_blocks = np.unique(np.concatenate([in_block, mix_block]))
-    min_in = np.full(all_blocks.size, _NO_FENCE, dtype=np.int32)
-    np.minimum.at(min_in, np.searchsorted(all_blocks, in_block), in_fence)
-    relevant = mix_fence < min_in[np.searchsorted(all_blocks, mix_block)]
-    q_block, q_fence = _unique_pairs(mix_block[relevant], mix_fence[relevant].astype(np.int64))
-    q_fence = q_fence.astype(np.int32)
-    tile_block, q_group = np.unique(q_block, return_inverse=True)
-    q_group = q_group.reshape(-1)
 
-    # --- C. tiles of fine cells for blocks where a boundary decides -----------------------
-    n_q = q_block.size
-    cells_per_tile = FANOUT * FANOUT
-    is_bnd = np.zeros((n_q, cells_per_tile), dtype=bool)
-    q_lookup = q_fence.astype(np.int64) * block_cells + q_block
-    q_order = np.argsort(q_lookup)
-    bkey = bnd_fence.astype(np.int64) * block_cells + grid.block_key(
-        bnd_ix >> FANOUT_BITS, bnd_iy >> FANOUT_BITS
-    )
-    pos = np.searchsorted(q_lookup[q_order], bkey)
-    pos = np.minimum(pos, max(n_q - 1, 0))
-    hit = q_lookup[q_order][pos] == bkey if n_q else np.zeros(bkey.size, bool)
-    bnd_q = q_order[pos[hit]]
-    bnd_local = ((bnd_iy[hit] & FANOUT_MASK) << FANOUT_BITS) | (bnd_ix[hit] & FANOUT_MASK)
-    is_bnd[bnd_q, bnd_local] = True
+# --- C. tiles of fine cells for blocks where a boundary decides ----------------------------
+class _Tiles(NamedTuple):
+    """The fine-cell tiles of the blocks where a boundary decides (one row per tile)."""
 
-    rows = is_bnd.reshape(n_q, FANOUT, FANOUT)  # [q, row (y), column (x)]
-    before = np.ones_like(rows)
-    before[:, :, 1:] = rows[:, :, :-1]
-    run_start = ~rows & before
-    run_id = np.cumsum(run_start.reshape(-1)).reshape(rows.shape) - 1
-    sq, srow, scol = np.nonzero(run_start)
-    sbx = q_block[sq] % grid.block_cells_x
-    sby = q_block[sq] // grid.block_cells_x
-    run_in = shapely.contains_xy(
-        geoms[q_fence[sq]],
-        grid.x0 + ((sbx << FANOUT_BITS) + scol + 0.5) * cell_m,
-        grid.y0 + ((sby << FANOUT_BITS) + srow + 0.5) * cell_m,
-    )
-    cell_in = (~rows & run_in[np.maximum(run_id, 0)]).reshape(n_q, cells_per_tile)
+    is_boundary: np.ndarray  # bool [pair, fine cell]: the pair's fence boundary is in it
+    relevant: np.ndarray  # bool [pair, fine cell]: ...and it decides (no lower fence covers)
+    boundary_number: np.ndarray  # [tile, fine cell]: the boundary cell's number
+    has_boundary: np.ndarray  # bool [tile, fine cell]: a boundary cell
+    codes: np.ndarray  # int32 [tile, fine cell]: fence, OUTSIDE, or -2 - boundary cell
+    fallback: np.ndarray  # int32 per boundary cell: its label when no listed fence covers
 
-    group_starts = np.flatnonzero(np.r_[True, q_group[1:] != q_group[:-1]])[: tile_block.size]
+
+def _tiles(geoms: np.ndarray, grid: _Grid, cells: _BoundaryCells, blocks: _Blocks) -> _Tiles:
+    """A tile per deciding block: each fine cell a fence, OUTSIDE, or a boundary cell.
+
+    A fine cell no deciding boundary touches takes the lowest fence that covers it
+    (or the block's covering fence, if lower); one a boundary touches becomes a boundary
+    cell, decided per fix, remembering the label it falls back to.
+    """
+    is_bnd = _boundary_cell_masks(grid, cells, blocks)
+    cell_in = _inside_cells(geoms, grid, blocks, is_bnd)
+    q_fence, q_group = blocks.q_fence, blocks.q_group
+    group_starts = np.flatnonzero(np.r_[True, q_group[1:] != q_group[:-1]])[
+        : blocks.tile_block.size
+    ]
     candidate = np.where(cell_in, q_fence[:, None], _NO_FENCE)
     tile_label = _reduce_groups(np.minimum, candidate, group_starts)
-    tile_label = np.minimum(tile_label, min_in[np.searchsorted(all_blocks, tile_block)][:, None])
+    covering = blocks.min_in[np.searchsorted(blocks.all_blocks, blocks.tile_block)]
+    tile_label = np.minimum(tile_label, covering[:, None])
     bnd_relevant = is_bnd & (q_fence[:, None] < tile_label[q_group])
     tile_bnd = _reduce_groups(np.logical_or, bnd_relevant, group_starts)
     boundary_number = np.cumsum(tile_bnd.reshape(-1)).reshape(tile_bnd.shape) - 1
     mixed_codes = np.where(tile_label == _NO_FENCE, OUTSIDE, tile_label).astype(np.int32)
     fallback = mixed_codes[tile_bnd]
     mixed_codes[tile_bnd] = -2 - boundary_number[tile_bnd]
+    return _Tiles(is_bnd, bnd_relevant, boundary_number, tile_bnd, mixed_codes, fallback)
 
-    # --- D. boundary-cell entries: per fence crossing the cell (fence order), its edges ------
-    rq, rlocal = np.nonzero(bnd_relevant)
-    order = np.lexsort((q_fence[rq], rlocal, q_group[rq]))
-    rq, rlocal = rq[order], rlocal[order]
-    run_cell = boundary_number[q_group[rq], rlocal]
-    n_cells = int(tile_bnd.sum())
-    run_fence = q_fence[rq]
-    rix = ((q_block[rq] % grid.block_cells_x) << FANOUT_BITS) + (rlocal & FANOUT_MASK)
-    riy = ((q_block[rq] // grid.block_cells_x) << FANOUT_BITS) + (rlocal >> FANOUT_BITS)
-    run_key = run_fence.astype(np.int64) * fence_cells + grid.fine_key(rix, riy)
-    first = np.searchsorted(fc_key, run_key, side="left")
-    last = np.searchsorted(fc_key, run_key, side="right")
-    edge_count = last - first
-    entry_run, slot = group_ranges(first, edge_count)
-    entry_edge = fc_edge[slot].astype(np.int32)
-    run_first_entry = np.cumsum(edge_count) - edge_count
-    entry_run_first = np.zeros(entry_edge.size, dtype=bool)
-    entry_run_first[run_first_entry] = True
-    boundary_entry_start = np.zeros(n_cells + 1, dtype=np.int32)
-    np.cumsum(
-        np.bincount(run_cell, weights=edge_count, minlength=n_cells).astype(np.int64),
-        out=boundary_entry_start[1:],
+
+def _boundary_cell_masks(grid: _Grid, cells: _BoundaryCells, blocks: _Blocks) -> np.ndarray:
+    """bool [pair, fine cell]: which fine cells of each (block, fence) pair its boundary
+    touches (boundary cells of pairs that do not decide are dropped)."""
+    n_q = blocks.q_block.size
+    is_bnd = np.zeros((n_q, FANOUT * FANOUT), dtype=bool)
+    q_lookup = blocks.q_fence.astype(np.int64) * grid.block_cells + blocks.q_block
+    q_order = np.argsort(q_lookup)
+    bkey = cells.fence.astype(np.int64) * grid.block_cells + cells.block
+    pos = np.searchsorted(q_lookup[q_order], bkey)
+    pos = np.minimum(pos, max(n_q - 1, 0))
+    hit = q_lookup[q_order][pos] == bkey if n_q else np.zeros(bkey.size, bool)
+    bnd_q = q_order[pos[hit]]
+    bnd_local = ((cells.iy[hit] & FANOUT_MASK) << FANOUT_BITS) | (cells.ix[hit] & FANOUT_MASK)
+    is_bnd[bnd_q, bnd_local] = True
+    return is_bnd
+
+
+def _inside_cells(
+    geoms: np.ndarray, grid: _Grid, blocks: _Blocks, is_bnd: np.ndarray
+) -> np.ndarray:
+    """bool [pair, fine cell]: the pair's fence covers the (non-boundary) fine cell.
+
+    Along a row of a tile, the cells between two boundary cells are all inside or all
+    outside, so one GEOS question per run of them, at its first cell's centre, says
+    which.
+    """
+    n_q = blocks.q_block.size
+    rows = is_bnd.reshape(n_q, FANOUT, FANOUT)  # [q, row (y), column (x)]
+    before = np.ones_like(rows)
+    before[:, :, 1:] = rows[:, :, :-1]
+    run_start = ~rows & before
+    run_id = np.cumsum(run_start.reshape(-1)).reshape(rows.shape) - 1
+    sq, srow, scol = np.nonzero(run_start)
+    sbx = blocks.q_block[sq] % grid.block_cells_x
+    sby = blocks.q_block[sq] // grid.block_cells_x
+    run_in = shapely.contains_xy(
+        geoms[blocks.q_fence[sq]],
+        grid.x0 + ((sbx << FANOUT_BITS) + scol + 0.5) * grid.cell_m,
+        grid.y0 + ((sby << FANOUT_BITS) + srow + 0.5) * grid.cell_m,
     )
+    return (~rows & run_in[np.maximum(run_id, 0)]).reshape(n_q, FANOUT * FANOUT)
 
-    # a reference point per run whose side of every edge of the run is certain
-    run_reference = np.full(run_key.size, NO_REFERENCE, dtype=np.int32)
-    entry_left = np.zeros(entry_edge.size, dtype=bool)
-    ex = (ax[entry_edge], ay[entry_edge], bx[entry_edge], by[entry_edge])
-    for number, (fx, fy) in enumerate(REFERENCE_OFFSETS):
-        todo = run_reference == NO_REFERENCE
-        if not todo.any():
-            break
-        tx = grid.x0 + (rix + fx) * cell_m
-        ty = grid.y0 + (riy + fy) * cell_m
-        det, sure = orient(*ex, tx[entry_run], ty[entry_run])
-        run_sure = np.logical_and.reduceat(sure, run_first_entry) if sure.size else sure
-        take = todo & run_sure
-        run_reference[take] = number
-        entry_left[take[entry_run]] = (det > 0)[take[entry_run]]
+
+# --- D. boundary-cell entries: per fence crossing the cell (fence order), its edges --------
+class _Runs(NamedTuple):
+    """Each boundary cell's runs (one per fence crossing it, in fence order) and entries
+    (one per edge of the run's fence in the cell)."""
+
+    cell: np.ndarray  # per run: its boundary cell's number
+    fence: np.ndarray  # per run: its fence
+    ix: np.ndarray  # per run: its fine cell
+    iy: np.ndarray
+    first_entry: np.ndarray  # per run: its first entry
+    entry_run: np.ndarray  # per entry: its run
+    entry_edge: np.ndarray  # int32 per entry: the edge
+    entry_start: np.ndarray  # int32 per boundary cell (+ 1): its first entry
+
+
+def _boundary_entries(
+    geoms: np.ndarray,
+    grid: _Grid,
+    edges: _Edges,
+    cells: _BoundaryCells,
+    blocks: _Blocks,
+    tiles: _Tiles,
+) -> np.ndarray:
+    """The boundary cells' entry records (ENTRY_FIELDS each); points tile codes at them.
+
+    A fix in a boundary cell is decided by ray parity from a reference point in the
+    cell whose side of every edge there is certain. So each entry carries its edge,
+    its fence, the reference point used and which side of the edge it lies, whether
+    the fence covers it, and the cell's entry count and fallback: one cache line.
+    Afterwards a tile's boundary code points at the cell's first entry (in place).
+    """
+    runs = _boundary_runs(grid, cells, blocks, tiles)
+    ex = (edges.ax[runs.entry_edge], edges.ay[runs.entry_edge], edges.bx[runs.entry_edge],
+          edges.by[runs.entry_edge])  # fmt: skip
+    run_reference, entry_left = _references(grid, runs, ex)
     have = run_reference != NO_REFERENCE
-    ref_x = grid.x0 + (rix + REFERENCE_OFFSETS[np.where(have, run_reference, 0), 0]) * cell_m
-    ref_y = grid.y0 + (riy + REFERENCE_OFFSETS[np.where(have, run_reference, 0), 1]) * cell_m
-    run_inside = shapely.intersects_xy(geoms[run_fence], ref_x, ref_y)
-
+    offsets = REFERENCE_OFFSETS[np.where(have, run_reference, 0)]
+    ref_x = grid.x0 + (runs.ix + offsets[:, 0]) * grid.cell_m
+    ref_y = grid.y0 + (runs.iy + offsets[:, 1]) * grid.cell_m
+    run_inside = shapely.intersects_xy(geoms[runs.fence], ref_x, ref_y)
     # one record per entry; the cell's count and fallback ride on every entry of the cell
-    entry_cell = run_cell[entry_run]
+    entry_run = runs.entry_run
+    entry_cell = runs.cell[entry_run]
+    entry_run_first = np.zeros(runs.entry_edge.size, dtype=bool)
+    entry_run_first[runs.first_entry] = True
     flags = run_reference[entry_run]
     flags |= np.where(run_inside[entry_run], REFERENCE_INSIDE, 0)
     flags |= np.where(entry_left, REFERENCE_LEFT, 0)
     flags |= np.where(entry_run_first, RUN_FIRST, 0)
-    flags |= np.where(_spans_cell(grid, rix[entry_run], riy[entry_run], *ex), SPANS_CELL, 0)
-    boundary_entries = np.empty((entry_edge.size, ENTRY_FIELDS), dtype=np.int32)
-    boundary_entries[:, ENTRY_EDGE] = entry_edge
-    boundary_entries[:, ENTRY_FENCE] = run_fence[entry_run]
-    boundary_entries[:, ENTRY_FLAGS] = flags
-    boundary_entries[:, ENTRY_COUNT] = np.diff(boundary_entry_start)[entry_cell]
-    boundary_entries[:, ENTRY_FALLBACK] = fallback[entry_cell]
+    flags |= np.where(_spans_cell(grid, runs.ix[entry_run], runs.iy[entry_run], *ex),
+                      SPANS_CELL, 0)  # fmt: skip
+    records = np.empty((runs.entry_edge.size, ENTRY_FIELDS), dtype=np.int32)
+    records[:, ENTRY_EDGE] = runs.entry_edge
+    records[:, ENTRY_FENCE] = runs.fence[entry_run]
+    records[:, ENTRY_FLAGS] = flags
+    records[:, ENTRY_COUNT] = np.diff(runs.entry_start)[entry_cell]
+    records[:, ENTRY_FALLBACK] = tiles.fallback[entry_cell]
     # tile codes point at the cell's first entry rather than the cell's number
-    in_boundary = mixed_codes <= -2
-    mixed_codes[in_boundary] = -2 - boundary_entry_start[-2 - mixed_codes[in_boundary]]
+    codes = tiles.codes
+    in_boundary = codes <= -2
+    codes[in_boundary] = -2 - runs.entry_start[-2 - codes[in_boundary]]
+    return records
 
-    # --- E. distance lists per block cell, against the union's boundary ---------------------
+
+def _boundary_runs(grid: _Grid, cells: _BoundaryCells, blocks: _Blocks, tiles: _Tiles) -> _Runs:
+    """Each deciding boundary cell's runs, in (tile, cell, fence) order, with their edges."""
+    q_fence, q_group = blocks.q_fence, blocks.q_group
+    rq, rlocal = np.nonzero(tiles.relevant)
+    order = np.lexsort((q_fence[rq], rlocal, q_group[rq]))
+    rq, rlocal = rq[order], rlocal[order]
+    run_cell = tiles.boundary_number[q_group[rq], rlocal]
+    n_cells = int(tiles.has_boundary.sum())
+    run_fence = q_fence[rq]
+    rix = ((blocks.q_block[rq] % grid.block_cells_x) << FANOUT_BITS) + (rlocal & FANOUT_MASK)
+    riy = ((blocks.q_block[rq] // grid.block_cells_x) << FANOUT_BITS) + (rlocal >> FANOUT_BITS)
+    run_key = run_fence.astype(np.int64) * grid.fine_cells + grid.fine_key(rix, riy)
+    first = np.searchsorted(cells.key, run_key, side="left")
+    last = np.searchsorted(cells.key, run_key, side="right")
+    edge_count = last - first
+    entry_run, slot = group_ranges(first, edge_count)
+    entry_start = np.zeros(n_cells + 1, dtype=np.int32)
+    np.cumsum(
+        np.bincount(run_cell, weights=edge_count, minlength=n_cells).astype(np.int64),
+        out=entry_start[1:],
+    )
+    return _Runs(run_cell, run_fence, rix, riy, np.cumsum(edge_count) - edge_count,
+                 entry_run, cells.edge[slot].astype(np.int32), entry_start)  # fmt: skip
+
+
+def _references(grid: _Grid, runs: _Runs, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(reference offset per run, reference left of the entry's edge per entry).
+
+    A run's reference point is the first of REFERENCE_OFFSETS in its cell whose side of
+    every edge of the run is certain; a run with none (NO_REFERENCE) always asks GEOS.
+    """
+    run_reference = np.full(runs.cell.size, NO_REFERENCE, dtype=np.int32)
+    entry_left = np.zeros(runs.entry_edge.size, dtype=bool)
+    entry_run = runs.entry_run
+    for number, (fx, fy) in enumerate(REFERENCE_OFFSETS):
+        todo = run_reference == NO_REFERENCE
+        if not todo.any():
+            break
+        tx = grid.x0 + (runs.ix + fx) * grid.cell_m
+        ty = grid.y0 + (runs.iy + fy) * grid.cell_m
+        det, sure = orient(*ex, tx[entry_run], ty[entry_run])
+        run_sure = np.logical_and.reduceat(sure, runs.first_entry) if sure.size else sure
+        take = todo & run_sure
+        run_reference[take] = number
+        entry_left[take[entry_run]] = (det > 0)[take[entry_run]]
+    return run_reference, entry_left
+
+
+# --- E. distance lists per block cell, against the union's boundary -----------------------
+class _DistanceLists(NamedTuple):
+    """Per block within the horizon of the union's boundary, the edges that can be nearest."""
+
+    block: np.ndarray  # the blocks that have a list, sorted
+    slots: np.ndarray  # float64 [5 * DISTANCE_SLOTS, lists]: the first edges' segments
+    overflow_start: np.ndarray  # int32 [lists + 1]
+    overflow_edge: np.ndarray  # int32: the rest of each list's edges
+    union_segments: np.ndarray  # float64 [5, union edges]: ax, ay, dx, dy, 1/len²
+
+
+def _distance_lists(geoms: np.ndarray, grid: _Grid, horizon_m: float) -> _DistanceLists:
+    """Per block, the union-boundary edges that can be nearest to some point in it.
+
+    An edge whose least distance to the block is more than another edge's greatest
+    distance to it (or than the horizon) can never be the nearest there, and is left
+    out: most lists keep one to three edges, and the first two go in fixed slots.
+    """
+    uax, uay, ubx, uby = _union_edges(geoms)
+    d_block, d_edge, min_d, max_d = _block_edge_bounds(grid, horizon_m, uax, uay, ubx, uby)
+    list_block, list_of = np.unique(d_block, return_inverse=True)
+    bound = np.full(list_block.size, np.inf)
+    np.minimum.at(bound, list_of, max_d)
+    keep = min_d <= np.minimum(horizon_m, bound[list_of]) + 1e-9
+    list_block_kept, kept_of = np.unique(d_block[keep], return_inverse=True)
+    kept_of = kept_of.reshape(-1)
+    kept_edge = d_edge[keep]
+    list_len = np.bincount(kept_of, minlength=list_block_kept.size)
+    list_first = np.cumsum(list_len) - list_len
+    udx = ubx - uax
+    udy = uby - uay
+    len2 = udx * udx + udy * udy
+    union_segments = np.stack([uax, uay, udx, udy, 1.0 / np.where(len2 > 0, len2, 1.0)])
+    slots = []
+    for k in range(DISTANCE_SLOTS):  # short lists repeat their first edge: min is unchanged
+        pick = kept_edge[list_first + np.where(list_len > k, k, 0)]
+        slots.append(union_segments[:, pick])
+    distance_slots = np.concatenate(slots, axis=0) if slots else np.zeros((0, 0))
+    overflow = np.arange(kept_edge.size) - list_first[kept_of] >= DISTANCE_SLOTS
+    overflow_start = np.zeros(list_block_kept.size + 1, dtype=np.int32)
+    np.cumsum(np.maximum(list_len - DISTANCE_SLOTS, 0), out=overflow_start[1:])
+    return _DistanceLists(list_block_kept, distance_slots, overflow_start,
+                          kept_edge[overflow].astype(np.int32), union_segments)  # fmt: skip
+
+
+def _union_edges(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The edges of the fences' union's boundary, without the sub-nanometre ones.
+
+    An edge shorter than a nanometre cannot move a distance by more than that, and its
+    subnormal arithmetic is what would make one wrong (classification keeps every edge).
+    """
     union = shapely.union_all(geoms) if geoms.size else shapely.Polygon()
     uax, uay, ubx, uby, _ = (
         ring_edges(np.array([union], dtype=object)) if not union.is_empty else (np.zeros(0),) * 5
     )
-    # an edge shorter than a nanometre cannot move a distance by more than that, and its
-    # subnormal arithmetic is what would make one wrong (classification keeps every edge)
     usable = np.hypot(ubx - uax, uby - uay) > 1e-9
-    uax, uay, ubx, uby = uax[usable], uay[usable], ubx[usable], uby[usable]
+    return uax[usable], uay[usable], ubx[usable], uby[usable]
+
+
+def _block_edge_bounds(
+    grid: _Grid, horizon_m: float, uax, uay, ubx, uby
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(block, edge, least distance, greatest distance) for each block within the horizon
+    of each union edge; the distances are from the edge to the block (grown by the margin)."""
     d_piece_edge, d0x, d0y, d1x, d1y = _pieces(uax, uay, ubx, uby, grid.block_m)
     reach = horizon_m + 2 * _MARGIN_M
     span = 2 + math.ceil(2 * reach / grid.block_m)
@@ -398,41 +678,43 @@ def build_index(
             max_d,
             _point_segment_distance(cxx, cyy, uax[d_edge], uay[d_edge], ubx[d_edge], uby[d_edge]),
         )
-    list_block, list_of = np.unique(d_block, return_inverse=True)
-    bound = np.full(list_block.size, np.inf)
-    np.minimum.at(bound, list_of, max_d)
-    keep = min_d <= np.minimum(horizon_m, bound[list_of]) + 1e-9
-    list_block_kept, kept_of = np.unique(d_block[keep], return_inverse=True)
-    kept_of = kept_of.reshape(-1)
-    kept_edge = d_edge[keep]
-    list_len = np.bincount(kept_of, minlength=list_block_kept.size)
-    list_first = np.cumsum(list_len) - list_len
-    udx = ubx - uax
-    udy = uby - uay
-    len2 = udx * udx + udy * udy
-    union_segments = np.stack([uax, uay, udx, udy, 1.0 / np.where(len2 > 0, len2, 1.0)])
-    slots = []
-    for k in range(DISTANCE_SLOTS):  # short lists repeat their first edge: min is unchanged
-        pick = kept_edge[list_first + np.where(list_len > k, k, 0)]
-        slots.append(union_segments[:, pick])
-    distance_slots = np.concatenate(slots, axis=0) if slots else np.zeros((0, 0))
-    overflow = np.arange(kept_edge.size) - list_first[kept_of] >= DISTANCE_SLOTS
-    distance_overflow_edge = kept_edge[overflow].astype(np.int32)
-    distance_overflow_start = np.zeros(list_block_kept.size + 1, dtype=np.int32)
-    np.cumsum(np.maximum(list_len - DISTANCE_SLOTS, 0), out=distance_overflow_start[1:])
+    return d_block, d_edge, min_d, max_d
 
-    # --- F. assemble the pyramid -----------------------------------------------------------
-    uniform_blocks = all_blocks[(min_in != _NO_FENCE)]
-    uniform_blocks = uniform_blocks[~np.isin(uniform_blocks, tile_block, assume_unique=True)]
-    uniform_label = min_in[np.searchsorted(all_blocks, uniform_blocks)]
+
+# --- F. assemble the pyramid ---------------------------------------------------------------
+class _TileTable(NamedTuple):
+    """Every tile: 0 all OUTSIDE, then one per label of a uniform block, then the mixed."""
+
+    tile_code: np.ndarray  # int32 [tiles, FANOUT²]
+    uniform_blocks: np.ndarray  # blocks covered whole by a fence (and given no tile)...
+    label_tile: np.ndarray  # ...and which label's tile (1 + this) each points at
+    labels_used: int  # how many uniform labels' tiles there are
+
+
+def _tile_table(blocks: _Blocks, tiles: _Tiles) -> _TileTable:
+    """The tiles: uniform blocks share one tile per fence, mixed blocks have their own."""
+    uniform_blocks = blocks.all_blocks[(blocks.min_in != _NO_FENCE)]
+    uniform_blocks = uniform_blocks[~np.isin(uniform_blocks, blocks.tile_block, assume_unique=True)]
+    uniform_label = blocks.min_in[np.searchsorted(blocks.all_blocks, uniform_blocks)]
     labels_used, label_tile = np.unique(uniform_label, return_inverse=True)
-    n_tiles = 1 + labels_used.size + tile_block.size
-    tile_code = np.empty((n_tiles, cells_per_tile), dtype=np.int32)
+    n_tiles = 1 + labels_used.size + blocks.tile_block.size
+    tile_code = np.empty((n_tiles, FANOUT * FANOUT), dtype=np.int32)
     tile_code[0] = OUTSIDE
     tile_code[1 : 1 + labels_used.size] = labels_used[:, None]
-    tile_code[1 + labels_used.size :] = mixed_codes
+    tile_code[1 + labels_used.size :] = tiles.codes
+    return _TileTable(tile_code, uniform_blocks, label_tile.reshape(-1), labels_used.size)
 
-    used_blocks = np.unique(np.concatenate([uniform_blocks, tile_block, list_block_kept]))
+
+def _block_tables(
+    grid: _Grid, table: _TileTable, tile_block: np.ndarray, list_block: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(root_block, block_entry): the sparse pyramid's upper two levels.
+
+    Only super cells holding a used block get a block node (node 0 is empty, for the
+    rest); each used block cell packs its tile (low 32 bits) and distance list + 1
+    (high 32 bits) into one int64, so one gather fetches both.
+    """
+    used_blocks = np.unique(np.concatenate([table.uniform_blocks, tile_block, list_block]))
     bcx = used_blocks % grid.block_cells_x
     bcy = used_blocks // grid.block_cells_x
     supers, super_of = np.unique(
@@ -449,30 +731,8 @@ def build_index(
             root_block[supers[super_of.reshape(-1)[at]]].astype(np.int64) << (2 * FANOUT_BITS)
         ) | local
 
-    block_entry = np.zeros(n_blocks * cells_per_tile, dtype=np.int64)
-    block_entry[block_slot(uniform_blocks)] = 1 + label_tile.reshape(-1)
-    block_entry[block_slot(tile_block)] = 1 + labels_used.size + np.arange(tile_block.size)
-    block_entry[block_slot(list_block_kept)] |= np.arange(1, list_block_kept.size + 1) << 32
-
-    return FenceIndex(
-        geometries=geoms,
-        cell_m=float(cell_m),
-        horizon_m=float(horizon_m),
-        origin_x_m=grid.x0,
-        origin_y_m=grid.y0,
-        fine_cells_x=grid.fine_x,
-        fine_cells_y=grid.fine_y,
-        super_cells_x=grid.super_x,
-        root_block=root_block,
-        block_entry=block_entry,
-        tile_code=tile_code.reshape(-1),
-        boundary_entries=boundary_entries,
-        edge_ax=ax,
-        edge_ay=ay,
-        edge_bx=bx,
-        edge_by=by,
-        distance_slots=np.ascontiguousarray(distance_slots),
-        distance_overflow_start=distance_overflow_start,
-        distance_overflow_edge=distance_overflow_edge,
-        union_segments=union_segments,
-    )
+    block_entry = np.zeros(n_blocks * FANOUT * FANOUT, dtype=np.int64)
+    block_entry[block_slot(table.uniform_blocks)] = 1 + table.label_tile
+    block_entry[block_slot(tile_block)] = 1 + table.labels_used + np.arange(tile_block.size)
+    block_entry[block_slot(list_block)] |= np.arange(1, list_block.size + 1) << 32
+    return root_block, block_entry

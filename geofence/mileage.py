@@ -34,7 +34,27 @@ class MileageError(ValueError):
 
 
 def parse_mileage_yd(value: object) -> float:
-    """Read a mileage in any of the accepted forms; returns yards from the ELR's zero."""
+    """Read a mileage in any of the accepted forms; returns yards from the ELR's zero.
+
+    Parameters
+    ----------
+    value : str or mapping
+        "12.0440" (miles, a point, four digits of yards), "12m 440y", "12 miles 20
+        chains", or a table {miles, yards} / {miles, chains}. A bare number is refused:
+        it is ambiguous (12.044 miles, or 12 miles 44 yards?).
+
+    Returns
+    -------
+    float
+        Yards from the ELR's zero (negative for a post before it).
+
+    Raises MileageError (a ValueError) for anything it cannot read unambiguously.
+
+    >>> parse_mileage_yd("12.0440"), parse_mileage_yd("12m 20ch"), parse_mileage_yd("-0.0044")
+    (21560.0, 21560.0, -44.0)
+    >>> parse_mileage_yd({"miles": 1, "chains": 60}) == 1760 + 60 * 22
+    True
+    """
     if isinstance(value, Mapping):
         return _from_table(value)
     if isinstance(value, bool) or not isinstance(value, str):
@@ -86,7 +106,11 @@ def _checked(miles: float, yards: float, chains: float, shown: object) -> float:
 
 
 def format_mileage(yards: float) -> str:
-    """Yards from zero as the railway writes it: ``12m 0440y``."""
+    """Yards from zero as the railway writes it: ``12m 0440y``.
+
+    >>> format_mileage(21560.0), format_mileage(-44)
+    ('12m 0440y', '-0m 0044y')
+    """
     sign = "-" if yards < 0 else ""
     miles, rest = divmod(round(abs(yards)), YARDS_PER_MILE)
     return f"{sign}{miles}m {rest:04d}y"

@@ -71,7 +71,15 @@ def _off_grid_error(bad: np.ndarray, what: str) -> CoordinateError:
 
 
 def shifts_at(easting_m: np.ndarray, northing_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear OSTN15 shifts at pseudo-grid positions; raises off the grid."""
+    """Bilinear OSTN15 shifts (east_m, north_m) at pseudo-grid positions (metres).
+
+    The shift from the ETRS89 pseudo-grid to the National Grid; CoordinateError for a
+    position off the OSTN15 grid (0–700 km east, 0–1250 km north).
+
+    >>> se, sn = shifts_at(np.array([530_000.0]), np.array([180_000.0]))
+    >>> bool(90 < se[0] < 100 and -85 < sn[0] < -75)
+    True
+    """
     e = np.asarray(easting_m, dtype=np.float64)
     n = np.asarray(northing_m, dtype=np.float64)
     bad = ~((e >= 0) & (e < _EXTENT_E_M) & (n >= 0) & (n < _EXTENT_N_M))
@@ -101,7 +109,16 @@ def shifts_at(easting_m: np.ndarray, northing_m: np.ndarray) -> tuple[np.ndarray
 
 
 def etrs89_to_bng(lat_deg: np.ndarray, lon_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ETRS89 latitude/longitude (degrees) to BNG easting/northing (m), OSTN15-exact."""
+    """ETRS89 latitude/longitude (degrees) to BNG easting/northing (m), OSTN15-exact.
+
+    Raises CoordinateError for a non-finite value or a position off the OSTN15 grid,
+    never an approximate answer.
+
+    >>> e, n = etrs89_to_bng(np.array([51.56]), np.array([-0.11]))
+    >>> lat, lon = bng_to_etrs89(e, n)
+    >>> bool(abs(lat[0] - 51.56) < 1e-9 and abs(lon[0] + 0.11) < 1e-9)
+    True
+    """
     lat = np.asarray(lat_deg, dtype=np.float64)
     lon = np.asarray(lon_deg, dtype=np.float64)
     bad = ~(np.isfinite(lat) & np.isfinite(lon))
@@ -118,6 +135,11 @@ def bng_to_etrs89(easting_m: np.ndarray, northing_m: np.ndarray) -> tuple[np.nda
 
     The shift is a function of the pseudo-grid position, so the inverse iterates
     E0 = E − shift(E0) to a tenth of a millimetre (it converges in 3–4 rounds).
+    CoordinateError for a non-finite value or a position off the OSTN15 grid.
+
+    >>> lat, lon = bng_to_etrs89(np.array([530_000.0]), np.array([180_000.0]))
+    >>> np.round(lat, 4).tolist(), np.round(lon, 4).tolist()
+    ([51.504], [-0.1283])
     """
     e = np.asarray(easting_m, dtype=np.float64)
     n = np.asarray(northing_m, dtype=np.float64)

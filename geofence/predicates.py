@@ -26,7 +26,13 @@ def orient(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Twice the signed area of (a, b, p) and whether its sign is certain.
 
-    Positive when p is to the left of a→b.
+    Positive when p is to the left of a→b. All arguments are float arrays (any unit);
+    returns (det, certain), where `certain` is False when the sign is within rounding
+    error of zero (the caller then asks GEOS).
+
+    >>> det, certain = orient(0.0, 0.0, 1.0, 0.0, np.array([0.5, 0.5]), np.array([1.0, 0.0]))
+    >>> det.tolist(), certain.tolist()
+    ([1.0, 0.0], [True, False])
     """
     left = (bx - ax) * (py - ay)
     right = (by - ay) * (px - ax)

@@ -40,7 +40,14 @@ class Clearance(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The distances a site uses. Defaults are the Rule Book's; a site may override any."""
+    """The distances a site uses. Defaults are the Rule Book's; a site may override any.
+
+    Every distance is metres and measured from the nearest rail, except the rail's own
+    `rail_outer_edge_from_centreline_m`; line speeds are mph.
+
+    >>> Rules().danger_half_width_m(125), Rules().danger_half_width_m(75)
+    (2.79, 2.04)
+    """
 
     rail_outer_edge_from_centreline_m: float = RAIL_OUTER_EDGE_FROM_CENTRELINE_M
     position_of_safety_up_to_100_mph_m: float = POSITION_OF_SAFETY_UP_TO_100_MPH_M
@@ -50,7 +57,12 @@ class Rules:
     clearance: Clearance = Clearance.POSITION_OF_SAFETY
 
     def clearance_from_rail_m(self, line_speed_mph: float) -> float:
-        """Distance from the nearest rail that an open line's danger zone extends to."""
+        """Metres from the nearest rail that an open line's danger zone extends to.
+
+        >>> near = Rules(clearance=Clearance.NEAR_THE_LINE)
+        >>> Rules().clearance_from_rail_m(125), near.clearance_from_rail_m(50)
+        (2.0, 3.0)
+        """
         if self.clearance is Clearance.NEAR_THE_LINE:
             return self.near_the_line_m
         if line_speed_mph > self.high_speed_threshold_mph:
@@ -66,7 +78,14 @@ class Rules:
         return self.rail_outer_edge_from_centreline_m + self.clearance_from_rail_m(line_speed_mph)
 
     def with_overrides(self, **overrides: object) -> Rules:
-        """A copy with some distances replaced (a site's own survey or standard)."""
+        """A copy with some distances replaced (a site's own survey or standard).
+
+        KeyError names an unknown rule; `clearance` is read as a Clearance.
+
+        >>> rules = Rules().with_overrides(near_the_line_m=3.5, clearance="near_the_line")
+        >>> rules.danger_half_width_m(90)
+        4.29
+        """
         unknown = set(overrides) - set(self.__dataclass_fields__)
         if unknown:
             raise KeyError(f"unknown rule(s): {', '.join(sorted(unknown))}")

@@ -40,7 +40,11 @@ DEFAULT_HORIZON_M = 20.0
 
 @dataclass(frozen=True)
 class Line:
-    """A track centreline, open (trains running) or blocked."""
+    """A track centreline, open (trains running) or blocked.
+
+    An open line gets a danger zone (`Rules.danger_half_width_m` of its line speed
+    either side of the centreline), which is cut out of the safe zone.
+    """
 
     name: str
     centreline_m: np.ndarray  # (n, 2) local metres
@@ -51,7 +55,7 @@ class Line:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Per-fix answers, aligned with the input arrays."""
+    """Per-fix answers of `Site.evaluate`, aligned with the input arrays."""
 
     x_m: np.ndarray
     y_m: np.ndarray
@@ -62,11 +66,20 @@ class Evaluation:
 
     @property
     def inside(self) -> np.ndarray:
+        """Whether each fix is in the safe zone (covered by a safe-zone fence)."""
         return self.fence != OUTSIDE
 
 
 @dataclass(frozen=True)
 class Site:
+    """A worksite compiled for deciding: its frame, its fences and their indexes.
+
+    Build one with `build_site` (from fences in code), `site_from_toml` or
+    `site_from_mapping` (from a site document). Positions on a site are in its frame
+    (`frame`): x metres east and y metres north of its centre. Its safe zones are
+    numbered as in `fence_names`, and fixes are answered with those numbers.
+    """
+
     name: str
     frame: LocalFrame
     rules: Rules
@@ -80,10 +93,36 @@ class Site:
 
     @property
     def fence_names(self) -> list[str]:
+        """The safe zones' names, by fence number (what `Evaluation.fence` numbers)."""
         return [f.name for f in self.safe_zones]
 
     def evaluate(self, x_m: np.ndarray, y_m: np.ndarray) -> Evaluation:
-        """Where local-frame fixes fall. Non-finite coordinates are marked invalid, not fatal."""
+        """Where fixes in the site's frame fall: the safe-zone fence covering each, its
+        signed distance to the safe zone's edge, and any danger zone it is in.
+
+        Parameters
+        ----------
+        x_m, y_m : array_like of float
+            Positions in the site's frame, metres east and north of its centre.
+            Non-finite coordinates are marked invalid, not fatal.
+
+        Returns
+        -------
+        Evaluation
+            Aligned with the input: `fence`, the covering fence's number in
+            `fence_names` (the lowest if several) or -1 outside; `distance_m`, the
+            signed distance to the safe zone's edge in metres (+ inside, exact within
+            the index's horizon, ±horizon beyond it, NaN if invalid); `danger_zone`, the
+            danger zone a fix outside the safe zone is in, or -1; `valid`; `inside`.
+
+        Examples
+        --------
+        >>> yard = Fence("yard", FenceKind.WORKSITE, shapely.box(0, 0, 20, 10), "drawn")
+        >>> site = build_site("depot", LocalFrame(51.56, -0.11), worksites=[yard], horizon_m=5.0)
+        >>> ev = site.evaluate([10.0, 19.0, 30.0, np.nan], [5.0, 5.0, 5.0, 5.0])
+        >>> ev.fence.tolist(), ev.distance_m.tolist(), ev.valid.tolist()
+        ([0, 0, -1, -1], [5.0, 1.0, -5.0, nan], [True, True, True, False])
+        """
         x = np.asarray(x_m, dtype=np.float64)
         y = np.asarray(y_m, dtype=np.float64)
         valid = np.isfinite(x) & np.isfinite(y)
@@ -111,6 +150,23 @@ class Site:
         went, or how far outside they were when alerted, is a figure in the report,
         and a clamp would print the horizon as the depth. The few points beyond the
         horizon are measured with GEOS against the safe zone's boundary.
+
+        Parameters
+        ----------
+        x_m, y_m : array_like of float
+            Finite positions in the site's frame, metres east and north of its centre.
+
+        Returns
+        -------
+        ndarray of float
+            Metres to the safe zone's edge, positive inside, negative outside.
+
+        Examples
+        --------
+        >>> yard = Fence("yard", FenceKind.WORKSITE, shapely.box(0, 0, 20, 10), "drawn")
+        >>> site = build_site("depot", LocalFrame(51.56, -0.11), worksites=[yard], horizon_m=5.0)
+        >>> site.evaluate([45.0], [5.0]).distance_m.tolist(), site.exact_distance_m([45.0], [5.0])
+        ([-5.0], array([-25.]))
         """
         x = np.asarray(x_m, dtype=np.float64)
         y = np.asarray(y_m, dtype=np.float64)
@@ -129,7 +185,31 @@ class Site:
         datum: DeviceDatum | str = DeviceDatum.ETRS89,
         time_ms: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Device latitude/longitude to this site's local metres (NaN where unusable)."""
+        """Device latitudes/longitudes in this site's frame (`LocalFrame.from_device`).
+
+        Parameters
+        ----------
+        lat_deg, lon_deg : array_like of float
+            The fixes as the devices reported them, degrees.
+        datum : DeviceDatum or str
+            What the devices report in: "ETRS89" (RTK networks) or "WGS84"
+            (standalone and SBAS receivers, moved into ETRS89 at each fix's epoch).
+        time_ms : array_like of int, optional
+            Fix times, UTC epoch ms; needed for WGS84.
+
+        Returns
+        -------
+        x_m, y_m : ndarray of float
+            Metres east and north of the site's centre; NaN where a fix is unusable.
+
+        Examples
+        --------
+        >>> yard = Fence("yard", FenceKind.WORKSITE, shapely.box(0, 0, 20, 10), "drawn")
+        >>> site = build_site("depot", LocalFrame(51.56, -0.11), worksites=[yard])
+        >>> x, y = site.locate([51.56, 91.0], [-0.11, 0.0])
+        >>> np.round(x, 6).tolist(), np.isnan(y).tolist()
+        ([0.0, nan], [False, True])
+        """
         return self.frame.from_device(lat_deg, lon_deg, DeviceDatum(datum), time_ms)
 
     def evaluate_latlon(
@@ -139,6 +219,13 @@ class Site:
         datum: DeviceDatum | str = DeviceDatum.ETRS89,
         time_ms: np.ndarray | None = None,
     ) -> Evaluation:
+        """`evaluate` of device latitudes/longitudes: `locate` them, then evaluate.
+
+        >>> yard = Fence("yard", FenceKind.WORKSITE, shapely.box(-10, -5, 10, 5), "drawn")
+        >>> site = build_site("depot", LocalFrame(51.56, -0.11), worksites=[yard])
+        >>> site.evaluate_latlon([51.56], [-0.11]).inside.tolist()
+        [True]
+        """
         x, y = self.locate(lat_deg, lon_deg, datum, time_ms)
         return self.evaluate(x, y)
 
@@ -155,31 +242,48 @@ def build_site(
     horizon_m: float = DEFAULT_HORIZON_M,
     cell_m: float = 1.0,
 ) -> Site:
-    """Derive danger zones and safe zones, and compile the indexes."""
+    """A site from fences in its frame: derive its danger and safe zones, compile indexes.
+
+    safe zone = worksites − danger zones of open lines − exclusions; each worksite that
+    keeps any area is one safe-zone fence, in worksite order.
+
+    Parameters
+    ----------
+    name : str
+        The site's name (in the breach log and reports).
+    frame : LocalFrame
+        The site's metric frame; every geometry below is in it, in metres.
+    lines : sequence of Line
+        Tracks; each open one gets a danger zone by its line speed and `rules`.
+    worksites : sequence of Fence
+        Where the work is allowed (at least one must keep some area).
+    exclusions : sequence of Fence
+        Drawn hazards removed from the safe zone.
+    rules : Rules, optional
+        Rule Book distances (default: the Rule Book's own).
+    horizon_m : float
+        How far from the safe zone's edge signed distances are exact, metres.
+    cell_m : float
+        The fence index's fine cell, metres (smaller: faster near edges, more memory).
+
+    Returns
+    -------
+    Site
+
+    Raises SiteError when no safe zone remains, and FenceError for a bad fence.
+
+    Examples
+    --------
+    >>> frame = LocalFrame(51.56, -0.11)
+    >>> track = Line("Up Fast", np.array([[-50.0, 0.0], [50.0, 0.0]]), True, 125.0, "drawn")
+    >>> cess = Fence("cess", FenceKind.WORKSITE, shapely.box(-40, 0, 40, 8), "drawn")
+    >>> site = build_site("ECM1", frame, lines=[track], worksites=[cess])
+    >>> site.fence_names, round(site.safe_zones[0].geometry.bounds[1], 2)  # 2 m from the rail
+    (['cess'], 2.79)
+    """
     rules = rules or Rules()
-    dangers = tuple(
-        Fence(
-            f"danger zone of {line.name}",
-            FenceKind.DANGER_ZONE,
-            danger_zone(
-                line.centreline_m, rules.danger_half_width_m(line.line_speed_mph), line.name
-            ),
-            f"{line.source}, {line.line_speed_mph:g} mph, "
-            f"{rules.danger_half_width_m(line.line_speed_mph):.2f} m from centreline",
-        )
-        for line in lines
-        if line.open
-    )
-    removed = [f.geometry for f in dangers] + [f.geometry for f in exclusions]
-    hazards = shapely.union_all(removed) if removed else None
-    safe = []
-    for worksite in worksites:
-        area = worksite.geometry if hazards is None else worksite.geometry.difference(hazards)
-        area = _polygonal(area)
-        if area is not None:
-            safe.append(Fence(worksite.name, FenceKind.WORKSITE, area, worksite.source))
-    if not safe:
-        raise SiteError(name, "no safe zone remains once danger zones and exclusions are removed")
+    dangers = _danger_zones(lines, rules)
+    safe = _safe_zones(name, worksites, dangers, exclusions)
     index = FenceIndex.build(
         [f.geometry for f in safe], cell_m=cell_m, horizon_m=horizon_m, names=[f.name for f in safe]
     )
@@ -205,6 +309,46 @@ def build_site(
         index,
         danger_index,
     )
+
+
+def _danger_zones(lines: Sequence[Line], rules: Rules) -> tuple[Fence, ...]:
+    """A danger zone round each open line, as wide as the Rule Book says for its speed."""
+    return tuple(
+        Fence(
+            f"danger zone of {line.name}",
+            FenceKind.DANGER_ZONE,
+            danger_zone(
+                line.centreline_m, rules.danger_half_width_m(line.line_speed_mph), line.name
+            ),
+            f"{line.source}, {line.line_speed_mph:g} mph, "
+            f"{rules.danger_half_width_m(line.line_speed_mph):.2f} m from centreline",
+        )
+        for line in lines
+        if line.open
+    )
+
+
+def _safe_zones(
+    name: str,
+    worksites: Sequence[Fence],
+    dangers: tuple[Fence, ...],
+    exclusions: Sequence[Fence],
+) -> list[Fence]:
+    """Each worksite less every danger zone and exclusion, if any area remains of it.
+
+    A site with no safe zone left is refused: it would alarm everyone everywhere.
+    """
+    removed = [f.geometry for f in dangers] + [f.geometry for f in exclusions]
+    hazards = shapely.union_all(removed) if removed else None
+    safe = []
+    for worksite in worksites:
+        area = worksite.geometry if hazards is None else worksite.geometry.difference(hazards)
+        area = _polygonal(area)
+        if area is not None:
+            safe.append(Fence(worksite.name, FenceKind.WORKSITE, area, worksite.source))
+    if not safe:
+        raise SiteError(name, "no safe zone remains once danger zones and exclusions are removed")
+    return safe
 
 
 def _polygonal(geom: shapely.Geometry) -> shapely.Polygon | shapely.MultiPolygon | None:
@@ -240,7 +384,36 @@ class _Problems:
 def site_from_toml(
     text: str, *, waymarks: Waymarks | None, read_text: ReadText | None = None
 ) -> Site:
-    """Parse a site TOML document; `read_text` resolves GeoJSON file references (caller's I/O)."""
+    """A site from the text of a site TOML document (see the README's "Site files").
+
+    Parameters
+    ----------
+    text : str
+        The TOML document.
+    waymarks : Waymarks or None
+        The ELR mileposts that place `elr`/`from`/`to` items (None: refused).
+    read_text : callable, optional
+        Resolves a `geojson_file` reference to its text (the caller's I/O).
+
+    Returns
+    -------
+    Site
+        As `site_from_mapping` builds it; SiteError lists every problem at once.
+
+    Examples
+    --------
+    >>> site = site_from_toml('''
+    ... [site]
+    ... name = "yard"
+    ... centre = {lat = 51.56, lon = -0.11}
+    ... [[worksite]]
+    ... name = "w"
+    ... geojson = {type = "Polygon", coordinates = [[[-0.1101, 51.5599], [-0.1099, 51.5599],
+    ...            [-0.1099, 51.5601], [-0.1101, 51.5601], [-0.1101, 51.5599]]]}
+    ... ''', waymarks=None)
+    >>> site.name, site.fence_names
+    ('yard', ['w'])
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -257,25 +430,38 @@ _EXCLUSION_KEYS = {"name", "geojson", "geojson_file"}
 def site_from_mapping(
     data: Mapping, *, waymarks: Waymarks | None, read_text: ReadText | None = None
 ) -> Site:
+    """A site from a parsed site document (the tables of a site TOML file; see the README).
+
+    Parameters:
+      data: the document: a table `site` (name, and optionally horizon_m, cell_m in
+        metres and centre {lat, lon} in ETRS89 degrees), optional `rules`, and arrays
+        of `line`, `worksite` and `exclusion` tables.
+      waymarks: the ELR mileposts that place `elr`/`from`/`to` items (None: such items
+        are refused).
+      read_text: resolves a `geojson_file` reference to its text (the caller's I/O).
+
+    Returns the built Site. Raises SiteError listing every problem in the document at
+    once (table, index and field): a site with any bad item is refused as a whole.
+
+    It reads in two passes. First every item's vertices, in BNG or ETRS89 lon/lat, to
+    find the site's centre (unless given); then everything in the site's own frame,
+    then the safe zone (`build_site`).
+
+    >>> site = site_from_mapping({
+    ...     "site": {"name": "yard", "centre": {"lat": 51.56, "lon": -0.11}},
+    ...     "worksite": [{"name": "w", "geojson": {"type": "Polygon", "coordinates": [[
+    ...         [-0.1101, 51.5599], [-0.1099, 51.5599], [-0.1099, 51.5601],
+    ...         [-0.1101, 51.5601], [-0.1101, 51.5599]]]}}],
+    ... }, waymarks=None)
+    >>> site.fence_names, bool(site.evaluate_latlon([51.56], [-0.11]).inside[0])
+    (['w'], True)
+    """
     site = data.get("site")
     if not isinstance(site, Mapping) or not isinstance(site.get("name"), str):
         raise SiteError("[site]", "needs a table [site] with a text 'name'")
     name = site["name"]
     problems = _Problems(name)
-    _unknown_keys(site, _SITE_KEYS, "[site]", problems)
-    for table in set(data) - {"site", "rules", "line", "worksite", "exclusion"}:
-        problems.add(
-            f"[{table}]", "unknown table (expected site, rules, line, worksite, exclusion)"
-        )
-    rules = Rules()
-    if "rules" in data:
-        try:
-            rules = rules.with_overrides(**dict(data["rules"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            problems.add("[rules]", str(exc).strip("'\""))
-    horizon_m = _number(site.get("horizon_m", DEFAULT_HORIZON_M), "[site].horizon_m", problems, 0)
-    cell_m = _number(site.get("cell_m", 1.0), "[site].cell_m", problems, 1e-3)
-
+    rules, horizon_m, cell_m = _site_settings(data, site, problems)
     # Pass 1: every item's vertices in BNG or ETRS89 lon/lat, to find the site's centre.
     raw_lines = [
         _raw_line(i, item, waymarks, problems)
@@ -295,34 +481,10 @@ def site_from_mapping(
     frame = _frame(site.get("centre"), raw_lines + raw_worksites + raw_exclusions, problems)
     problems.raise_if_any()
     assert frame is not None
-
-    def to_local(raw: _Raw) -> np.ndarray:
-        if raw.crs == "bng":
-            x, y = frame.from_bng(raw.vertices[:, 0], raw.vertices[:, 1])
-        else:
-            x, y = frame.from_etrs89(raw.vertices[:, 1], raw.vertices[:, 0])
-        return np.column_stack([x, y])
-
-    lines: list[Line] = []
-    for raw in raw_lines:
-        if raw is None:
-            continue
-        try:
-            centreline = to_local(raw)
-            offset = raw.extra.get("offset_m", 0.0)
-            if offset:
-                # positive offsets are to the left, looking from 'from' towards 'to'
-                shifted = shapely.offset_curve(
-                    shapely.LineString(centreline), offset, join_style="mitre", mitre_limit=5.0
-                )
-                centreline = shapely.get_coordinates(shifted)
-            lines.append(
-                Line(raw.name, centreline, raw.extra["open"], raw.extra["speed"], raw.source)
-            )
-        except GeofenceError as exc:
-            problems.add(raw.where, str(exc))
-    worksites = _build_areas(raw_worksites, FenceKind.WORKSITE, to_local, frame, problems)
-    exclusions = _build_areas(raw_exclusions, FenceKind.EXCLUSION, to_local, frame, problems)
+    # Pass 2: every item in the site's frame.
+    lines = _build_lines(raw_lines, frame, problems)
+    worksites = _build_areas(raw_worksites, FenceKind.WORKSITE, frame, problems)
+    exclusions = _build_areas(raw_exclusions, FenceKind.EXCLUSION, frame, problems)
     problems.raise_if_any()
     try:
         return build_site(
@@ -339,6 +501,58 @@ def site_from_mapping(
         problems.add("site", str(exc))
         problems.raise_if_any()
         raise  # pragma: no cover
+
+
+def _site_settings(
+    data: Mapping, site: Mapping, problems: _Problems
+) -> tuple[Rules, float, float]:
+    """The document's site-wide settings: (rules, horizon_m, cell_m), every problem noted."""
+    _unknown_keys(site, _SITE_KEYS, "[site]", problems)
+    for table in set(data) - {"site", "rules", "line", "worksite", "exclusion"}:
+        problems.add(
+            f"[{table}]", "unknown table (expected site, rules, line, worksite, exclusion)"
+        )
+    rules = Rules()
+    if "rules" in data:
+        try:
+            rules = rules.with_overrides(**dict(data["rules"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            problems.add("[rules]", str(exc).strip("'\""))
+    horizon_m = _number(site.get("horizon_m", DEFAULT_HORIZON_M), "[site].horizon_m", problems, 0)
+    cell_m = _number(site.get("cell_m", 1.0), "[site].cell_m", problems, 1e-3)
+    return rules, horizon_m, cell_m
+
+
+def _to_local(raw: _Raw, frame: LocalFrame) -> np.ndarray:
+    """An item's BNG or lon/lat vertices in the site's frame, (n, 2) metres."""
+    if raw.crs == "bng":
+        x, y = frame.from_bng(raw.vertices[:, 0], raw.vertices[:, 1])
+    else:
+        x, y = frame.from_etrs89(raw.vertices[:, 1], raw.vertices[:, 0])
+    return np.column_stack([x, y])
+
+
+def _build_lines(raws: list[_Raw | None], frame: LocalFrame, problems: _Problems) -> list[Line]:
+    """The tracks in the site's frame, each moved sideways by its offset if it has one."""
+    lines: list[Line] = []
+    for raw in raws:
+        if raw is None:
+            continue
+        try:
+            centreline = _to_local(raw, frame)
+            offset = raw.extra.get("offset_m", 0.0)
+            if offset:
+                # positive offsets are to the left, looking from 'from' towards 'to'
+                shifted = shapely.offset_curve(
+                    shapely.LineString(centreline), offset, join_style="mitre", mitre_limit=5.0
+                )
+                centreline = shapely.get_coordinates(shifted)
+            lines.append(
+                Line(raw.name, centreline, raw.extra["open"], raw.extra["speed"], raw.source)
+            )
+        except GeofenceError as exc:
+            problems.add(raw.where, str(exc))
+    return lines
 
 
 @dataclass
@@ -555,12 +769,9 @@ def _frame(centre: object, raws: list[_Raw | None], problems: _Problems) -> Loca
 
 
 def _build_areas(
-    raws: list[_Raw | None],
-    kind: FenceKind,
-    to_local: Callable[[_Raw], np.ndarray],
-    frame: LocalFrame,
-    problems: _Problems,
+    raws: list[_Raw | None], kind: FenceKind, frame: LocalFrame, problems: _Problems
 ) -> list[Fence]:
+    """Worksites or exclusions in the site's frame: drawn polygons, or ELR corridors."""
     out = []
     for raw in raws:
         if raw is None:
@@ -575,7 +786,7 @@ def _build_areas(
                 ):
                     out.append(Fence(label, kind, geom, raw.source))
             else:
-                centreline = to_local(raw)
+                centreline = _to_local(raw, frame)
                 geom = corridor(centreline, raw.extra["left_m"], raw.extra["right_m"], raw.name)
                 out.append(Fence(raw.name, kind, geom, raw.source))
         except GeofenceError as exc:

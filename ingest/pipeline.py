@@ -30,19 +30,12 @@ import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
-from geofence.breach import (
-    NO_TIME,
-    BreachConfig,
-    DeviceStates,
-    EventKind,
-    Events,
-    State,
-    expire,
-    step,
-)
+from geofence.breach import NO_TIME, BreachConfig, DeviceStates, Events, expire, step
+from geofence.vocabulary import MACHINE_STATES, EventKind, State, event_kind, state_of
 from ingest.deployment import Deployment
 from store import Alert, Batch, DeadLetter, DeviceAlarm, DeviceState, Event, Fix
 from wire.codecs import MAX_PAYLOAD_BYTES, DecodedFix, DecodeError, decode
@@ -76,7 +69,7 @@ class PendingAlert:
     """An alert decided but not yet published; the service stamps the publish time."""
 
     device_id: str
-    kind: str
+    kind: EventKind
     event_ms: int
     seq: int
     topic: str
@@ -156,6 +149,16 @@ def check_stale_after_s(value: object) -> float:
     return float(value)
 
 
+class _Placed(NamedTuple):
+    """Fixes placed in their sites, aligned with the batch's fixes."""
+
+    site_names: np.ndarray  # object: the device's site, "" for a device at no site
+    x_m: np.ndarray  # in the site's frame, m (NaN if unplaced)
+    y_m: np.ndarray
+    distance_m: np.ndarray  # signed distance to the safe-zone edge, m (NaN if unplaced)
+    fence: np.ndarray  # int32 safe-zone fence number, -1 outside or unplaced
+
+
 class Pipeline:
     """Holds the device states between batches; everything else comes in with each call."""
 
@@ -203,7 +206,9 @@ class Pipeline:
             d = self._number[s.device_id]
             site = self._site_of[d]
             fences = self.deployment.sites[site].fence_names if site else []
-            self.states.state[d] = State[s.state] if s.state in State.__members__ else State.LOST
+            # a state the machine is never in (UNASSIGNED: no site then) resumes as LOST
+            resumed = State(s.state) if s.state in MACHINE_STATES else State.LOST
+            self.states.state[d] = resumed.code
             self.states.last_fix_ms[d] = s.fix_ms
             self.states.last_heard_ms[d] = s.received_ms
             self.states.last_seq[d] = s.seq
@@ -413,16 +418,64 @@ class Pipeline:
         clock: Clock,
         fragments: list[Decided],
     ) -> DeviceStates:
-        """Decide bounded fixes, vectorised; returns the new states (self.states untouched)."""
-        n = len(fixes)
+        """Decide bounded fixes, vectorised; returns the new states (self.states untouched).
+
+        Three steps. Each fix is placed in its device's site and measured against the
+        fences (`_place`). The state machine takes every fix of a device that works at a
+        site in one step; a device at no site decides nothing, and its fixes are kept
+        UNASSIGNED. Then each fix and each event is kept in the output of the message
+        that brought it (`_keep_fixes`, `_events`).
+        """
         device = np.array([self._device(f.device_id) for f, _, _ in fixes], dtype=np.int64)
         states = states.grown(len(self.device_ids))
-        lat = np.array([f.lat for f, _, _ in fixes])
-        lon = np.array([f.lon for f, _, _ in fixes])
         time_ms = np.array([f.fix_ms for f, _, _ in fixes], dtype=np.int64)
         received = np.array([r for _, r, _ in fixes], dtype=np.int64)
         seq = np.array([f.seq for f, _, _ in fixes], dtype=np.int64)
         accuracy = np.array([np.nan if f.accuracy_m is None else f.accuracy_m for f, _, _ in fixes])
+        placed = self._place(device, fixes, time_ms)
+        assigned = placed.site_names != ""
+        result = step(
+            states,
+            device[assigned],
+            time_ms[assigned],
+            seq[assigned],
+            placed.distance_m[assigned],
+            placed.fence[assigned],
+            accuracy[assigned],
+            self.config,
+            heard_ms=received[assigned],
+        )
+        decided_ms = clock() if clock is not None else None
+        state_after = np.full(len(fixes), State.UNASSIGNED.code, dtype=np.int8)
+        accepted = np.ones(len(fixes), dtype=bool)
+        state_after[assigned] = result.state_after
+        accepted[assigned] = result.accepted
+        caused_by = self._keep_fixes(
+            fixes, device, placed, state_after, accepted, decided_ms, fragments
+        )
+
+        def cause(d: int, t: int, q: int) -> Decided:
+            if (d, t, q) in caused_by:
+                return fragments[caused_by[(d, t, q)]]
+            # a LOST found by a gap on the device's own clock is stamped when protection
+            # lapsed; it belongs to the device's first fix after that, which revealed it
+            after = [(ft, m) for (dd, ft, _), m in caused_by.items() if dd == d and ft >= t]
+            return fragments[min(after)[1]]
+
+        self._events(result.events, cause)
+        return result.states
+
+    def _place(
+        self, device: np.ndarray, fixes: list[tuple[DecodedFix, int, int]], time_ms: np.ndarray
+    ) -> _Placed:
+        """Each fix in its device's site's frame, and where it falls there.
+
+        One frame conversion per site and datum (a supplier's devices report in its
+        datum), and one evaluation per site. A device at no site is left unplaced.
+        """
+        n = len(fixes)
+        lat = np.array([f.lat for f, _, _ in fixes])
+        lon = np.array([f.lon for f, _, _ in fixes])
         x = np.full(n, np.nan)
         y = np.full(n, np.nan)
         distance = np.full(n, np.nan)
@@ -438,32 +491,29 @@ class Pipeline:
             ev = site.evaluate(x[at], y[at])
             distance[at] = ev.distance_m
             fence[at] = ev.fence
-        assigned = site_names != ""
-        result = step(
-            states,
-            device[assigned],
-            time_ms[assigned],
-            seq[assigned],
-            distance[assigned],
-            fence[assigned],
-            accuracy[assigned],
-            self.config,
-            heard_ms=received[assigned],
-        )
-        decided_ms = clock() if clock is not None else None
-        state_after = np.full(n, -1, dtype=np.int8)
-        accepted = np.ones(n, dtype=bool)
-        state_after[assigned] = result.state_after
-        accepted[assigned] = result.accepted
-        caused_by: dict[tuple[int, int, int], int] = {}  # (device, fix time, seq) -> message
+        return _Placed(site_names, x, y, distance, fence)
+
+    def _keep_fixes(
+        self,
+        fixes: list[tuple[DecodedFix, int, int]],
+        device: np.ndarray,
+        placed: _Placed,
+        state_after: np.ndarray,
+        accepted: np.ndarray,
+        decided_ms: int | None,
+        fragments: list[Decided],
+    ) -> dict[tuple[int, int, int], int]:
+        """A Fix record for each fix, in its message's output, with the decision on it.
+
+        Returns which message each (device, fix time, seq) came in first: the message an
+        event that fix caused belongs to. With no clock, a fix is stamped decided when
+        it was received.
+        """
+        caused_by: dict[tuple[int, int, int], int] = {}
         for i, (f, received_ms, message) in enumerate(fixes):
             caused_by.setdefault((int(device[i]), f.fix_ms, f.seq), message)
-            site = site_names[i] or None
-            fence_name = (
-                self.deployment.sites[site].fence_names[fence[i]]
-                if site and fence[i] >= 0
-                else None
-            )
+            site = placed.site_names[i] or None
+            fence = placed.fence[i]
             fragments[message].batch.fixes.append(
                 Fix(
                     device_id=f.device_id,
@@ -483,25 +533,17 @@ class Pipeline:
                     firmware=f.firmware,
                     source_format=f.source_format,
                     site=site,
-                    x_m=_finite(x[i]),
-                    y_m=_finite(y[i]),
-                    fence=fence_name,
-                    distance_m=_finite(distance[i]),
-                    state=State(state_after[i]).name if state_after[i] >= 0 else "UNASSIGNED",
+                    x_m=_finite(placed.x_m[i]),
+                    y_m=_finite(placed.y_m[i]),
+                    fence=self.deployment.sites[site].fence_names[fence]
+                    if site and fence >= 0
+                    else None,
+                    distance_m=_finite(placed.distance_m[i]),
+                    state=state_of(state_after[i]),
                     accepted=bool(accepted[i]),
                 )
             )
-
-        def cause(d: int, t: int, q: int) -> Decided:
-            if (d, t, q) in caused_by:
-                return fragments[caused_by[(d, t, q)]]
-            # a LOST found by a gap on the device's own clock is stamped when protection
-            # lapsed; it belongs to the device's first fix after that, which revealed it
-            after = [(ft, m) for (dd, ft, _), m in caused_by.items() if dd == d and ft >= t]
-            return fragments[min(after)[1]]
-
-        self._events(result.events, cause)
-        return result.states
+        return caused_by
 
     def _offline(
         self, states: DeviceStates, offline: list[tuple[int, int, int]], fragments: list[Decided]
@@ -510,21 +552,21 @@ class Pipeline:
         states = states.grown(len(self.device_ids))
         devices = np.array([d for d, _, _ in offline])
         message_of = {d: i for d, _, i in offline}
-        keep = states.state[devices] != State.LOST
+        keep = states.state[devices] != State.LOST.code
         if not keep.any():
             return states
         devices = devices[keep]
         when = np.array([t for _, t, _ in offline])[keep]
         events = Events(
             devices.astype(np.int64),
-            np.full(devices.size, EventKind.LOST, np.int8),
+            np.full(devices.size, EventKind.LOST.code, np.int8),
             when.astype(np.int64),
             np.full(devices.size, -1, np.int64),
             states.fence[devices],
             states.distance_m[devices],
         )
         states = states.copy()
-        states.state[devices] = State.LOST
+        states.state[devices] = State.LOST.code
         self._events(events, lambda d, t, q: fragments[message_of[d]])
         return states
 
@@ -550,12 +592,12 @@ class Pipeline:
             site_name = self._site_of[int(d)]
             site = self.deployment.sites[site_name] if site_name else None
             fence_name = site.fence_names[int(f)] if site is not None and f >= 0 else None
-            kind = EventKind(int(k))
+            kind = event_kind(k)
             out = target(int(d), int(t), int(s))
             out.batch.events.append(
                 Event(
                     device_id,
-                    kind.name.lower(),
+                    kind,
                     int(t),
                     int(s),
                     site_name,
@@ -567,7 +609,7 @@ class Pipeline:
                 supplier, name = device_id.split("/", 1)
                 payload = {
                     "device": name,
-                    "kind": kind.name.lower(),
+                    "kind": kind,
                     "event_ms": int(t),
                     "seq": int(s),
                     "site": site_name,
@@ -578,7 +620,7 @@ class Pipeline:
                 out.alerts.append(
                     PendingAlert(
                         device_id,
-                        kind.name.lower(),
+                        kind,
                         int(t),
                         int(s),
                         alert_topic(supplier, name),

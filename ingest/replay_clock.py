@@ -15,7 +15,7 @@ read the newest arrival would then run ahead of messages still on their way, and
 find a device silent that the replay says was heard. With the low-water mark, every
 message not yet received arrived later than the clock says it is now, as on a live
 wall clock, and the service decides exactly as the same shift decided in-process
-(trials.replay), message for message.
+(trials.harness.replay), message for message.
 """
 
 from __future__ import annotations

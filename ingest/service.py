@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import queue
 import sys
@@ -33,17 +34,26 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from geofence.breach import NO_TIME
 from ingest.lag import FALLING_BEHIND, LagWatch
 from ingest.network import NetworkLoop, ReadAheadClient
 from ingest.pipeline import Decided, Inbound, Pipeline
 from ingest.settings import IngestSettings
 from ingest.spool import Spool, SpoolFullError
-from store import Batch, Fix, Store, StoreError, StoreUnavailableError, open_store
-from wire.topics import subscriptions
+from store import (
+    Batch,
+    DeviceState,
+    Fix,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
+from wire.codecs import DecodeError, decode
+from wire.topics import parse, subscriptions
 
 log = logging.getLogger("trackfence.ingest")
 
-SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue a week while we are away
 #: Unacknowledged messages the broker may send us at once: what keeps deliveries flowing
 #: while a batch is written (acks wait for the write), and the bound on memory held.
 RECEIVE_MAXIMUM = 10_000
@@ -67,6 +77,10 @@ LAG_SAMPLE = 32  # fixes a batch lends the falling-behind watch, at most
 REFUSED_RECORDS_MAX = 64
 STATE_FEED = 1  # subscription identifier: every message, for the device states
 EFFECTS_FEED = 2  # subscription identifier: this worker's share, to store and alert on
+#: (Sharded) the topic filters this worker's persistent session holds, kept in its spool
+#: folder: a filter no longer wanted (a site moved away) is unsubscribed at the next connect
+SUBSCRIBED_FILE = "subscriptions.json"
+SUBSCRIBE_CHUNK = 500  # topic filters per SUBSCRIBE packet
 
 
 def _identifier(number: int) -> Properties:
@@ -94,12 +108,19 @@ class IngestService:
         self.clock_ms = clock_ms
         self.receipt = receipt
         self.group = settings.group or None
+        #: (sharded) each site's topic filters and share group (README "Scaling out")
+        self.shares = settings.site_shares() if settings.sharded else None
         self.pipeline = Pipeline(
             settings.deployment(),
             settings.decisions,
-            replicated=bool(self.group),
+            replicated=bool(self.group or self.shares),
             stale_after_s=settings.stale_after_s,
         )
+        #: (replicated) where each device stood when restored at start, until its first
+        #: message resumes it (_resume)
+        self._restored: dict[str, DeviceState] = {}
+        self._resuming = self.pipeline.replicated
+        self._unsubscribing: tuple[int, set[str]] | None = None  # (sharded) mid, what stays
         self.store = store if store is not None else open_store(settings.db)
         self.spool = Spool(settings.spool, max_bytes=int(settings.spool_max_mb * 2**20))
         self.counters: Counter = Counter()
@@ -137,6 +158,7 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.health_topic = HEALTH_TOPIC.format(client_id=settings.client_id)
         # a worker that dies without a goodbye is marked offline by the broker
         self.client.will_set(
@@ -151,7 +173,9 @@ class IngestService:
             return
         self.subscribed.clear()
         self._pending_subscriptions.clear()
-        if self.group:
+        if self.shares is not None:
+            requests = self._shard_requests(client)
+        elif self.group:
             # every message once for the device states (identifier 1), and this worker's
             # share of them again, for their effects (identifier 2)
             requests = [
@@ -166,6 +190,44 @@ class IngestService:
         self.connected.set()
         log.info("connected to the broker (session present: %s)", flags.session_present)
 
+    def _shard_requests(self, client) -> list:
+        """(Sharded) subscribe to the devices of this worker's sites, twice, as a group does:
+        every message for the device states, and, in each site's share group, this worker's
+        share for their effects. What the session held and is no longer wanted (a site
+        moved to another shard, the whole fleet of an unsharded past) is unsubscribed."""
+        assert self.shares is not None
+        plain = [f for share in self.shares for f in share.filters]
+        shared = [f for share in self.shares for f in share.shared_filters]
+        wanted = set(plain) | set(shared)
+        held = self._held_filters()
+        stale = (held | set(subscriptions()) | set(subscriptions(self.group))) - wanted
+        self._hold_filters(held | wanted)  # what the session may hold, until the UNSUBACK
+        if stale:
+            _, mid = client.unsubscribe(sorted(stale))
+            self._unsubscribing = (mid, wanted)
+        return [
+            ([(t, 1) for t in feed[i : i + SUBSCRIBE_CHUNK]], _identifier(number))
+            for feed, number in ((plain, STATE_FEED), (shared, EFFECTS_FEED))
+            for i in range(0, len(feed), SUBSCRIBE_CHUNK)
+        ]
+
+    def _held_filters(self) -> set[str]:
+        try:
+            return set(json.loads((Path(self.settings.spool) / SUBSCRIBED_FILE).read_text()))
+        except (OSError, ValueError):
+            return set()
+
+    def _hold_filters(self, filters: set[str]) -> None:
+        path = Path(self.settings.spool) / SUBSCRIBED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".new").write_text(json.dumps(sorted(filters)))
+        os.replace(path.with_suffix(".new"), path)
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if self._unsubscribing is not None and self._unsubscribing[0] == mid:
+            self._hold_filters(self._unsubscribing[1])
+            self._unsubscribing = None
+
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [c for c in reason_codes if c.is_failure]
         if refused:
@@ -174,6 +236,7 @@ class IngestService:
         self._pending_subscriptions.discard(mid)
         if not self._pending_subscriptions:
             self.subscribed.set()
+            self._health_due = True  # say so at once: from now on nothing is missed
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
@@ -183,13 +246,35 @@ class IngestService:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         effects = True
-        if self.group:
+        if self.pipeline.replicated:
             ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
             effects = EFFECTS_FEED in ids
+        if self.shares is not None and self._elsewhere(message, effects):
+            return
         payload = bytes(message.payload)
         received = self.clock_ms() if self.receipt is None else self.receipt(message.topic, payload)
         inbound = Inbound(message.topic, payload, received, effects)
         self._inbox.append((inbound, message.mid, message.qos))
+
+    def _elsewhere(self, message: mqtt.MQTTMessage, effects: bool) -> bool:
+        """(Sharded) whether the message is of a device at none of this worker's sites.
+
+        Only a subscription this worker no longer wants delivers one: its session kept
+        messages for a site that has moved to another shard. The copy for the device
+        states is acknowledged and dropped. The effects copy was this worker's share, and
+        nobody else's: it is published again, so that one of the site's workers (the
+        broker picks one) stores and alerts it, deciding it from the copy it already
+        applied to its states; then it is acknowledged (after the republish, in order).
+        """
+        topic = parse(message.topic)
+        if topic is None or self.pipeline.deployment.site_of(topic.device_id) is not None:
+            return False
+        if effects:
+            self.client.publish(message.topic, bytes(message.payload), qos=1)
+            self.counters["redispatched"] += 1
+        self.counters["elsewhere"] += 1
+        self._writes.put((Batch(), [(message.mid, message.qos)]))
+        return True
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -201,7 +286,7 @@ class IngestService:
         host, port = self.settings.broker_host_port
         if self.client.protocol == mqtt.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            props.SessionExpiryInterval = self.settings.session_expiry_s
             props.ReceiveMaximum = RECEIVE_MAXIMUM
             self.client.connect_async(host, port, keepalive=15, clean_start=False, properties=props)
         else:  # 3.1.1: the persistent session is clean_session=False, set on the client
@@ -220,7 +305,11 @@ class IngestService:
         try:
             self.store.migrate()
             if restore:
-                self.pipeline.restore(self.store.latest_device_states())
+                saved = self.store.latest_device_states()
+                if self.shares is not None:  # only this shard's devices: others go silent here
+                    saved = [s for s in saved if self.pipeline.deployment.site_of(s.device_id)]
+                self._restored = {s.device_id: s for s in saved}
+                self.pipeline.restore(saved)
             self._schema_ready = True
         except StoreUnavailableError as exc:
             self._alarm("database-unreachable", str(exc))
@@ -299,6 +388,8 @@ class IngestService:
                     self.counters["batches"] += 1
                     # a replay measures no hop: each fix is decided when it was received
                     clock = self.clock_ms if self.receipt is None else None
+                    if self._resuming:
+                        self._resume([t[0] for t in taken])
                     decided = self.pipeline.decide([t[0] for t in taken], clock)
                     self._finish(decided, [(mid, qos) for _, mid, qos in taken])
                     self._watch_lag(decided.batch.fixes)
@@ -319,6 +410,68 @@ class IngestService:
                 )
                 self.counters["batch_failures"] += 1
         self._writes.put(None)  # let the writer finish what it has, then stop
+
+    def _resume(self, messages: list[Inbound]) -> None:
+        """(Replicated) resume each device, at the first message this worker gets for it,
+        from its last stored fix up to that message.
+
+        Its peers went on deciding while this worker was away, so the store's newest fix
+        may be newer than what its session kept for it (Mosquitto queues a member's share
+        of a shared subscription while it is away, and its unacknowledged messages): those
+        must be decided from where the device stood before them, or an excursion among
+        them would raise nothing. A message already stored (kept, not yet acknowledged)
+        resumes from itself, so it is not alerted again. A site newly added to the worker
+        resumes the same way, from the fixes its previous shard stored.
+
+        Only devices the store held at start are looked up, each once (a flood of new
+        device names costs no reads). Without the database the states held carry on.
+        """
+        if not self._restored or not self._schema_ready or "database-unreachable" in self.alarms:
+            self._resuming = False
+            return
+        found: list[DeviceState] = []
+        readers = self.pipeline.deployment.rfid_readers
+        for m in messages:
+            parts = m.topic.split("/")
+            device_id = f"{parts[2]}/{parts[3]}" if len(parts) == 5 else ""
+            if device_id not in self._restored or (topic := parse(m.topic)) is None:
+                continue
+            try:
+                fixes = decode(topic, m.payload, m.received_ms, readers).fixes
+            except DecodeError:
+                fixes = ()
+            if not fixes:  # not a fix: the device resumes at its first fix
+                continue
+            restored = self._restored.pop(device_id)
+            try:
+                state = self._stored_before(restored, fixes[0])
+            except StoreError as exc:  # not now: carry on from the states held
+                log.warning("cannot resume devices from the store (%s); carrying on", exc)
+                self._resuming = False
+                break
+            if state is not None:
+                found.append(state)
+        if found:
+            self.pipeline.restore(found)
+
+    def _stored_before(self, restored: DeviceState, first) -> DeviceState | None:
+        """The device's last stored fix up to `first`; None: nothing to change."""
+        device_id = restored.device_id
+        since = first.fix_ms - round(self.settings.stale_after_s * 1000)
+        earlier = [
+            f
+            for f in self.store.fixes(device_id, since, first.fix_ms + 1)
+            if f.accepted and (f.fix_ms, f.seq) <= (first.fix_ms, first.seq)
+        ]
+        if earlier:
+            f = max(earlier, key=lambda f: (f.fix_ms, f.seq))
+            return DeviceState(device_id, f.fix_ms, f.seq, f.state, f.fence, f.distance_m,
+                               f.received_ms)  # fmt: skip
+        if (restored.fix_ms, restored.seq) > (first.fix_ms, first.seq):
+            # restored ahead of its first message, with nothing stored shortly before it:
+            # it comes back from a long silence, as a device not heard of
+            return DeviceState(device_id, NO_TIME, -1, "LOST", None, None, NO_TIME)
+        return None
 
     def _heard_up_to(self, now_ms: int) -> int:
         """The time up to which silence can be judged: now, or just before the oldest
@@ -362,6 +515,7 @@ class IngestService:
         """What this worker says of itself: alarms, spool depth and its counters."""
         return {
             "client_id": self.settings.client_id,
+            "shard": self.settings.shard,
             "online": True,
             "time_ms": self.clock_ms() if now_ms is None else now_ms,
             "alarms": sorted(self.alarms),

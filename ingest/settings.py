@@ -6,6 +6,14 @@ db = "postgresql://…"                    # TRACKFENCE_DB (or sqlite:///trial.s
 client_id = "trackfence-ingest-1"        # TRACKFENCE_CLIENT_ID; keep it stable: it names
                                          # the persistent session the broker queues for
 mqtt_protocol = "5"                      # TRACKFENCE_MQTT_PROTOCOL; or "3.1.1"
+shard = "north"                          # TRACKFENCE_SHARD: protect only this file's
+                                         # sites, sharing each with every worker that
+                                         # protects it (README "Scaling out"; MQTT 5)
+group = "ingest"                         # TRACKFENCE_GROUP: without shard, one group
+                                         # sharing every device; with it, the fleet's
+                                         # name, prefixing each site's share group
+session_expiry_s = 604800                # how long the broker keeps a worker's session
+                                         # (and queue) while it is away
 tls_ca = "/etc/trackfence/ca.crt"        # TRACKFENCE_TLS_CA, with broker = "mqtts://…:8883"
 username = "ingest"                      # TRACKFENCE_MQTT_USERNAME / _PASSWORD
 batch_max_fixes = 500                    # a micro-batch closes at this many messages...
@@ -37,6 +45,7 @@ lost_after_s = 10
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,13 +53,16 @@ from urllib.parse import urlparse
 
 from geofence.breach import BreachConfig
 from geofence.frames import DeviceDatum
-from ingest.deployment import Deployment
+from ingest.deployment import Deployment, SiteShare, fleet_conflicts, plan_shares
 from ingest.pipeline import STALE_AFTER_S, check_stale_after_s
 from wire.codecs import RfidReader
 
 
 class SettingsError(ValueError):
     pass
+
+
+_SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 #: MQTT protocol versions ingest speaks (v5 is the default; 3.1.1 for older brokers)
@@ -63,6 +75,12 @@ class IngestSettings:
     db: str = "sqlite:///trackfence.sqlite"
     client_id: str = "trackfence-ingest"
     group: str | None = None  # shared-subscription group of several workers (None: work alone)
+    #: protect only these sites, subscribing only to their devices, each site's work shared
+    #: by every worker protecting it (README "Scaling out"); `group` then names the fleet
+    shard: str | None = None
+    #: how long the broker keeps this worker's session, and the messages queued for it,
+    #: while it is away (MQTT v5 Session Expiry Interval)
+    session_expiry_s: int = 7 * 24 * 3600
     mqtt_protocol: str = "5"  # "5", or "3.1.1" for brokers without v5 (no shared groups)
     tls_ca: str | None = None  # for mqtts://: the CA that signed the broker's certificate
     username: str | None = None
@@ -89,9 +107,27 @@ class IngestSettings:
             raise SettingsError(
                 f"mqtt_protocol {self.mqtt_protocol!r}: one of {', '.join(PROTOCOLS)}"
             )
-        if self.group and self.mqtt_protocol != "5":
-            raise SettingsError('a shared-subscription group needs MQTT 5 (mqtt_protocol = "5")')
+        if (self.group or self.shard) and self.mqtt_protocol != "5":
+            raise SettingsError(
+                'a shared-subscription group or a shard needs MQTT 5 (mqtt_protocol = "5")'
+            )
         return mqtt.MQTTv5 if self.mqtt_protocol == "5" else mqtt.MQTTv311
+
+    @property
+    def sharded(self) -> bool:
+        return bool(self.shard)
+
+    def site_shares(self) -> list[SiteShare]:
+        """(Sharded) each site's topic filters and share group, checked: SettingsError if
+        a site's device patterns are not topic filters or two of them overlap."""
+        from loading.site_files import site_id_for
+
+        if not self.sites:
+            raise SettingsError("no [[site]] configured: an ingest worker needs at least one site")
+        try:
+            return plan_shares([(site_id_for(f), p) for f, p in self.sites], self.group)
+        except ValueError as exc:
+            raise SettingsError(f"shard {self.shard!r}: [[site]] devices: {exc}") from None
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -132,6 +168,7 @@ _ENV = {
     "TRACKFENCE_DB": "db",
     "TRACKFENCE_CLIENT_ID": "client_id",
     "TRACKFENCE_GROUP": "group",
+    "TRACKFENCE_SHARD": "shard",
     "TRACKFENCE_MQTT_USERNAME": "username",
     "TRACKFENCE_MQTT_PASSWORD": "password",
     "TRACKFENCE_SPOOL": "spool",
@@ -167,7 +204,38 @@ def load_settings(
         settings.stale_after_s = check_stale_after_s(settings.stale_after_s)
     except ValueError as exc:
         raise SettingsError(f"[ingest].{exc}") from None
+    _check_shard_and_session(settings)
     return settings
+
+
+def _check_shard_and_session(settings: IngestSettings) -> None:
+    """The shard and session settings, checked at load so that a worker refuses to start."""
+    expiry = settings.session_expiry_s
+    if isinstance(expiry, bool) or not isinstance(expiry, int) or not 0 < expiry < 2**32:
+        raise SettingsError(f"[ingest].session_expiry_s: whole seconds, 1 to 2**32-1: {expiry!r}")
+    if settings.shard is not None:
+        if not isinstance(settings.shard, str) or not _SHARD_NAME.fullmatch(settings.shard):
+            raise SettingsError(
+                f"[ingest].shard {settings.shard!r}: letters, digits, '.', '-' and '_'"
+            )
+        if settings.sites:  # (sites may still be given after loading, as the CLI's --site)
+            settings.site_shares()
+
+
+def check_fleet(shards: list[IngestSettings]) -> None:
+    """SettingsError if, across these shards' settings, one device could be decided by two
+    sites (README "Scaling out"; run it on a fleet's settings files before deploying)."""
+    from loading.site_files import site_id_for
+
+    plans: dict[str, list[tuple[str, list[str]]]] = {}
+    for settings in shards:
+        settings.site_shares()  # each on its own first
+        plans.setdefault(str(settings.shard), []).extend(
+            (site_id_for(f), p) for f, p in settings.sites
+        )
+    problems = fleet_conflicts(plans)
+    if problems:
+        raise SettingsError("; ".join(problems))
 
 
 def _apply_file(settings: IngestSettings, data: Mapping) -> None:

@@ -18,10 +18,10 @@ from dataclasses import asdict
 from typing import Any
 
 from reporting.narrative import PRIORITY_WORDS, findings, summary
-from trials.collect import hops_measured
 from trials.definition import CRITERIA
 from trials.design import Design
 from trials.figures import Figures
+from trials.manifest import Manifest, ShiftRecord
 from trials.score import TrialResult
 from trials.verdict import METHOD
 
@@ -50,9 +50,9 @@ _TRUTH_USE = (
 )
 
 
-def _ground_truth(shifts: list[dict]) -> str:
+def _ground_truth(shifts: tuple[ShiftRecord, ...]) -> str:
     """Where the truth came from: the simulation, or each wearer's reference receiver."""
-    accuracy = sorted({r["accuracy_m"] for s in shifts for r in s.get("references", {}).values()})
+    accuracy = sorted({r.accuracy_m for s in shifts for r in (s.references or {}).values()})
     if not accuracy:
         return "Each worker's true path is simulated at 10 Hz. " + _TRUTH_USE
     stated = f"{accuracy[0]:g} m"
@@ -65,7 +65,7 @@ def _ground_truth(shifts: list[dict]) -> str:
     )
 
 
-def _scenarios(trial, shifts: list[dict]) -> list[dict]:
+def _scenarios(trial, shifts: tuple[ShiftRecord, ...]) -> list[dict]:
     """The scenarios worked: as the simulation defines them, or as the shift log names them."""
     if trial.scenarios:
         return [
@@ -83,14 +83,14 @@ def _scenarios(trial, shifts: list[dict]) -> list[dict]:
     out: dict[str, dict] = {}
     for s in shifts:
         row = out.setdefault(
-            s["scenario"],
-            {"key": s["scenario"], "name": s["scenario_name"], "repeats": 0, "night": False,
+            s.scenario,
+            {"key": s.scenario, "name": s.scenario_name, "repeats": 0, "night": False,
              "duration_s": 0.0, "workers": 0, "structures": []},
         )  # fmt: skip
         row["repeats"] += 1
-        row["night"] = row["night"] or s["night"]
-        row["duration_s"] = max(row["duration_s"], (s["end_ms"] - s["start_ms"]) / 1000)
-        row["workers"] = max(row["workers"], len({d["wearer"] for d in s["devices"]}))
+        row["night"] = row["night"] or s.night
+        row["duration_s"] = max(row["duration_s"], s.duration_s)
+        row["workers"] = max(row["workers"], len({d.wearer for d in s.devices}))
     return list(out.values())
 
 
@@ -173,41 +173,15 @@ def _figures(f: Figures) -> dict:
 def build_document(
     result: TrialResult, *, supplier: str | None = None, plots: dict[str, str] | None = None
 ) -> dict:
-    """The comparative report (supplier=None) or one supplier's report."""
+    """The comparative report (supplier=None) or one supplier's report.
+
+    Each section is built by its own step below, in the order the report reads; a
+    supplier's own report carries its own figures and, of the others, at most
+    anonymous aggregates.
+    """
     trial = result.trial
     everyone = [s.key for s in trial.suppliers]
     keys = everyone if supplier is None else [supplier]
-    manifest = result.manifest
-    shifts = manifest["shifts"]
-    ds = result.rows.device_shifts
-    rank = {r.supplier: r for r in result.ranking}
-    verdicts = {
-        s: [clean(asdict(v)) | {"unit": CRITERIA[v.criterion][2]} for v in result.verdicts[s]]
-        for s in keys
-    }
-    executive = []
-    for s in keys:
-        vs = result.verdicts[s]
-        executive.append(
-            {
-                "supplier": s,
-                "organisation": trial.supplier(s).organisation,
-                "technology": trial.supplier(s).technology,
-                "overall": result.overall_verdict(s),
-                "criteria_passed": rank[s].passed,
-                "criteria_judged": rank[s].judged,
-                "criteria_failed": [v.what for v in vs if v.status == "fail"],
-                "criteria_not_demonstrated": [v.what for v in vs if v.status == "not demonstrated"],
-                "criteria_not_measured": [v.what for v in vs if v.status == "not measured"],
-                "checks_failed": [c.title for c in result.checks if _result(c, s).status == "fail"],
-                "rank": rank[s].position,
-                "rank_tied": rank[s].tied,
-                "trl": result.readiness[s].trl,
-                "crossings": result.overall[s].excursions,
-                "narrative": summary(result, s),
-            }
-        )
-    replayed = [not hops_measured(shift) for shift in shifts]
     doc = {
         "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -215,162 +189,247 @@ def build_document(
         "supplier": supplier,
         "title": trial.name if supplier is None else f"{trial.name}: {supplier}",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "trial": {
-            "name": trial.name,
-            "sponsor": trial.sponsor,
-            "description": trial.description.strip(),
-            "start_date": trial.start_date.isoformat(),
-            "end_date": trial.end_date.isoformat(),
-            "weeks": trial.weeks,
-            "shifts": len(shifts),
-            "device_shifts": int(sum(ds.where(supplier=s).sum() for s in keys)),
-            "device_hours": float(sum(result.overall[s].device_hours for s in keys)),
-            "fixes_scored": int(sum(result.overall[s].fixes for s in keys)),
-            # per supplier: every person wears one device of each supplier, so the same
-            # crossing is seen once by each supplier and is not added up across them
-            "true_crossings": {s: result.overall[s].excursions for s in keys},
-        },
+        "trial": _trial(result, keys),
         "sections": {
-            "executive_summary": {
-                "suppliers": executive,
-                "ranking": [clean(asdict(r)) for r in result.ranking if r.supplier in keys],
-                "verdicts": verdicts,
-            },
-            "overview": {
-                "objectives": list(trial.objectives),
-                "schedule": [
-                    {
-                        "date": s["date"],
-                        "week": s["week"],
-                        "scenario": s["scenario"],
-                        "repeat": s["repeat"] + 1,
-                        "night": s["night"],
-                        "devices": len(s["devices"]),
-                        "fixes_stored": s["fixes_stored"],
-                        "dead_letters": s["dead_letters"],
-                    }
-                    for s in shifts
-                ],
-            },
+            "executive_summary": _executive_summary(result, keys),
+            "overview": _overview(result),
             "solutions": [_solution(result, s) for s in keys],
-            "methodology": {
-                "sites": sorted({s["site_file"] for s in shifts}),
-                "scenarios": _scenarios(trial, shifts),
-                "decisions": asdict(trial.decisions),
-                "scoring": asdict(trial.scoring),
-                "ground_truth": _ground_truth(shifts),
-                "metrics": metrics_text(trial, any(replayed), manifest.get("live_hops")),
-                "replayed": any(replayed),
-                "live_hops": manifest.get("live_hops") if any(replayed) else None,
-                "live_hops_note": live_hops_text(manifest.get("live_hops")),
-                "criteria": [
-                    {
-                        "criterion": k,
-                        "what": CRITERIA[k][0],
-                        "direction": "at most" if CRITERIA[k][1] == "max" else "at least",
-                        "limit": v,
-                        "unit": CRITERIA[k][2],
-                        "method": METHOD[k],
-                    }
-                    for k, v in trial.criteria.items()
-                ],
-                "design": _design(result.design, keys),
-                "pipeline": (
-                    "The devices were worn on track; every fix went device -> MQTT -> ingest "
-                    "(decode, geofence, breach state machine, alert) -> store "
-                    f"({manifest['db']}), live, during the shifts."
-                    if manifest.get("kind") == "live"
-                    else f"Every fix went device -> MQTT ({manifest['broker']}) -> ingest "
-                    "(decode, geofence, breach state machine, alert) -> store "
-                    f"({manifest['db']}), on the replay's clock."
-                    if manifest.get("broker")
-                    else "Every message the simulated devices sent went, in the order sent and "
-                    "at the time it arrived on the replay's clock, through ingest's pipeline "
-                    "in-process (decode, time sanity, geofence, breach state machine, alerts) "
-                    f"-> store ({manifest['db']}): the live service's code, without the "
-                    "broker between (`--via-mqtt` runs the same shifts through one, with the "
-                    "same decisions)."
-                ),
-            },
+            "methodology": _methodology(result, keys),
             "accuracy": {s: _figures(result.overall[s]) for s in keys},
-            "alerting": {
-                "figures": {s: _figures(result.overall[s]) for s in keys},
-                "repeat_consistency": {s: clean(result.repeat_consistency[s]) for s in keys},
-                # the devices' own alarms beside trackfence's decision (where reported)
-                "own_alarms": {s: clean(result.own_alarms[s].as_dict()) for s in keys},
-            },
-            "by_scenario": [
-                {"supplier": s, "scenario": sc, **_figures(f)}
-                for (s, sc), f in result.by_scenario.items()
-                if s in keys
-            ],
-            "by_firmware": [
-                {"supplier": s, "firmware": fw, **_figures(f)}
-                for (s, fw), f in result.by_firmware.items()
-                if s in keys
-            ],
-            "by_scenario_firmware": [
-                {"supplier": s, "scenario": sc, "firmware": fw, **_figures(f)}
-                for (s, sc, fw), f in result.by_scenario_firmware.items()
-                if s in keys
-            ],
+            "alerting": _alerting(result, keys),
+            **_slices(result, keys),
             "availability": {
                 "figures": {s: _figures(result.overall[s]) for s in keys},
                 "weekly": {s: clean(result.weekly[s]) for s in keys},
             },
             "feedback": _feedback(result, keys),
-            "issues": {
-                "checks": [
-                    {
-                        "code": c.code,
-                        "title": c.title,
-                        "question": c.question,
-                        "status": c.status if supplier is None else _result(c, supplier).status,
-                        "results": [_finding(r, supplier) for r in c.results if r.supplier in keys],
-                        "details": [
-                            _case(d, supplier)
-                            for d in c.details
-                            if supplier is None or supplier in d["outcomes"]
-                        ],
-                    }
-                    for c in result.checks
-                ],
-                "missing_data": _own(result.missing, supplier, everyone),
-            },
+            "issues": _issues(result, supplier, keys),
             "readiness": {
                 s: {"trl": result.readiness[s].trl, "rationale": result.readiness[s].rationale}
                 for s in keys
             },
-            "recommendations": [
-                {
-                    "supplier": f.supplier,
-                    "priority": f.priority,
-                    "impact": PRIORITY_WORDS[f.priority],
-                    "subject": f.subject,
-                    "text": f.text,
-                }
-                for f in findings(result, keys, result.design)
-            ]
-            or [{"supplier": None, "priority": 3, "impact": PRIORITY_WORDS[3],
-                 "subject": "all criteria", "text": "No findings: proceed to acceptance."}],
+            "recommendations": _recommendations(result, keys),
         },
         "plots": plots or {},
-        "appendix": {
-            "provenance": {
-                "inputs": manifest["inputs"],
-                "software": manifest["software"],
-                "run_command": manifest["command"],
-                "broker": manifest["broker"],
-                "db": manifest["db"],
-                "run_seconds": manifest["seconds"],
-            }
-        },
+        "appendix": {"provenance": _provenance(result.manifest)},
     }
     return clean(doc)
 
 
-def _result(check, supplier: str):
-    return next(r for r in check.results if r.supplier == supplier)
+def _trial(result: TrialResult, keys: list[str]) -> dict:
+    """The trial at a glance: its dates, and what was worn and scored for these suppliers."""
+    trial = result.trial
+    ds = result.rows.device_shifts
+    return {
+        "name": trial.name,
+        "sponsor": trial.sponsor,
+        "description": trial.description.strip(),
+        "start_date": trial.start_date.isoformat(),
+        "end_date": trial.end_date.isoformat(),
+        "weeks": trial.weeks,
+        "shifts": len(result.manifest.shifts),
+        "device_shifts": int(sum(ds.where(supplier=s).sum() for s in keys)),
+        "device_hours": float(sum(result.overall[s].device_hours for s in keys)),
+        "fixes_scored": int(sum(result.overall[s].fixes for s in keys)),
+        # per supplier: every person wears one device of each supplier, so the same
+        # crossing is seen once by each supplier and is not added up across them
+        "true_crossings": {s: result.overall[s].excursions for s in keys},
+    }
+
+
+def _executive_summary(result: TrialResult, keys: list[str]) -> dict:
+    """Section 1: each supplier's verdict, rank and readiness, and the summary in words."""
+    rank = {r.supplier: r for r in result.ranking}
+    executive = []
+    for s in keys:
+        vs = result.verdicts[s]
+        executive.append(
+            {
+                "supplier": s,
+                "organisation": result.trial.supplier(s).organisation,
+                "technology": result.trial.supplier(s).technology,
+                "overall": result.overall_verdict(s),
+                "criteria_passed": rank[s].passed,
+                "criteria_judged": rank[s].judged,
+                "criteria_failed": [v.what for v in vs if v.status == "fail"],
+                "criteria_not_demonstrated": [v.what for v in vs if v.status == "not demonstrated"],
+                "criteria_not_measured": [v.what for v in vs if v.status == "not measured"],
+                "checks_failed": [
+                    c.title for c in result.checks if c.for_supplier(s).status == "fail"
+                ],
+                "rank": rank[s].position,
+                "rank_tied": rank[s].tied,
+                "trl": result.readiness[s].trl,
+                "crossings": result.overall[s].excursions,
+                "narrative": summary(result, s),
+            }
+        )
+    return {
+        "suppliers": executive,
+        "ranking": [clean(asdict(r)) for r in result.ranking if r.supplier in keys],
+        "verdicts": {
+            s: [clean(asdict(v)) | {"unit": CRITERIA[v.criterion][2]} for v in result.verdicts[s]]
+            for s in keys
+        },
+    }
+
+
+def _overview(result: TrialResult) -> dict:
+    """Section 2: the objectives, and the schedule as it was worked, shift by shift."""
+    return {
+        "objectives": list(result.trial.objectives),
+        "schedule": [
+            {
+                "date": s.date,
+                "week": s.week,
+                "scenario": s.scenario,
+                "repeat": s.repeat + 1,
+                "night": s.night,
+                "devices": len(s.devices),
+                "fixes_stored": s.fixes_stored,
+                "dead_letters": s.dead_letters,
+            }
+            for s in result.manifest.shifts
+        ],
+    }
+
+
+def _methodology(result: TrialResult, keys: list[str]) -> dict:
+    """Section 4: the sites, scenarios and settings; the truth, the definitions and the
+    criteria; whether the trial could show them; and the path each fix took."""
+    trial, manifest = result.trial, result.manifest
+    replayed = any(not s.hops_measured for s in manifest.shifts)
+    return {
+        "sites": manifest.site_files,
+        "scenarios": _scenarios(trial, manifest.shifts),
+        "decisions": asdict(trial.decisions),
+        "scoring": asdict(trial.scoring),
+        "ground_truth": _ground_truth(manifest.shifts),
+        "metrics": metrics_text(trial, replayed, manifest.live_hops),
+        "replayed": replayed,
+        "live_hops": manifest.live_hops if replayed else None,
+        "live_hops_note": live_hops_text(manifest.live_hops),
+        "criteria": [
+            {
+                "criterion": k,
+                "what": CRITERIA[k][0],
+                "direction": "at most" if CRITERIA[k][1] == "max" else "at least",
+                "limit": v,
+                "unit": CRITERIA[k][2],
+                "method": METHOD[k],
+            }
+            for k, v in trial.criteria.items()
+        ],
+        "design": _design(result.design, keys),
+        "pipeline": _pipeline(manifest),
+    }
+
+
+def _pipeline(manifest: Manifest) -> str:
+    """The path every fix took to be decided: live on track, over MQTT on the replay's
+    clock, or through ingest's pipeline in-process."""
+    if manifest.is_live:
+        return (
+            "The devices were worn on track; every fix went device -> MQTT -> ingest "
+            "(decode, geofence, breach state machine, alert) -> store "
+            f"({manifest.db}), live, during the shifts."
+        )
+    if manifest.broker:
+        return (
+            f"Every fix went device -> MQTT ({manifest.broker}) -> ingest "
+            "(decode, geofence, breach state machine, alert) -> store "
+            f"({manifest.db}), on the replay's clock."
+        )
+    return (
+        "Every message the simulated devices sent went, in the order sent and "
+        "at the time it arrived on the replay's clock, through ingest's pipeline "
+        "in-process (decode, time sanity, geofence, breach state machine, alerts) "
+        f"-> store ({manifest.db}): the live service's code, without the "
+        "broker between (`--via-mqtt` runs the same shifts through one, with the "
+        "same decisions)."
+    )
+
+
+def _alerting(result: TrialResult, keys: list[str]) -> dict:
+    """Section 6: the alerting figures, how alike repeats alarmed, and the devices' own
+    alarms beside trackfence's decision (where they report them)."""
+    return {
+        "figures": {s: _figures(result.overall[s]) for s in keys},
+        "repeat_consistency": {s: clean(result.repeat_consistency[s]) for s in keys},
+        "own_alarms": {s: clean(result.own_alarms[s].as_dict()) for s in keys},
+    }
+
+
+def _slices(result: TrialResult, keys: list[str]) -> dict:
+    """Section 7: the figures by scenario, by firmware, and by both."""
+    return {
+        "by_scenario": [
+            {"supplier": s, "scenario": sc, **_figures(f)}
+            for (s, sc), f in result.by_scenario.items()
+            if s in keys
+        ],
+        "by_firmware": [
+            {"supplier": s, "firmware": fw, **_figures(f)}
+            for (s, fw), f in result.by_firmware.items()
+            if s in keys
+        ],
+        "by_scenario_firmware": [
+            {"supplier": s, "scenario": sc, "firmware": fw, **_figures(f)}
+            for (s, sc, fw), f in result.by_scenario_firmware.items()
+            if s in keys
+        ],
+    }
+
+
+def _issues(result: TrialResult, supplier: str | None, keys: list[str]) -> dict:
+    """Section 10: each NRA24-05 check (a supplier's report sees only its own findings and
+    cases), and the missing data."""
+    everyone = [s.key for s in result.trial.suppliers]
+    return {
+        "checks": [
+            {
+                "code": c.code,
+                "title": c.title,
+                "question": c.question,
+                "status": c.status if supplier is None else c.for_supplier(supplier).status,
+                "results": [_finding(r, supplier) for r in c.results if r.supplier in keys],
+                "details": [
+                    _case(d, supplier)
+                    for d in c.details
+                    if supplier is None or supplier in d["outcomes"]
+                ],
+            }
+            for c in result.checks
+        ],
+        "missing_data": _own(result.missing, supplier, everyone),
+    }
+
+
+def _recommendations(result: TrialResult, keys: list[str]) -> list[dict]:
+    """Section 12: what to do, most dangerous first; with no finding, proceed."""
+    return [
+        {
+            "supplier": f.supplier,
+            "priority": f.priority,
+            "impact": PRIORITY_WORDS[f.priority],
+            "subject": f.subject,
+            "text": f.text,
+        }
+        for f in findings(result, keys, result.design)
+    ] or [{"supplier": None, "priority": 3, "impact": PRIORITY_WORDS[3],
+           "subject": "all criteria", "text": "No findings: proceed to acceptance."}]  # fmt: skip
+
+
+def _provenance(manifest: Manifest) -> dict:
+    """The appendix: where the report came from (inputs' hashes, software, command, store)."""
+    return {
+        "inputs": manifest.inputs,
+        "software": manifest.software,
+        "run_command": manifest.command,
+        "broker": manifest.broker,
+        "db": manifest.db,
+        "run_seconds": manifest.seconds,
+    }
 
 
 def _solution(result: TrialResult, key: str) -> dict:

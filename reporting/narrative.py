@@ -20,9 +20,18 @@ Pure: a scored trial in, words out.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from trials.checks import CRITERION_OF_CHECK, Check, SupplierFinding
+from trials.checks import (
+    AGREEMENT,
+    BREACH_LOG,
+    CONFIGURATION,
+    CRITERION_OF_CHECK,
+    FENCE,
+    FIRMWARE,
+    Check,
+    SupplierFinding,
+)
 from trials.definition import CRITERIA
 from trials.design import Design
 from trials.figures import Figures
@@ -84,166 +93,196 @@ def _verdict(result: TrialResult, supplier: str, criterion: str) -> Verdict | No
 
 
 def _check(result: TrialResult, code: str, supplier: str) -> SupplierFinding:
-    check: Check = next(c for c in result.checks if c.code == code)
-    return next(r for r in check.results if r.supplier == supplier)
+    """One supplier's finding in the check with this code (trials.checks: FENCE, …)."""
+    return result.check(code).for_supplier(supplier)
 
 
 def summary(result: TrialResult, supplier: str) -> dict[str, object]:
-    """Headline, what it does well, what fails, and what that means on track."""
+    """Headline, what it does well, what fails, and what that means on track.
+
+    Said in the order a worker would ask: does it warn me, and in time; does it
+    alarm when I am safe; is it where I am; and the records behind it.
+    """
     f: Figures = result.overall[supplier]
-    limits = result.trial.criteria
-    good: list[str] = []
-    bad: list[str] = []
+    said = _Said(result, supplier)
     constant = math.isfinite(f.false_alarm_share) and f.false_alarm_share >= CONSTANT_ALARM
-    not_warned = f.excursions - f.detected
-    crossings = f.excursions
-    detection = _verdict(result, supplier, "detection_rate")
-    if crossings:
-        timing = (
-            f"{_when(f.time_to_alert_p50_s)} at the median and "
-            f"{_when(f.time_to_alert_p95_s)} at the 95th percentile"
-        )
-        if not_warned == 0:
-            text = (
-                f"gave a fresh alert for every one of its {crossings} true crossings, {timing}"
-            )
-            if detection is not None and detection.status != PASS:
-                text += ", though with alarms this frequent that is no proof of detection"
-                bad.append(text)
-            else:
-                good.append(text)
-        else:
-            parts = []
-            if f.saturated:
-                parts.append(f"{f.saturated} while its alarm was already on")
-            if f.late:
-                parts.append(f"{f.late} alerted only after the wearer was back")
-            if f.missed:
-                parts.append(f"{f.missed} with no alarm at all")
-            bad.append(
-                f"gave no fresh alert for {not_warned} of {crossings} true crossings "
-                f"({', '.join(parts)})"
-            )
-            if f.detected:
-                good.append(f"alerted {f.detected} crossings, {timing}")
-    tta = _verdict(result, supplier, "time_to_alert_p95_s")
-    if tta is not None and tta.status == FAIL:
-        bad.append(
-            f"its alerts are late: {_when(f.time_to_alert_p95_s)} at the 95th percentile, "
-            f"against {tta.limit:g} s"
-        )
-    firmware = _check(result, "NRA24-05/firmware", supplier)
-    if firmware.status == "found":
-        bad.append("it " + firmware.finding)
-    if constant:
-        bad.append(
-            f"its alarm is on {percent(f.false_alarm_share)} of the time while the wearer is "
-            f"truly safe (in breach {percent(f.breach_share)} of the time in all)"
-        )
-    elif math.isfinite(f.false_alerts_per_device_hour):
-        text = (
-            f"{f.false_alerts} false alerts in {f.device_hours:.1f} device-hours "
-            f"({_s(f.false_alerts_per_device_hour, 2)} an hour)"
-        )
-        _sort(result, supplier, "false_alerts_per_device_hour", text, good, bad)
-    r95_limit = limits.get("r95_m", math.inf)
-    _sort(
-        result,
-        supplier,
-        "r95_m",
-        f"positions within {_s(f.r95_m, 2)} m of the truth 95 % of the time"
-        + ("" if f.r95_m <= r95_limit else f" (limit {r95_limit:g} m)"),
-        good,
-        bad,
-    )
-    fence = _check(result, "NRA24-05/fence", supplier)
-    if fence.status == FAIL:
-        bad.append(
-            f"its configured fence is {fence.figures.get('worst_offset_m', math.nan):.1f} m "
-            "from the surveyed boundary at worst"
-        )
-    drift = _check(result, "NRA24-05/configuration", supplier)
-    if drift.status == FAIL:
-        bad.append("devices ran a configuration other than the certified one: " + drift.finding)
-    availability = (
-        f"{percent(f.availability, 2)} of the fixes its certificate promises arrived "
-        f"({_s(f.unprotected_s / 60, 0)} min without protection over {f.device_hours:.0f} "
-        "device-hours)"
-    )
-    _sort(result, supplier, "availability", availability, good, bad)
-    log = _check(result, "NRA24-05/breach-log", supplier)
-    if log.status == FAIL:
-        bad.append(
-            f"its breach log places the wearer {_s(log.figures.get('worst_p95_m', math.nan), 1)}"
-            " m (95th percentile) from where they truly were"
-        )
-    agreement = _check(result, "NRA24-05/agreement", supplier)
-    at_fault = agreement.figures.get("at_fault", 0)
-    if at_fault:
-        bad.append(
-            f"on {at_fault} crossings it failed to alarm in time where another supplier's "
-            "device did"
-        )
-    own = result.own_alarms.get(supplier)
-    if own is not None and own.device_shifts:
-        missed_by_own = own.excursions - own.detected
-        if missed_by_own or own.later_than_platform:
-            bad.append(
-                f"its own alarm, the one the wearer feels, gave a fresh alert for {own.detected} "
-                f"of {own.excursions} crossings ({_when(own.time_to_alert_p95_s)} at the 95th "
-                f"percentile), {own.later_than_platform} of them later than trackfence's "
-                "decision on the same fixes"
-            )
-    # what it means on track
-    trl = result.readiness[supplier].trl
-    if constant:
-        headline = (
-            "Alarms almost all the time: a worker would be in alarm for most of the shift "
-            "and could not tell a real danger from the usual buzz. It does not protect."
-        )
-    elif not_warned and crossings:
-        headline = (
-            f"Leaves a worker unwarned on {percent(not_warned / crossings)} of crossings "
-            "out of the safe zone."
-        )
-    elif _verdict(result, supplier, "false_alerts_per_device_hour") is not None and (
-        _verdict(result, supplier, "false_alerts_per_device_hour").status == FAIL
-    ):
-        headline = (
-            f"Alarms without cause {_s(f.false_alerts_per_device_hour, 1)} times an hour: a "
-            "worker would learn to ignore it, and its alerts at crossings cannot be told from "
-            "chance."
-        )
-    elif tta is not None and tta.status == FAIL:
-        headline = (
-            f"Warns a worker who strays, but late: {_s(f.time_to_alert_p95_s)} s after the "
-            "crossing for the slowest 5 %."
-        )
-    elif trl >= 6:
-        headline = "Warns a worker who strays from the safe zone, promptly, with alarms that stop."
-    else:
-        headline = "Has not shown that it protects a worker: see what fails."
-    verdict = result.overall_verdict(supplier)
+    _warning(said, f)
+    _false_alarms(said, f, constant)
+    _position(said, f)
+    _records(said, f)
     undemonstrated = [v.what for v in result.verdicts[supplier] if v.status == NOT_DEMONSTRATED]
     return {
-        "headline": headline,
-        "verdict": verdict,
-        "does_well": good,
-        "fails": bad,
+        "headline": _headline(result, supplier, constant),
+        "verdict": result.overall_verdict(supplier),
+        "does_well": said.good,
+        "fails": said.bad,
         "not_demonstrated": undemonstrated,
     }
 
 
-def _sort(
-    result: TrialResult, supplier: str, criterion: str, text: str, good: list, bad: list
-) -> None:
-    """Put a sentence where its verdict says: shown met, shown missed, or neither (then it
-    is named among what the trial did not demonstrate, and not here)."""
-    v = _verdict(result, supplier, criterion)
-    if v is None or v.status == PASS:
-        good.append(text)
-    elif v.status == FAIL:
-        bad.append(text)
+@dataclass
+class _Said:
+    """The sentences of one supplier's summary: what it does well, and what fails."""
+
+    result: TrialResult
+    supplier: str
+    good: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+
+    def by_verdict(self, criterion: str, text: str) -> None:
+        """Put a sentence where its verdict says: shown met, shown missed, or neither (then
+        it is named among what the trial did not demonstrate, and not here)."""
+        v = _verdict(self.result, self.supplier, criterion)
+        if v is None or v.status == PASS:
+            self.good.append(text)
+        elif v.status == FAIL:
+            self.bad.append(text)
+
+
+def _warning(said: _Said, f: Figures) -> None:
+    """Does it warn a worker who crosses, and in time: fresh alerts for the true crossings
+    (what kept the others from one), late alerts, and a firmware that behaves apart."""
+    result, supplier = said.result, said.supplier
+    not_warned, crossings = f.excursions - f.detected, f.excursions
+    detection = _verdict(result, supplier, "detection_rate")
+    timing = (
+        f"{_when(f.time_to_alert_p50_s)} at the median and "
+        f"{_when(f.time_to_alert_p95_s)} at the 95th percentile"
+    )
+    if crossings and not_warned == 0:
+        text = f"gave a fresh alert for every one of its {crossings} true crossings, {timing}"
+        if detection is not None and detection.status != PASS:
+            text += ", though with alarms this frequent that is no proof of detection"
+            said.bad.append(text)
+        else:
+            said.good.append(text)
+    elif crossings:
+        parts = []
+        if f.saturated:
+            parts.append(f"{f.saturated} while its alarm was already on")
+        if f.late:
+            parts.append(f"{f.late} alerted only after the wearer was back")
+        if f.missed:
+            parts.append(f"{f.missed} with no alarm at all")
+        said.bad.append(
+            f"gave no fresh alert for {not_warned} of {crossings} true crossings "
+            f"({', '.join(parts)})"
+        )
+        if f.detected:
+            said.good.append(f"alerted {f.detected} crossings, {timing}")
+    tta = _verdict(result, supplier, "time_to_alert_p95_s")
+    if tta is not None and tta.status == FAIL:
+        said.bad.append(
+            f"its alerts are late: {_when(f.time_to_alert_p95_s)} at the 95th percentile, "
+            f"against {tta.limit:g} s"
+        )
+    firmware = _check(result, FIRMWARE, supplier)
+    if firmware.status == "found":
+        said.bad.append("it " + firmware.finding)
+
+
+def _false_alarms(said: _Said, f: Figures, constant: bool) -> None:
+    """Does it alarm while the worker is safe: an alarm on most of the time, or false
+    alerts by the hour."""
+    if constant:
+        said.bad.append(
+            f"its alarm is on {percent(f.false_alarm_share)} of the time while the wearer is "
+            f"truly safe (in breach {percent(f.breach_share)} of the time in all)"
+        )
+    elif math.isfinite(f.false_alerts_per_device_hour):
+        said.by_verdict(
+            "false_alerts_per_device_hour",
+            f"{f.false_alerts} false alerts in {f.device_hours:.1f} device-hours "
+            f"({_s(f.false_alerts_per_device_hour, 2)} an hour)",
+        )
+
+
+def _position(said: _Said, f: Figures) -> None:
+    """Is it where the worker is, on the fence that was surveyed, set up as certified."""
+    result, supplier = said.result, said.supplier
+    r95_limit = result.trial.criteria.get("r95_m", math.inf)
+    said.by_verdict(
+        "r95_m",
+        f"positions within {_s(f.r95_m, 2)} m of the truth 95 % of the time"
+        + ("" if f.r95_m <= r95_limit else f" (limit {r95_limit:g} m)"),
+    )
+    fence = _check(result, FENCE, supplier)
+    if fence.status == FAIL:
+        said.bad.append(
+            f"its configured fence is {fence.figures.get('worst_offset_m', math.nan):.1f} m "
+            "from the surveyed boundary at worst"
+        )
+    drift = _check(result, CONFIGURATION, supplier)
+    if drift.status == FAIL:
+        said.bad.append(
+            "devices ran a configuration other than the certified one: " + drift.finding
+        )
+
+
+def _records(said: _Said, f: Figures) -> None:
+    """The rest of the evidence: fixes that arrived, the breach log, crossings another
+    supplier caught and it did not, and its own alarm, the one the wearer feels."""
+    result, supplier = said.result, said.supplier
+    said.by_verdict(
+        "availability",
+        f"{percent(f.availability, 2)} of the fixes its certificate promises arrived "
+        f"({_s(f.unprotected_s / 60, 0)} min without protection over {f.device_hours:.0f} "
+        "device-hours)",
+    )
+    log = _check(result, BREACH_LOG, supplier)
+    if log.status == FAIL:
+        said.bad.append(
+            f"its breach log places the wearer {_s(log.figures.get('worst_p95_m', math.nan), 1)}"
+            " m (95th percentile) from where they truly were"
+        )
+    at_fault = _check(result, AGREEMENT, supplier).figures.get("at_fault", 0)
+    if at_fault:
+        said.bad.append(
+            f"on {at_fault} crossings it failed to alarm in time where another supplier's "
+            "device did"
+        )
+    own = result.own_alarms.get(supplier)
+    if own is None or not own.device_shifts:
+        return  # it reports no alarms of its own: "not reported", never scored as silent
+    if own.excursions - own.detected or own.later_than_platform:
+        said.bad.append(
+            f"its own alarm, the one the wearer feels, gave a fresh alert for {own.detected} "
+            f"of {own.excursions} crossings ({_when(own.time_to_alert_p95_s)} at the 95th "
+            f"percentile), {own.later_than_platform} of them later than trackfence's "
+            "decision on the same fixes"
+        )
+
+
+def _headline(result: TrialResult, supplier: str, constant: bool) -> str:
+    """What it means on track, in one sentence: the worst of what it would do to a worker."""
+    f = result.overall[supplier]
+    not_warned, crossings = f.excursions - f.detected, f.excursions
+    false_alerts = _verdict(result, supplier, "false_alerts_per_device_hour")
+    tta = _verdict(result, supplier, "time_to_alert_p95_s")
+    if constant:
+        return (
+            "Alarms almost all the time: a worker would be in alarm for most of the shift "
+            "and could not tell a real danger from the usual buzz. It does not protect."
+        )
+    if not_warned and crossings:
+        return (
+            f"Leaves a worker unwarned on {percent(not_warned / crossings)} of crossings "
+            "out of the safe zone."
+        )
+    if false_alerts is not None and false_alerts.status == FAIL:
+        return (
+            f"Alarms without cause {_s(f.false_alerts_per_device_hour, 1)} times an hour: a "
+            "worker would learn to ignore it, and its alerts at crossings cannot be told from "
+            "chance."
+        )
+    if tta is not None and tta.status == FAIL:
+        return (
+            f"Warns a worker who strays, but late: {_s(f.time_to_alert_p95_s)} s after the "
+            "crossing for the slowest 5 %."
+        )
+    if result.readiness[supplier].trl >= 6:
+        return "Warns a worker who strays from the safe zone, promptly, with alarms that stop."
+    return "Has not shown that it protects a worker: see what fails."
 
 
 def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> list[Finding]:
@@ -263,16 +302,15 @@ def findings(result: TrialResult, suppliers: list[str], plan: Design | None) -> 
             folded |= {code for code, c in CRITERION_OF_CHECK.items() if c == v.criterion}
         tta = _verdict(result, s, "time_to_alert_p95_s")
         if tta is not None and tta.status == FAIL:
-            folded.add("NRA24-05/firmware")  # named as the cause of late alerts, once
+            folded.add(FIRMWARE)  # named as the cause of late alerts, once
         for c in result.checks:
-            r = next(x for x in c.results if x.supplier == s)
-            if c.code in folded and (
-                CRITERION_OF_CHECK.get(c.code) in criteria or c.code == "NRA24-05/firmware"
-            ):
+            r = c.for_supplier(s)
+            said_under_criterion = CRITERION_OF_CHECK.get(c.code) in criteria or c.code == FIRMWARE
+            if c.code in folded and said_under_criterion:
                 continue
             if r.status not in ("fail", "found"):
                 continue
-            priority = 1 if c.code in ("NRA24-05/fence", "NRA24-05/agreement") else 3
+            priority = 1 if c.code in (FENCE, AGREEMENT) else 3
             out.append(Finding(s, priority, c.title, _check_advice(c, r)))
     out.sort(key=lambda x: (x.priority, x.supplier))
     return out
@@ -318,7 +356,7 @@ def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | 
             "that drives it."
         )
     if c == "time_to_alert_p95_s":
-        firmware = _check(result, "NRA24-05/firmware", s)
+        firmware = _check(result, FIRMWARE, s)
         cause = f" The device {firmware.finding}." if firmware.status == "found" else ""
         return (
             f"Alerts are late: {_when(f.time_to_alert_p95_s)} at the 95th "
@@ -343,7 +381,7 @@ def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | 
             f"(p95 - p5, limit {v.limit:g} s): a worker cannot learn what the device will do."
         )
     if c == "breach_log_offset_p95_m":
-        log = _check(result, "NRA24-05/breach-log", s)
+        log = _check(result, BREACH_LOG, s)
         return f"The breach log does not show where the wearer was: {log.finding}."
     if c == "r95_m":
         return (
@@ -351,7 +389,7 @@ def _advice(result: TrialResult, s: str, v: Verdict, f: Figures, plan: Design | 
             "worker within the clearances the fence relies on."
         )
     if c == "supplier_agreement":
-        agreement = _check(result, "NRA24-05/agreement", s)
+        agreement = _check(result, AGREEMENT, s)
         return f"It alarms unlike the others: {agreement.finding}."
     return f"{v.what} is {_value(v)} against a limit of {unit} {v.limit:g}."
 
@@ -369,8 +407,8 @@ def _value(v: Verdict, value: float | None = None) -> str:
 
 
 def _check_advice(check: Check, r: SupplierFinding) -> str:
-    if check.code == "NRA24-05/configuration":
+    if check.code == CONFIGURATION:
         return f"Restore the certified configuration and lock it: {r.finding}."
-    if check.code == "NRA24-05/firmware":
+    if check.code == FIRMWARE:
         return f"Qualify each firmware version before it is worn: {r.finding}."
     return f"{check.title}: {r.finding}."

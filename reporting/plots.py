@@ -23,6 +23,7 @@ import numpy as np
 import shapely
 
 from trials.collect import Worn
+from trials.manifest import ShiftRecord
 from trials.score import TrialResult
 
 #: Colour-blind-safe (Okabe-Ito) colours, one per supplier in trial order.
@@ -213,72 +214,17 @@ def site_map(
     line. Drawn along the track, with the lateral scale opened out, the fences,
     the cess, the true path and every supplier's fixes can be told apart.
     """
-    from devices.sim.track import TrackFrame
-    from loading.site_files import load_site
-    from trials.checks import in_frame
-
     colours = _colours(result)
     mine = [w for w in worn if w.shift == shift and w.supplier in suppliers]
-    record = result.manifest["shifts"][shift]
-    # along the scenario's line; a real shift names none: along the site's blocked line
-    scenario = next(
-        (sc.scenario for sc in result.trial.scenarios if sc.key == record["scenario"]), None
-    )
-    blocked = next((ln for ln in site.lines if not ln.open), site.lines[0])
-    line = next(
-        (ln for ln in site.lines if scenario is not None and ln.name == scenario.line), blocked
-    )
-    frame = TrackFrame.from_vertices(line.centreline_m)
-    # the window: around the first true excursion, else the whole path
-    starts = np.concatenate([w.excursion_start_ms for w in mine]) if mine else np.zeros(0)
-    ref = mine[0]
-    if starts.size:
-        t = int(starts.min())
-        x0 = np.interp(t, ref.truth_ms, ref.truth_x_m)
-        y0 = np.interp(t, ref.truth_ms, ref.truth_y_m)
-        centre = float(frame.from_xy(np.array([x0]), np.array([y0]))[0][0])
-        lo, hi = centre - 60, centre + 60
-    else:
-        along, _ = frame.from_xy(ref.truth_x_m, ref.truth_y_m)
-        lo, hi = float(along.min()) - 20, float(along.max()) + 20
-
-    def outline(geometry) -> list[np.ndarray]:
-        rings = []
-        for poly in getattr(geometry, "geoms", [geometry]):
-            ring = np.asarray(shapely.segmentize(poly.exterior, 1.0).coords)
-            rings.append(np.column_stack(frame.from_xy(ring[:, 0], ring[:, 1])))
-        return rings
-
+    record = result.manifest.shifts[shift]
+    line, frame = _along(result, site, record)
+    lo, hi = _window(mine, frame)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.5, 4.6))
-        for zone in site.safe_zones:
-            for ring in outline(zone.geometry):
-                ax.fill(ring[:, 0], ring[:, 1], color="#009E73", alpha=0.15, lw=0)
-                ax.plot(ring[:, 0], ring[:, 1], color="#006B4E", lw=1.4)
-        for zone in site.danger_zones:
-            for ring in outline(zone.geometry):
-                ax.fill(ring[:, 0], ring[:, 1], color="#B00020", alpha=0.12, lw=0)
-        for other in site.lines:
-            a, lat = frame.from_xy(*other.centreline_m.T)
-            ax.plot(a, lat, color="#444444", lw=1, ls="-.")
-        # a supplier's own copy of the fence, where it configured one (fence alignment)
+        _draw_site(ax, site, frame)
         for s in suppliers:
-            copy = result.trial.supplier(s).configured_sites.get(Path(record["site_file"]))
-            if copy is None:
-                continue
-            configured = load_site(copy)
-            for zone in configured.safe_zones:
-                for ring in outline(in_frame(zone.geometry, configured, site)):
-                    ax.plot(ring[:, 0], ring[:, 1], color=colours[s], lw=2, ls="--")
-            ax.plot([], [], color=colours[s], lw=2, ls="--", label=f"{s}: its configured fence")
-        for w in mine:
-            a, lat = frame.from_xy(w.x_m, w.y_m)
-            keep = (a >= lo) & (a <= hi)
-            ax.scatter(a[keep], lat[keep], s=7, color=colours[w.supplier], alpha=0.55, lw=0)
-        for w in {w.wearer: w for w in mine}.values():
-            a, lat = frame.from_xy(w.truth_x_m, w.truth_y_m)
-            keep = (a >= lo) & (a <= hi)
-            ax.plot(a[keep], lat[keep], ".", ms=1.5, color="black")
+            _draw_configured_fence(ax, result, s, record, site, frame, colours[s])
+        _draw_paths(ax, mine, frame, lo, hi, colours)
         for s in suppliers:
             ax.scatter([], [], s=20, color=colours[s], label=f"{s} fixes")
         ax.plot([], [], color="black", label="true path")
@@ -288,11 +234,93 @@ def site_map(
         ax.set_ylim(-9, 9)
         ax.set_xlabel(f"metres along the {line.name}")
         ax.set_ylabel("metres to its left")
-        ax.set_title(f"{site.name}\n{record['run_id']} (drawn along the track)")
+        ax.set_title(f"{site.name}\n{record.run_id} (drawn along the track)")
         ax.legend(loc="upper left", fontsize=8, ncols=3)
         fig.savefig(path)
         plt.close(fig)
     return path
+
+
+def _along(result: TrialResult, site, record: ShiftRecord):
+    """The line the map is drawn along, and its track frame: the scenario's line; a real
+    shift names none, so then the site's blocked line."""
+    from devices.sim.track import TrackFrame
+
+    scenario = next(
+        (sc.scenario for sc in result.trial.scenarios if sc.key == record.scenario), None
+    )
+    blocked = next((ln for ln in site.lines if not ln.open), site.lines[0])
+    line = next(
+        (ln for ln in site.lines if scenario is not None and ln.name == scenario.line), blocked
+    )
+    return line, TrackFrame.from_vertices(line.centreline_m)
+
+
+def _window(mine: list[Worn], frame) -> tuple[float, float]:
+    """The stretch of track drawn (metres along): 60 m either side of the first true
+    excursion, else the whole path with 20 m beyond each end."""
+    starts = np.concatenate([w.excursion_start_ms for w in mine]) if mine else np.zeros(0)
+    ref = mine[0]
+    if starts.size:
+        t = int(starts.min())
+        x0 = np.interp(t, ref.truth_ms, ref.truth_x_m)
+        y0 = np.interp(t, ref.truth_ms, ref.truth_y_m)
+        centre = float(frame.from_xy(np.array([x0]), np.array([y0]))[0][0])
+        return centre - 60, centre + 60
+    along, _ = frame.from_xy(ref.truth_x_m, ref.truth_y_m)
+    return float(along.min()) - 20, float(along.max()) + 20
+
+
+def _outline(geometry, frame) -> list[np.ndarray]:
+    """Each polygon's exterior, in (along, left) metres of the track frame."""
+    rings = []
+    for poly in getattr(geometry, "geoms", [geometry]):
+        ring = np.asarray(shapely.segmentize(poly.exterior, 1.0).coords)
+        rings.append(np.column_stack(frame.from_xy(ring[:, 0], ring[:, 1])))
+    return rings
+
+
+def _draw_site(ax, site, frame) -> None:
+    """The surveyed safe zones (green, outlined) and danger zones (red), and every line."""
+    for zone in site.safe_zones:
+        for ring in _outline(zone.geometry, frame):
+            ax.fill(ring[:, 0], ring[:, 1], color="#009E73", alpha=0.15, lw=0)
+            ax.plot(ring[:, 0], ring[:, 1], color="#006B4E", lw=1.4)
+    for zone in site.danger_zones:
+        for ring in _outline(zone.geometry, frame):
+            ax.fill(ring[:, 0], ring[:, 1], color="#B00020", alpha=0.12, lw=0)
+    for other in site.lines:
+        a, lat = frame.from_xy(*other.centreline_m.T)
+        ax.plot(a, lat, color="#444444", lw=1, ls="-.")
+
+
+def _draw_configured_fence(ax, result: TrialResult, supplier: str, record: ShiftRecord, site,
+                           frame, colour: str) -> None:  # fmt: skip
+    """A supplier's own copy of the fence, where it configured one (fence alignment)."""
+    from loading.site_files import load_site
+    from trials.checks import in_frame
+
+    copy = result.trial.supplier(supplier).configured_sites.get(Path(record.site_file))
+    if copy is None:
+        return
+    configured = load_site(copy)
+    for zone in configured.safe_zones:
+        for ring in _outline(in_frame(zone.geometry, configured, site), frame):
+            ax.plot(ring[:, 0], ring[:, 1], color=colour, lw=2, ls="--")
+    ax.plot([], [], color=colour, lw=2, ls="--", label=f"{supplier}: its configured fence")
+
+
+def _draw_paths(ax, mine: list[Worn], frame, lo: float, hi: float,
+                colours: dict[str, str]) -> None:  # fmt: skip
+    """Every supplier's fixes, and each wearer's true path, within the window."""
+    for w in mine:
+        a, lat = frame.from_xy(w.x_m, w.y_m)
+        keep = (a >= lo) & (a <= hi)
+        ax.scatter(a[keep], lat[keep], s=7, color=colours[w.supplier], alpha=0.55, lw=0)
+    for w in {w.wearer: w for w in mine}.values():
+        a, lat = frame.from_xy(w.truth_x_m, w.truth_y_m)
+        keep = (a >= lo) & (a <= hi)
+        ax.plot(a[keep], lat[keep], ".", ms=1.5, color="black")
 
 
 def draw_all(
@@ -311,7 +339,7 @@ def draw_all(
     }
     shift = pick_shift(result, worn)
     if shift is not None:
-        site = load_site(result.manifest["shifts"][shift]["site_file"])
+        site = load_site(result.manifest.shifts[shift].site_file)
         made["breach_timeline"] = breach_timeline(
             result, worn, shift, folder / f"{prefix}breach-timeline.png", suppliers
         )

@@ -1,6 +1,11 @@
-"""Query pieces both backends share."""
+"""Query pieces both backends share (their tables have the same columns; see records)."""
 
 from __future__ import annotations
+
+from store.records import EventQuery
+
+#: The breach log's keyset: the events table's columns a page is ordered and cut by.
+EVENT_KEY = ("event_time", "device_id", "kind", "seq")
 
 
 def range_filter(
@@ -13,8 +18,12 @@ def range_filter(
 ) -> tuple[str, list]:
     """A WHERE clause (or "") for one device and a half-open time range [since, until).
 
+    `time_column` is the table's time column (`fix_time`, `event_time`, `alarm_time`);
     `placeholder` is the driver's parameter mark ("?" or "%s"); `ms_to_time` turns a
     millisecond parameter into the column's type ("{}" when the column holds ms).
+
+    >>> range_filter("acme/a1", 5, None, "fix_time", "?")
+    (' WHERE device_id = ? AND fix_time >= ?', ['acme/a1', 5])
     """
     clauses, params = [], []
     if device_id is not None:
@@ -31,12 +40,16 @@ def range_filter(
 
 
 def event_filter(
-    q, placeholder: str, time_column: str, ms_to_time: str = "{}", newest_first: bool = False
+    q: EventQuery, placeholder: str, ms_to_time: str = "{}", newest_first: bool = False
 ) -> tuple[str, list]:
     """The breach log's WHERE clause for an EventQuery, keyset cursor included: the rows
-    strictly after q.after in the page's order (before it in time when `newest_first`)."""
+    strictly after q.after in the page's order (before it in time when `newest_first`).
+
+    >>> event_filter(EventQuery(kinds=("breach",), after=(7, "acme/a1", "breach", 3)), "?")[0]
+    ' WHERE kind IN (?) AND (event_time, device_id, kind, seq) > (?, ?, ?, ?)'
+    """
     where, params = range_filter(
-        q.device_id, q.since_ms, q.until_ms, time_column, placeholder, ms_to_time
+        q.device_id, q.since_ms, q.until_ms, EVENT_KEY[0], placeholder, ms_to_time
     )
     clauses = [where[len(" WHERE ") :]] if where else []
     if q.site is not None:
@@ -54,15 +67,19 @@ def event_filter(
         at = ms_to_time.format(placeholder)
         beyond = "<" if newest_first else ">"
         clauses.append(
-            f"({time_column}, device_id, kind, seq) {beyond} ({at}, {placeholder}, "
-            f"{placeholder}, {placeholder})"
+            f"({', '.join(EVENT_KEY)}) {beyond} ({at}, {placeholder}, {placeholder}, "
+            f"{placeholder})"
         )
         params.extend(q.after)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def event_order(time_column: str, newest_first: bool = False) -> str:
+def event_order(newest_first: bool = False) -> str:
     """The breach log's ORDER BY: its keyset (time, device, kind, seq), either way (both
-    directions read the same index, forwards or backwards)."""
+    directions read the same index, forwards or backwards).
+
+    >>> event_order(newest_first=True)
+    'event_time DESC, device_id DESC, kind DESC, seq DESC'
+    """
     way = " DESC" if newest_first else ""
-    return ", ".join(f"{c}{way}" for c in (time_column, "device_id", "kind", "seq"))
+    return ", ".join(f"{c}{way}" for c in EVENT_KEY)

@@ -1,7 +1,14 @@
 """What is kept: fixes with their four hop times, breach events, alerts and dead letters.
 
-Times are UTC epoch milliseconds throughout (int), as devices send them; the
-backends store them as their native timestamp type.
+Times are UTC epoch milliseconds throughout (int), as devices send them. Both backends
+keep each record in a table whose columns are its fields, under the same names; a
+time is kept under the name of what it is (`stored_column`: `fix_ms` is `fix_time`,
+`received_ms` is `received_at`, …), as a timestamptz in TimescaleDB and as INTEGER
+UTC ms in SQLite.
+
+Event kinds and device states are the core's vocabulary (geofence.vocabulary): a
+record's `kind` is an EventKind and its `state` a State, kept as their text values
+("breach", "SAFE"); read back, they are that text, which equals the member.
 """
 
 from __future__ import annotations
@@ -38,14 +45,14 @@ class Fix:
     y_m: float | None
     fence: str | None  # safe-zone fence covering the fix, if any
     distance_m: float | None  # signed distance to the safe-zone edge (+ inside)
-    state: str  # SAFE, WARNING, BREACH, LOST after this fix
+    state: str  # a State after this fix: SAFE, WARNING, BREACH, LOST (UNASSIGNED: no site)
     accepted: bool  # False: a duplicate or out-of-order fix that did not change state
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     device_id: str
-    kind: str  # enter, exit, warning, safe, breach, clear, lost, recovered
+    kind: str  # an EventKind: enter, exit, warning, safe, breach, clear, lost, recovered
     event_ms: int  # the fix time that caused it (for lost: when protection lapsed)
     seq: int
     site: str | None
@@ -58,7 +65,7 @@ class Alert:
     """A message published back to the wearer's device (the tap on the shoulder)."""
 
     device_id: str
-    kind: str  # the event kind that caused it
+    kind: str  # the EventKind of the event that caused it (breach, clear, warning, lost)
     event_ms: int
     seq: int
     published_ms: int
@@ -177,7 +184,46 @@ class Batch:
 
 
 def columns(record_type: type) -> list[str]:
+    """A record type's field names, in order (its table's columns, as `stored_column`s)."""
     return [f.name for f in fields(record_type)]
+
+
+#: Fields whose column is named otherwise: every time is stored under the name of what it
+#: is, the same in both backends (a timestamptz in TimescaleDB, INTEGER UTC ms in SQLite).
+_STORED_NAMES = {
+    "fix_ms": "fix_time",
+    "received_ms": "received_at",
+    "decided_ms": "decided_at",
+    "alert_ms": "alert_at",
+    "event_ms": "event_time",
+    "published_ms": "published_at",
+    "alarm_ms": "alarm_time",
+    "created_ms": "created_at",
+    "start_ms": "start_time",
+    "end_ms": "end_time",
+    "time_ms": "time",  # a truth sample's time
+    "minute_ms": "minute",  # fix_minutes: the minute's start
+}
+#: The record fields that are times (UTC epoch ms in a record).
+TIME_FIELDS = frozenset(_STORED_NAMES)
+
+
+def stored_column(field_name: str) -> str:
+    """The column a record field is kept in, in either backend.
+
+    >>> stored_column("fix_ms"), stored_column("accuracy_m")
+    ('fix_time', 'accuracy_m')
+    """
+    return _STORED_NAMES.get(field_name, field_name)
+
+
+def stored_columns(record_type: type) -> list[str]:
+    """A record type's columns, in its fields' order.
+
+    >>> stored_columns(Alert)
+    ['device_id', 'kind', 'event_time', 'seq', 'published_at', 'topic', 'payload']
+    """
+    return [stored_column(name) for name in columns(record_type)]
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,20 @@ from store.records import (
     TrueExcursion,
     TruthSamples,
     columns,
+    stored_column,
+    stored_columns,
 )
 
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
 _ALERT_COLUMNS = columns(Alert)
 _ALARM_COLUMNS = columns(DeviceAlarm)
+
+
+def _select_list(record_type: type) -> str:
+    """The columns a record is read back from, in its fields' order."""
+    return ", ".join(stored_columns(record_type))
+
 #: Errors that mean a batch holds a value SQLite will not keep (an integer beyond 64 bits,
 #: text that is not UTF-8, a broken constraint): a refusal, not an unreachable database.
 _REFUSED = (
@@ -72,7 +80,7 @@ class SqliteStore:
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
         self._lock = threading.Lock()
-        self._db.execute(
+        self._db.execute(  # as schema 1 made it: migration 6 names applied_ms applied_at
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
         )
@@ -145,11 +153,13 @@ class SqliteStore:
                 raise
 
     def _insert(self, table: str, names: list[str], rows: Iterable) -> None:
+        """Insert records' fields `names` into their stored columns, each row once."""
         marks = ", ".join("?" for _ in names)
+        target = ", ".join(stored_column(n) for n in names)
         self._db.executemany(
             # ON CONFLICT, not OR IGNORE: only a repeated key may be skipped; a row that
             # breaks NOT NULL must fail the batch, never vanish quietly
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            f"INSERT INTO {table} ({target}) VALUES ({marks}) ON CONFLICT DO NOTHING",
             [row_of(r) for r in rows] if (row_of := attrgetter(*names)) else [],
         )
 
@@ -158,43 +168,42 @@ class SqliteStore:
             return self._db.execute(sql, params).fetchall()
 
     def fixes(self, device_id=None, since_ms=None, until_ms=None) -> list[Fix]:
-        where, params = _time_filter("fix_ms", device_id, since_ms, until_ms)
+        where, params = _time_filter("fix_time", device_id, since_ms, until_ms)
         rows = self._select(
-            f"SELECT {', '.join(_FIX_COLUMNS)} FROM fixes{where} ORDER BY device_id, fix_ms, seq",
+            f"SELECT {_select_list(Fix)} FROM fixes{where} ORDER BY device_id, fix_time, seq",
             params,
         )
         return [Fix(*r[:-1], bool(r[-1])) for r in rows]
 
     def events(self, device_id=None, since_ms=None, until_ms=None) -> list[Event]:
-        where, params = _time_filter("event_ms", device_id, since_ms, until_ms)
+        where, params = _time_filter("event_time", device_id, since_ms, until_ms)
         rows = self._select(
-            f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events{where} "
-            "ORDER BY device_id, event_ms, seq",
+            f"SELECT {_select_list(Event)} FROM events{where} "
+            "ORDER BY device_id, event_time, seq",
             params,
         )
         return [Event(*r) for r in rows]
 
     def alerts(self, device_id=None, since_ms=None, until_ms=None) -> list[Alert]:
-        where, params = _time_filter("event_ms", device_id, since_ms, until_ms)
+        where, params = _time_filter("event_time", device_id, since_ms, until_ms)
         rows = self._select(
-            f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts{where} ORDER BY device_id, event_ms",
+            f"SELECT {_select_list(Alert)} FROM alerts{where} ORDER BY device_id, event_time",
             params,
         )
         return [Alert(*r) for r in rows]
 
     def device_alarms(self, device_id=None, since_ms=None, until_ms=None) -> list[DeviceAlarm]:
-        where, params = _time_filter("alarm_ms", device_id, since_ms, until_ms)
+        where, params = _time_filter("alarm_time", device_id, since_ms, until_ms)
         rows = self._select(
-            f"SELECT {', '.join(_ALARM_COLUMNS)} FROM device_alarms{where} "
-            "ORDER BY device_id, alarm_ms, seq",
+            f"SELECT {_select_list(DeviceAlarm)} FROM device_alarms{where} "
+            "ORDER BY device_id, alarm_time, seq",
             params,
         )
         return [DeviceAlarm(*r) for r in rows]
 
     def dead_letters(self) -> list[DeadLetter]:
         rows = self._select(
-            "SELECT received_ms, topic, reason, detail, payload FROM dead_letters "
-            "ORDER BY received_ms",
+            f"SELECT {_select_list(DeadLetter)} FROM dead_letters ORDER BY received_at",
             [],
         )
         return [DeadLetter(*r) for r in rows]
@@ -212,7 +221,7 @@ class SqliteStore:
         return int(
             self._select(
                 f"SELECT count(*) FROM fixes WHERE device_id IN ({marks}) "
-                "AND fix_ms >= ? AND fix_ms < ?",
+                "AND fix_time >= ? AND fix_time < ?",
                 [*device_ids, since_ms, until_ms],
             )[0][0]
         )
@@ -238,8 +247,8 @@ class SqliteStore:
 
     def true_excursions(self, run_id: str) -> list[TrueExcursion]:
         rows = self._select(
-            "SELECT run_id, device_id, start_ms, end_ms, depth_m FROM true_excursions "
-            "WHERE run_id = ? ORDER BY device_id, start_ms",
+            f"SELECT {_select_list(TrueExcursion)} FROM true_excursions "
+            "WHERE run_id = ? ORDER BY device_id, start_time",
             [run_id],
         )
         return [TrueExcursion(*r) for r in rows]
@@ -249,27 +258,27 @@ class SqliteStore:
 
     def truth(self, run_id: str) -> TruthSamples:
         rows = self._select(
-            "SELECT device_id, time_ms, x_m, y_m, inside, distance_m FROM truth "
-            "WHERE run_id = ? ORDER BY device_id, time_ms",
+            "SELECT device_id, time, x_m, y_m, inside, distance_m FROM truth "
+            "WHERE run_id = ? ORDER BY device_id, time",
             [run_id],
         )
         return TruthSamples.from_rows(run_id, rows)
 
     # ---------------------------------------------------------------- the console
     def breach_log(self, q: EventQuery, *, newest_first: bool = False) -> list[Event]:
-        where, params = event_filter(q, "?", "event_ms", newest_first=newest_first)
+        where, params = event_filter(q, "?", newest_first=newest_first)
         rows = self._select(
-            f"SELECT {', '.join(columns(Event))} FROM events{where} "
-            f"ORDER BY {event_order('event_ms', newest_first)} LIMIT ?",
+            f"SELECT {_select_list(Event)} FROM events{where} "
+            f"ORDER BY {event_order(newest_first)} LIMIT ?",
             [*params, q.limit],
         )
         return [Event(*r) for r in rows]
 
     def device_overview(self, supplier: str | None = None) -> list[DeviceOverview]:
         rows = self._select(
-            "SELECT device_id, supplier, firmware, fix_ms, received_ms, lat, lon, accuracy_m, "
-            "site, state FROM (SELECT *, row_number() OVER (PARTITION BY device_id "
-            "ORDER BY fix_ms DESC, seq DESC) AS newest FROM fixes WHERE accepted"
+            f"SELECT {_select_list(DeviceOverview)} FROM (SELECT *, row_number() OVER "
+            "(PARTITION BY device_id ORDER BY fix_time DESC, seq DESC) AS newest FROM fixes "
+            "WHERE accepted"
             + (" AND supplier = ?" if supplier is not None else "")
             + ") WHERE newest = 1 ORDER BY device_id",
             [supplier] if supplier is not None else [],
@@ -278,7 +287,7 @@ class SqliteStore:
 
     def recent_decisions(self, since_ms: int) -> tuple[int, float | None, float | None]:
         rows = self._select(
-            "SELECT decided_ms - received_ms FROM fixes WHERE fix_ms >= ?", [since_ms]
+            "SELECT decided_at - received_at FROM fixes WHERE fix_time >= ?", [since_ms]
         )
         if not rows:
             return 0, None, None
@@ -322,7 +331,7 @@ class SqliteStore:
 
     def site_versions(self, site_id: str | None = None) -> list[SiteVersion]:
         rows = self._select(
-            f"SELECT {', '.join(columns(SiteVersion))} FROM site_versions"
+            f"SELECT {_select_list(SiteVersion)} FROM site_versions"
             + (" WHERE site_id = ?" if site_id is not None else "")
             + " ORDER BY site_id, version",
             [site_id] if site_id is not None else [],
@@ -342,20 +351,20 @@ class SqliteStore:
 
     def token(self, token_sha256: str) -> ApiToken | None:
         rows = self._select(
-            f"SELECT {', '.join(columns(ApiToken))} FROM api_tokens WHERE token_sha256 = ?",
+            f"SELECT {_select_list(ApiToken)} FROM api_tokens WHERE token_sha256 = ?",
             [token_sha256],
         )
         return ApiToken(*rows[0]) if rows else None
 
     def latest_device_states(self) -> list[DeviceState]:
-        # each device's newest accepted fix, found through (device_id, fix_ms) one device at
+        # each device's newest accepted fix, found through (device_id, fix_time) one device at
         # a time: a window over every fix grows with the store (0.25 s at a trial's 160,000
         # fixes, run again at every start), this stays milliseconds
         rows = self._select(
-            "SELECT f.device_id, f.fix_ms, f.seq, f.state, f.fence, f.distance_m, f.received_ms "
-            "FROM (SELECT DISTINCT device_id FROM fixes) AS d JOIN fixes AS f ON f.rowid = ("
-            " SELECT rowid FROM fixes WHERE device_id = d.device_id AND accepted"
-            " ORDER BY fix_ms DESC, seq DESC LIMIT 1) ORDER BY f.device_id",
+            "SELECT f.device_id, f.fix_time, f.seq, f.state, f.fence, f.distance_m, "
+            "f.received_at FROM (SELECT DISTINCT device_id FROM fixes) AS d JOIN fixes AS f "
+            "ON f.rowid = (SELECT rowid FROM fixes WHERE device_id = d.device_id AND accepted"
+            " ORDER BY fix_time DESC, seq DESC LIMIT 1) ORDER BY f.device_id",
             [],
         )
         return [DeviceState(*r) for r in rows]
@@ -365,8 +374,8 @@ class SqliteStore:
 
     def minute_stats(self, device_id: str) -> list[tuple[int, int, float | None]]:
         rows = self._select(
-            "SELECT minute_ms, fixes, mean_accuracy_m FROM fix_minutes WHERE device_id = ? "
-            "ORDER BY minute_ms",
+            "SELECT minute, fixes, mean_accuracy_m FROM fix_minutes WHERE device_id = ? "
+            "ORDER BY minute",
             [device_id],
         )
         return [(int(m), int(n), a) for m, n, a in rows]

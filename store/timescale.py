@@ -19,6 +19,7 @@ from store.contract import StoreError, StoreUnavailableError
 from store.migrations import migrations
 from store.query import event_filter, event_order, range_filter
 from store.records import (
+    TIME_FIELDS,
     Alert,
     ApiToken,
     Batch,
@@ -33,30 +34,15 @@ from store.records import (
     TrueExcursion,
     TruthSamples,
     columns,
+    stored_column,
 )
 
 _FIX_COLUMNS = columns(Fix)
 _EVENT_COLUMNS = columns(Event)
 _ALERT_COLUMNS = columns(Alert)
 _ALARM_COLUMNS = columns(DeviceAlarm)
-_MS_COLUMNS = {
-    "fix_ms",
-    "received_ms",
-    "decided_ms",
-    "alert_ms",
-    "event_ms",
-    "published_ms",
-    "alarm_ms",
-}
-_TIME_NAMES = {
-    "alarm_ms": "alarm_time",
-    "fix_ms": "fix_time",
-    "received_ms": "received_at",
-    "decided_ms": "decided_at",
-    "alert_ms": "alert_at",
-    "event_ms": "event_time",
-    "published_ms": "published_at",
-}
+#: Record fields kept as timestamptz (a record's ms, converted on the way in and out).
+_MS_COLUMNS = TIME_FIELDS
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_fixes (
@@ -84,13 +70,13 @@ def _to_time(name: str) -> str:
 
 def _from_time(name: str) -> str:
     if name in _MS_COLUMNS:
-        return f"(round(EXTRACT(EPOCH FROM {_TIME_NAMES[name]}) * 1000))::bigint"
+        return f"(round(EXTRACT(EPOCH FROM {stored_column(name)}) * 1000))::bigint"
     return name
 
 
 def _targets(names: list[str]) -> str:
     """The stored table's column names for record fields (times are kept as timestamps)."""
-    return ", ".join(_TIME_NAMES.get(n, n) for n in names)
+    return ", ".join(stored_column(n) for n in names)
 
 
 def _dead_letter_row(d: DeadLetter) -> tuple:
@@ -417,11 +403,11 @@ class TimescaleStore:
     # ---------------------------------------------------------------- the console
     def breach_log(self, q: EventQuery, *, newest_first: bool = False) -> list[Event]:
         where, params = event_filter(
-            q, "%s", "event_time", "to_timestamp({} / 1000.0)", newest_first=newest_first
+            q, "%s", "to_timestamp({} / 1000.0)", newest_first=newest_first
         )
         rows = self._query(
             f"SELECT {', '.join(_from_time(n) for n in _EVENT_COLUMNS)} FROM events{where} "
-            f"ORDER BY {event_order('event_time', newest_first)} LIMIT %s",
+            f"ORDER BY {event_order(newest_first)} LIMIT %s",
             [*params, q.limit],
         )
         return [Event(*r) for r in rows]

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -339,3 +340,49 @@ def _uid_in_root(user: str) -> int:
         if parts[0] == user:
             return int(parts[2])
     return pwd.getpwnam(user).pw_uid  # pragma: no cover
+
+
+class IngestWorker:
+    """`trackfence ingest --config FILE` as its own process, so that it can be killed.
+
+    Its output goes to `log` (a file beside the config). `started_ms` is when it was last
+    started: a status it publishes after that says it has subscribed (ingest.service).
+    """
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log = config.with_suffix(".log")
+        self.process: subprocess.Popen | None = None
+        self.started_ms = 0
+
+    def start(self) -> IngestWorker:
+        self.started_ms = time.time_ns() // 1_000_000
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "trackfence.cli", "ingest", "-v", "--config",
+                 str(self.config)],
+                env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, stdout=out, stderr=out,
+            )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, mid-batch; the broker keeps its session."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout_s: float = 60) -> None:
+        """SIGTERM: it finishes the batch in hand, acknowledges what it kept, and leaves."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used so far (Linux /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geofence.breach import BreachConfig, DeviceStates, EventKind, State, expire, replay, step
+from geofence.breach import (
+    BreachConfig,
+    DeviceStates,
+    EventKind,
+    State,
+    event_kind,
+    expire,
+    replay,
+    state_of,
+    step,
+)
 
 CONFIG = BreachConfig(
     accuracy_factor=2.0,
@@ -35,13 +45,13 @@ def run(distances, accuracy=0.25, dt_ms=1000, config=CONFIG, device=0, devices=1
 
 
 def kinds(result):
-    return [EventKind(k).name for k in result.events.kind]
+    return [event_kind(k).name for k in result.events.kind]
 
 
 def test_breach_is_raised_when_the_uncertainty_circle_reaches_the_edge_not_later():
     # circle radius 2 × 0.25 = 0.5 m: 0.6 m inside is WARNING, 0.4 m inside is BREACH
     result = run([5.0, 0.6, 0.4])
-    assert result.state_after.tolist() == [State.SAFE, State.WARNING, State.BREACH]
+    assert [state_of(s) for s in result.state_after] == [State.SAFE, State.WARNING, State.BREACH]
     assert kinds(result) == ["RECOVERED", "ENTER", "WARNING", "BREACH"]
     assert result.events.time_ms[-1] == 2000  # the fix that caused it
 
@@ -57,18 +67,18 @@ def test_jitter_around_the_edge_gives_one_alarm_not_a_stream():
 def test_clearing_needs_the_margin_for_the_whole_dwell():
     # back inside by 1.5 m (margin 1.0 after the 0.5 m circle) for 4 s, a dip, then 6 s
     result = run([-1.0, 2.0, 2.0, 2.0, 2.0, 1.2, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
-    clear_at = result.events.time_ms[result.events.kind == EventKind.CLEAR]
+    clear_at = result.events.time_ms[result.events.kind == EventKind.CLEAR.code]
     assert clear_at.tolist() == [11_000]  # 5 s after the condition resumed at 6 s
 
 
 def test_duplicates_and_late_fixes_do_not_flip_state():
     states = DeviceStates.new(1)
     first = step(states, [0, 0], [0, 1000], [0, 1], [5.0, -2.0], [0, -1], [0.2, 0.2], CONFIG)
-    assert first.states.state[0] == State.BREACH
+    assert first.states.state[0] == State.BREACH.code
     # a redelivered copy and an older, safe-looking fix arrive afterwards
     later = step(first.states, [0, 0], [1000, 500], [1, 5], [9.0, 9.0], [0, 0], [0.2, 0.2], CONFIG)
     assert later.accepted.tolist() == [False, False]
-    assert later.states.state[0] == State.BREACH
+    assert later.states.state[0] == State.BREACH.code
     assert len(later.events) == 0
 
 
@@ -77,11 +87,11 @@ def test_a_silent_device_is_lost_and_recovers_on_its_next_fix():
     states, lost = expire(result.states, 1000 + 9_999, CONFIG)
     assert len(lost) == 0
     states, lost = expire(states, 1000 + 10_000, CONFIG)
-    assert [EventKind(k).name for k in lost.kind] == ["LOST"]
+    assert [event_kind(k).name for k in lost.kind] == ["LOST"]
     assert lost.time_ms.tolist() == [11_000]
     again = step(states, [0], [30_000], [2], [5.0], [0], [0.2], CONFIG)
-    assert [EventKind(k).name for k in again.events.kind] == ["RECOVERED"]
-    assert again.states.state[0] == State.SAFE
+    assert [event_kind(k).name for k in again.events.kind] == ["RECOVERED"]
+    assert again.states.state[0] == State.SAFE.code
 
 
 def test_a_gap_on_the_device_clock_is_a_lapse_and_a_breach_is_raised_afresh():
@@ -89,13 +99,13 @@ def test_a_gap_on_the_device_clock_is_a_lapse_and_a_breach_is_raised_afresh():
     # shifts; the receiving clock never saw the silence): the next fix outside must
     # alert the wearer again, not carry the old breach silently over the gap
     first = run([-1.0, -1.0])
-    assert first.states.state[0] == State.BREACH
+    assert first.states.state[0] == State.BREACH.code
     day_ms = 86_400_000
     again = step(first.states, [0], [day_ms], [0], [-1.0], [-1], [0.2], CONFIG)
-    kinds = [EventKind(k).name for k in again.events.kind]
+    kinds = [event_kind(k).name for k in again.events.kind]
     assert kinds == ["LOST", "RECOVERED", "BREACH"]
     assert again.events.time_ms[0] == 1000 + 10_000  # protection lapsed 10 s after the last fix
-    assert again.states.state[0] == State.BREACH
+    assert again.states.state[0] == State.BREACH.code
     # a gap shorter than lost_after_s is no lapse: the breach simply continues
     short = step(first.states, [0], [9_000], [2], [-1.0], [-1], [0.2], CONFIG)
     assert len(short.events) == 0
@@ -113,13 +123,13 @@ def test_replay_raises_lost_for_a_gap_in_a_recording():
         np.full(5, 0.2),
         CONFIG,
     )
-    lost = r.events.time_ms[r.events.kind == EventKind.LOST]
+    lost = r.events.time_ms[r.events.kind == EventKind.LOST.code]
     assert lost.tolist() == [12_000]
 
 
 def test_unknown_accuracy_is_treated_pessimistically():
     result = run([8.0, 8.0], accuracy=np.nan)  # assumed 5 m × 2 = 10 m circle
-    assert result.state_after[0] == State.BREACH
+    assert result.state_after[0] == State.BREACH.code
 
 
 def test_bad_config_is_refused():
@@ -218,7 +228,7 @@ def test_fix_by_fix_and_vectorised_decide_alike(fixes, seed):
     assert fast.events.records() == wide.events.records()
     assert fast.accepted.tolist() == wide.accepted.tolist()
     assert fast.state_after.tolist() == wide.state_after.tolist()
-    assert start.state.tolist() == [State.LOST] * 4  # the states given are never changed
+    assert start.state.tolist() == [State.LOST.code] * 4  # the states given are never changed
     one = _one_at_a_time(stream, scalar=True)
     assert sorted(one[1], key=_key) == sorted(fast.events.records(), key=_key)
 
@@ -231,9 +241,9 @@ def test_a_device_with_a_slow_clock_is_not_lost_while_it_keeps_reporting():
         r = step(states, [0], [heard - slow_ms], [k], [5.0], [0], [0.2], CONFIG, heard_ms=[heard])
         states = r.states
         states, lost = expire(states, heard + 500, CONFIG)
-        assert len(lost) == 0 and states.state[0] == State.SAFE
+        assert len(lost) == 0 and states.state[0] == State.SAFE.code
     states, lost = expire(states, 1_004_000 + 10_000, CONFIG)  # now it really falls silent
-    assert [EventKind(k).name for k in lost.kind] == ["LOST"]
+    assert [event_kind(k).name for k in lost.kind] == ["LOST"]
     assert lost.time_ms.tolist() == [1_004_000 - slow_ms + 10_000]  # stamped on its own clock
 
 
@@ -245,7 +255,54 @@ def test_a_device_clock_that_jumps_back_is_followed_not_ignored():
                  [2.0, 2.0], [0, 0], [0.2, 0.2], CONFIG)  # fmt: skip
     back = step(first.states, [0], [4 * hour], [12], [-1.0], [-1], [0.2], CONFIG)
     assert back.accepted.tolist() == [True]
-    assert "BREACH" in [EventKind(k).name for k in back.events.kind]
+    assert "BREACH" in [event_kind(k).name for k in back.events.kind]
     # a late copy of an old fix (its sequence number is behind) is still not applied
     late = step(back.states, [0], [3 * hour], [5], [2.0], [0], [0.2], CONFIG)
     assert late.accepted.tolist() == [False] and len(late.events) == 0
+
+
+# ------------------------------------------------------------------ the vocabulary
+
+
+def test_one_vocabulary_says_what_is_stored_and_what_the_arrays_hold():
+    """Each kind and state is said one way: its value is the text the store, the alerts
+    and the console carry, and its code the number the state machine's arrays hold (the
+    numbers the kinds and states have always had)."""
+    from geofence.vocabulary import EVENT_KINDS, MACHINE_STATES, STATES
+
+    assert [k.value for k in EVENT_KINDS] == [
+        "enter", "exit", "warning", "safe", "breach", "clear", "lost", "recovered",
+    ]  # fmt: skip
+    assert [k.code for k in EVENT_KINDS] == list(range(8))
+    assert [s.value for s in STATES] == ["SAFE", "WARNING", "BREACH", "LOST", "UNASSIGNED"]
+    assert [s.code for s in STATES] == list(range(5))
+    assert all(event_kind(k.code) is k for k in EventKind)
+    assert all(state_of(np.int8(s.code)) is s for s in State)
+    assert set(STATES[:4]) == MACHINE_STATES
+    assert EventKind.BREACH == "breach" and f"{State.LOST}" == "LOST"
+    for bad in (-1, 8):
+        with pytest.raises(ValueError, match="not an event kind"):
+            event_kind(bad)
+    with pytest.raises(ValueError, match="not a state"):
+        state_of(5)
+    # the states a new device starts in, and a lapse, are said in codes
+    assert DeviceStates.new(2).state.tolist() == [State.LOST.code] * 2
+
+
+def test_the_cores_documented_examples_run():
+    """The examples in the core's and the store's docs are run, so they stay true."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import geofence
+    import store
+
+    names = [m.name for pkg in (geofence, store) for m in pkgutil.iter_modules(pkg.__path__,
+             pkg.__name__ + ".")]  # fmt: skip
+    failed = {}
+    for name in names:
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        if result.failed:
+            failed[name] = result.failed
+    assert failed == {}

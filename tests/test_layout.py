@@ -75,3 +75,19 @@ def test_the_check_finds_an_import_that_runs_back_up(tmp_path, monkeypatch):
 def test_every_package_is_on_a_floor():
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
     assert packages <= set(FLOORS), f"put {sorted(packages - set(FLOORS))} on a floor"
+
+
+#: The longest a function may be: beyond it, a reader needs named steps to follow it.
+LONGEST_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_reader_can_follow():
+    long = []
+    for package in sorted(FLOORS):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > LONGEST_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}: {node.name} ({lines} lines)")
+    assert long == []

@@ -216,3 +216,31 @@ def test_stale_after_s_is_a_bounded_setting(example_site, tmp_path):
         load_settings(config, env={})
     config.write_text("[ingest]\nstale_after_s = 120\n")
     assert load_settings(config, env={}).stale_after_s == 120.0
+
+
+def test_the_words_kept_and_sent_are_the_cores_vocabulary(example_site):
+    """Events, alerts and fixes carry the core's EventKind and State, and are kept and sent
+    as the same text as ever ("breach", "BREACH", and UNASSIGNED for a device at no site);
+    a worker restarted from the store resumes a device kept UNASSIGNED as LOST."""
+    from geofence.vocabulary import EventKind, State, state_of
+    from store import DeviceState
+
+    def pipeline() -> Pipeline:
+        return Pipeline(Deployment({example_site.name: example_site},
+                                   [("acme/*", example_site.name)]), BreachConfig())  # fmt: skip
+
+    lat, lon = site_latlon(example_site, 500.0, -3.0)
+    nowhere = Inbound("trackside/v1/other/u1/fix", native("u1", 1, NOW, lat, lon), NOW + 40)
+    decided = pipeline().decide([*_walk(example_site, "w1", 20, crossing=15), nowhere],
+                                lambda: NOW + 3000)  # fmt: skip
+    kinds = [e.kind for e in decided.batch.events]
+    assert all(type(k) is EventKind for k in kinds) and kinds.count("breach") == 1
+    alert = next(a for a in decided.alerts if a.kind == EventKind.BREACH)
+    assert json.loads(alert.payload)["kind"] == "breach" and '"kind":"breach"' in alert.payload
+    states = {(f.device_id, f.state) for f in decided.batch.fixes}
+    assert {("other/u1", "UNASSIGNED"), ("acme/w1", "BREACH")} <= states
+    assert all(type(f.state) is State for f in decided.batch.fixes)
+    again = pipeline()
+    again.restore([DeviceState("other/u1", NOW, 1, "UNASSIGNED", None, None, NOW + 40),
+                   DeviceState("acme/w1", NOW, 19, "BREACH", None, -1.0, NOW + 40)])  # fmt: skip
+    assert [state_of(s) for s in again.states.state] == [State.LOST, State.BREACH]

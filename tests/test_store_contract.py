@@ -43,7 +43,7 @@ def fix(device: str, seq: int, t_ms: int, **changes) -> Fix:
 
 
 def test_migrations_are_versioned_and_run_once(store):
-    assert store.schema_version() == 5
+    assert store.schema_version() == 6
     assert store.migrate() == []
 
 
@@ -347,3 +347,165 @@ def test_the_devices_own_alarms_round_trip_once(store):
     store.write(Batch(device_alarms=alarms[:1]))  # a redelivery changes nothing
     assert store.device_alarms() == sorted(alarms, key=lambda a: (a.device_id, a.alarm_ms))
     assert store.device_alarms("acme/a1", since_ms=t + 5_000) == [alarms[1]]
+
+
+# ------------------------------------------------------------ SQLite's schema 5 to 6
+
+
+def test_a_sqlite_store_at_schema_5_keeps_every_row_under_the_new_column_names(
+    tmp_path, monkeypatch
+):
+    """Schema 6 renames SQLite's columns to TimescaleDB's (fix_ms is fix_time, …). A store
+    made by schema 5, with rows written under the old names, migrates and reads back every
+    row whole through the store, and goes on keeping new ones once each."""
+    import sqlite3
+    from operator import attrgetter
+
+    from store import ApiToken, DeviceAlarm, EventQuery, TrueExcursion
+    from store.migrations import migrations
+    from store.records import columns
+
+    path = tmp_path / "schema5.sqlite"
+    monkeypatch.setattr("store.sqlite.migrations", lambda backend: migrations(backend)[:5])
+    old = SqliteStore(path)
+    assert old.migrate() == [1, 2, 3, 4, 5]
+    old.close()
+    monkeypatch.undo()
+
+    device = "acme/m5"
+    fixes = [fix(device, 1, T0), fix(device, 2, T0 + 1000, alert_ms=T0 + 1100, state="BREACH",
+                                      distance_m=-0.3, fence=None)]  # fmt: skip
+    event = Event(device, "breach", T0 + 1000, 2, "ECM1 test", None, -0.3)
+    alert = Alert(device, "breach", T0 + 1000, 2, T0 + 1100, "trackside/v1/acme/m5/alert", "{}")
+    dead = DeadLetter(T0, "trackside/v1/acme/m5/fix", "json", "not JSON", b"\xff{")
+    alarm = DeviceAlarm(device, 7, T0 + 1200, "breach", 51.5577, -0.1088, T0 + 1500)
+    excursion = TrueExcursion("run-5", device, T0 + 900, T0 + 4000, 0.5)
+    token = ApiToken("ef" * 32, "laptop", "viewer", None, T0 - 5)
+    db = sqlite3.connect(path)  # schema 5's own column names: the records' field names
+    for table, rows in (("fixes", fixes), ("events", [event]), ("alerts", [alert]),
+                        ("device_alarms", [alarm]), ("true_excursions", [excursion]),
+                        ("api_tokens", [token])):  # fmt: skip
+        names = columns(type(rows[0]))
+        db.executemany(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [attrgetter(*names)(r) for r in rows],
+        )
+    db.execute(
+        "INSERT INTO dead_letters (received_ms, topic, reason, detail, payload, payload_sha256)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (dead.received_ms, dead.topic, dead.reason, dead.detail, dead.payload, b"digest"),
+    )
+    db.execute(
+        "INSERT INTO truth (run_id, device_id, time_ms, x_m, y_m, inside, distance_m) "
+        "VALUES ('run-5', ?, ?, 1.0, 2.0, 1, 0.5)",
+        (device, T0),
+    )
+    db.execute(
+        "INSERT INTO site_versions (site_id, version, created_ms, author, note, retired, "
+        "document) VALUES ('ecm1', 1, ?, 'op', 'created', 0, '{}')",
+        (T0 - 10,),
+    )
+    db.commit()
+    db.close()
+
+    store = SqliteStore(path)
+    assert store.schema_version() == 5
+    assert store.migrate() == [6]
+    assert store.schema_version() == 6
+    assert store.fixes(device) == fixes
+    assert store.fixes(device, since_ms=T0 + 1, until_ms=T0 + 1001) == fixes[1:]
+    assert store.events(device) == [event]
+    assert store.breach_log(EventQuery(device_id=device)) == [event]
+    assert store.alerts(device) == [alert]
+    assert store.dead_letters() == [dead]
+    assert store.device_alarms(device) == [alarm]
+    assert store.true_excursions("run-5") == [excursion]
+    assert store.truth("run-5").time_ms == [T0]
+    assert [(v.version, v.created_ms) for v in store.site_versions("ecm1")] == [(1, T0 - 10)]
+    assert store.token("ef" * 32) == token
+    latest = store.latest_device_states()
+    assert [(s.fix_ms, s.state, s.received_ms) for s in latest] == [(T0 + 1000, "BREACH",
+                                                                      T0 + 1040)]  # fmt: skip
+    assert [(d.fix_ms, d.received_ms) for d in store.device_overview()] == [(T0 + 1000, T0 + 1040)]
+    assert store.minute_stats(device) == [((T0 // 60_000) * 60_000, 2, pytest.approx(0.4))]
+    assert store.recent_decisions(T0) == (2, 1.0, 1.0)
+    # the unique keys and indexes were carried over to the new names
+    store.write(Batch(fixes=[*fixes, fix(device, 3, T0 + 2000)], events=[event]))
+    assert len(store.fixes(device)) == 3 and store.counts()["events"] == 1
+    db = sqlite3.connect(path)
+    assert [r[2] for r in db.execute("PRAGMA index_info(fixes_device_time)")] == [
+        "device_id", "fix_time"]  # fmt: skip
+    assert [r[2] for r in db.execute("PRAGMA index_info(events_time)")] == [
+        "event_time", "device_id", "kind", "seq"]  # fmt: skip
+    db.close()
+    store.close()
+
+
+def test_both_backends_name_their_columns_alike(store, tmp_path):
+    """After schema 6 every table has the same columns in SQLite as in TimescaleDB (only
+    their types differ: INTEGER UTC ms against timestamptz)."""
+    expected = {
+        "fixes": ["device_id", "supplier", "seq", "fix_time", "received_at", "decided_at",
+                  "alert_at", "lat", "lon", "accuracy_m", "fix_type", "satellites", "hdop",
+                  "battery_pct", "firmware", "source_format", "site", "x_m", "y_m", "fence",
+                  "distance_m", "state", "accepted"],
+        "events": ["device_id", "kind", "event_time", "seq", "site", "fence", "distance_m"],
+        "alerts": ["device_id", "kind", "event_time", "seq", "published_at", "topic",
+                   "payload"],
+        "dead_letters": ["received_at", "topic", "reason", "detail", "payload",
+                         "payload_sha256"],
+        "truth": ["run_id", "device_id", "time", "x_m", "y_m", "inside", "distance_m"],
+        "true_excursions": ["run_id", "device_id", "start_time", "end_time", "depth_m"],
+        "site_versions": ["site_id", "version", "created_at", "author", "note", "retired",
+                          "document"],
+        "api_tokens": ["token_sha256", "name", "role", "supplier", "created_at"],
+        "device_alarms": ["device_id", "seq", "alarm_time", "kind", "lat", "lon",
+                          "received_at"],
+        "fix_minutes": ["minute", "device_id", "fixes", "mean_accuracy_m", "max_accuracy_m",
+                        "min_distance_m", "breach_fixes", "mean_receive_latency_ms",
+                        "max_decision_latency_ms"],
+        "schema_migrations": ["version", "name", "applied_at"],
+    }  # fmt: skip
+    if isinstance(store, SqliteStore):
+        import sqlite3
+
+        db = sqlite3.connect(store.path)
+        found = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in expected}
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store.url) as db:
+            found = {
+                t: [r[0] for r in db.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                    "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (t,))]
+                for t in expected
+            }  # fmt: skip
+    assert found == expected
+
+
+def test_the_example_live_store_migrates_with_its_rows(tmp_path):
+    """The real trial's store (examples/real-trial/live.sqlite, written by ingest at schema
+    5) migrates to schema 6 and reads back the same rows."""
+    import shutil
+    import sqlite3
+
+    from tests.conftest import ROOT
+
+    path = tmp_path / "live.sqlite"
+    shutil.copy(ROOT / "examples" / "real-trial" / "live.sqlite", path)
+    db = sqlite3.connect(path)
+    tables = ("fixes", "events", "alerts", "device_alarms")
+    before = {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    db.close()
+    store = SqliteStore(path)
+    version = store.schema_version()
+    assert store.migrate() == list(range(version + 1, 7))
+    db = sqlite3.connect(path)
+    after = {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    db.close()
+    assert after == before and len(before["fixes"]) > 1000
+    assert len(store.fixes()) == len(before["fixes"])
+    assert len(store.events()) == len(before["events"])
+    store.close()

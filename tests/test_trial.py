@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from tests.conftest import ROOT
 from trackfence.cli import main
 from trials.definition import TrialError, load_trial
+from trials.manifest import load_manifest
 
 SITE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 MISALIGNED = ROOT / "examples" / "trials" / "fences" / "phones-kings-cross.toml"
@@ -297,23 +299,22 @@ def test_missing_stored_data_is_reported_not_scored_as_zero(embedded_run, trial_
 
     copy = tmp_path / "run"
     shutil.copytree(embedded_run, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    first = manifest["shifts"][0]
+    manifest = load_manifest(copy)
+    first = manifest.shifts[0]
     db = sqlite3.connect(copy / "trial.sqlite")
     db.execute(
-        "DELETE FROM fixes WHERE device_id LIKE 'clock/%' AND fix_ms BETWEEN ? AND ?",
-        (first["start_ms"] - 3_600_000, first["end_ms"] + 3_600_000),
+        "DELETE FROM fixes WHERE device_id LIKE 'clock/%' AND fix_time BETWEEN ? AND ?",
+        (first.start_ms - 3_600_000, first.end_ms + 3_600_000),
     )
     db.commit()
     db.close()
-    manifest["db"] = f"sqlite:///{copy / 'trial.sqlite'}"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    replace(manifest, db=f"sqlite:///{copy / 'trial.sqlite'}").write(copy)
     assert (
         main(["trial", "score", str(trial_file), "--out", str(copy), "--formats", "json,md"]) == 0
     )
     doc = _report(copy)
     missing = doc["sections"]["issues"]["missing_data"]
-    assert any(first["run_id"] in m and "clock/" in m for m in missing), missing
+    assert any(first.run_id in m and "clock/" in m for m in missing), missing
     assert "clock/" in (copy / "report" / "summary.md").read_text().split("Missing data:")[1]
     # the other shifts of that supplier are still scored
     assert doc["sections"]["accuracy"]["clock"]["fixes"] > 0
@@ -329,10 +330,10 @@ def test_the_trial_runs_on_mosquitto_and_timescaledb(trial_file, mosquitto, time
          "--db", timescaledb.url, "--formats", "json"]
     )  # fmt: skip
     assert code == 0
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["db"].startswith("postgresql://") and "embedded" not in manifest["broker"]
-    for shift in manifest["shifts"]:
-        assert shift["dead_letters"] == 0 and shift["fixes_stored"] > 0
+    manifest = load_manifest(out)
+    assert manifest.db.startswith("postgresql://") and "embedded" not in manifest.broker
+    for shift in manifest.shifts:
+        assert shift.dead_letters == 0 and shift.fixes_stored > 0
     doc = _report(out)
     assert _statuses(doc)["Fence alignment"]["fence"] == "fail"
     assert doc["sections"]["alerting"]["figures"]["good"]["detected"] == 6
@@ -414,8 +415,7 @@ def test_an_rfid_supplier_is_read_at_the_scenario_readers(trial_file, tmp_path):
     path.write_text(text)
     out = tmp_path / "run"
     assert main(["trial", "run", str(path), "--out", str(out), "--formats", "json"]) == 0
-    shift = json.loads((out / "manifest.json").read_text())["shifts"][0]
-    assert shift["dead_letters"] == 0
+    assert load_manifest(out).shifts[0].dead_letters == 0
     reads = (
         sqlite3.connect(out / "trial.sqlite")
         .execute("SELECT count(*), count(DISTINCT site) FROM fixes WHERE fix_type = 'RFID'")

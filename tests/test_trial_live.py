@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import ROOT
 from trackfence.cli import main
+from trials.manifest import load_manifest
 
 SITE = ROOT / "examples" / "sites" / "ecm1-kings-cross.toml"
 MISALIGNED = ROOT / "examples" / "trials" / "fences" / "phones-kings-cross.toml"
@@ -108,8 +109,8 @@ def _trial_head(start: dt.date, extra: str = "") -> str:
 def live_run(mosquitto, tmp_path_factory):
     """One shift worn live: published at its real pace through Mosquitto, stored by ingest."""
     from trials.definition import load_trial
+    from trials.harness.wear import wear_live
     from trials.schedule import plan
-    from trials.wear import wear_live
 
     folder = tmp_path_factory.mktemp("live")
     (folder / "scenario.toml").write_text(SCENARIO)
@@ -136,9 +137,9 @@ def test_a_real_trial_is_scored_from_the_live_store_and_the_references(live_run,
     args = ["trial", "score", str(live_run["real"]), "--db", live_run["db"], "--out", str(out)]
     assert main([*args, "--formats", "json,md"]) == 0
     doc = _report(out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "live" and manifest["shifts"][0]["live"]
-    assert manifest["shifts"][0]["references"]["walker"]["accuracy_m"] == 0.02
+    manifest = load_manifest(out)
+    assert manifest.is_live and manifest.shifts[0].live
+    assert manifest.shifts[0].references["walker"].accuracy_m == 0.02
     assert "reference receiver" in doc["sections"]["methodology"]["ground_truth"]
     sim = live_run["sim"]
     walker = [i for i, w in enumerate(sim.scenario.workers) if w.person == "walker"]
@@ -180,14 +181,12 @@ def test_a_real_trial_is_scored_from_the_live_store_and_the_references(live_run,
 
 
 def test_the_simulated_and_real_paths_give_the_same_figures_for_the_same_fixes(live_run):
-    from dataclasses import asdict
-
     from devices.sim.publish import truth_records
     from store import open_store
     from trials.collect import collect
     from trials.definition import load_trial
-    from trials.live import live_manifest
-    from trials.runner import save_sent
+    from trials.harness.live import live_manifest
+    from trials.harness.runner import save_sent
     from trials.score import score_trial
 
     shift, sim = live_run["shift"], live_run["sim"]
@@ -199,16 +198,16 @@ def test_the_simulated_and_real_paths_give_the_same_figures_for_the_same_fixes(l
         live = score_trial(real, m := live_manifest(real, store, live_run["db"]),
                            collect(real, m, store, folder))  # fmt: skip
         # the simulated path: the simulator's truth and record of sends, the same fixes
-        end_ms = m["shifts"][0]["end_ms"]
+        end_ms = m.shifts[0].end_ms
         run_id = "simulated-" + shift.run_id
         store.write_truth(*truth_records(sim, run_id, shift.start_ms))
         (folder / "sent").mkdir(exist_ok=True)
         sent = save_sent(sim, replace(shift, run_id=run_id), folder / "sent")
         assert sent.is_file()
-        record = {**m["shifts"][0], "run_id": run_id, "live": False, "end_ms": end_ms,
-                  "publish_seconds": (end_ms - shift.start_ms) / 1000,  # it was real time
-                  "devices": [asdict(d) for d in shift.devices]}  # fmt: skip
-        simulated_manifest = {**m, "shifts": [record]}
+        record = replace(m.shifts[0], run_id=run_id, live=False, end_ms=end_ms,
+                         publish_seconds=(end_ms - shift.start_ms) / 1000,  # it was real time
+                         devices=shift.devices)  # fmt: skip
+        simulated_manifest = replace(m, shifts=(record,))
         simulated = score_trial(
             live_run["trial"], simulated_manifest, collect(real, simulated_manifest, store, folder)
         )

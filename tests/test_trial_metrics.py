@@ -72,7 +72,7 @@ def test_a_simulated_run_scored_offline_finds_what_the_scenario_put_in():
     from geofence.breach import BreachConfig
     from loading.site_files import load_site
     from tests.conftest import ROOT
-    from trials.score import decide_offline, score_run
+    from trials.harness.offline import decide_offline, score_run
 
     scenario = load_scenario(ROOT / "examples/scenarios/adjacent-open-line.toml")
     scenario = replace(scenario, duration_s=1800)

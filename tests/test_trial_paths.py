@@ -1,6 +1,6 @@
 """A simulated trial decided in-process stores what the live service over MQTT stores.
 
-The main job decides its shifts in-process (trials.replay) for speed; the MQTT path
+The main job decides its shifts in-process (trials.harness.replay) for speed; the MQTT path
 (`--via-mqtt`: simulated devices -> broker -> the live ingest service) is the
 end-to-end proof. Both must give the same decisions, events, alerts, dead letters and
 devices' own alarms for the same shifts, row for row; only the platform's hops (when
@@ -19,11 +19,11 @@ import pytest
 from store import open_store
 from tests.conftest import ROOT
 from trials.definition import trial_from_mapping
-from trials.runner import IN_PROCESS, VIA_MQTT, run_trial
+from trials.harness.runner import IN_PROCESS, VIA_MQTT, run_trial
 
 EXAMPLE = ROOT / "examples" / "trials" / "three-suppliers.toml"
 #: When an alert went out: the live service stamps its publication, a replay the arrival
-#: of the fix that raised it (neither is a measured hop; trials.replay).
+#: of the fix that raised it (neither is a measured hop; trials.harness.replay).
 HOPS = {"alert_ms", "published_ms"}
 
 
@@ -81,9 +81,9 @@ def test_sharing_the_devices_among_processes_stores_what_one_process_does(both_p
     """A device's decisions depend only on its own messages and last stored fix, so the
     devices can be decided side by side; the store holds the same rows however shared."""
     one = both_paths[ALONE][1]
-    assert both_paths[ALONE][0]["phases"]["workers"] == 1
+    assert both_paths[ALONE][0].phases.workers == 1
     for name in (IN_PROCESS, SHARED):
-        assert both_paths[name][0]["phases"]["workers"] > 1
+        assert both_paths[name][0].phases.workers > 1
         rows = both_paths[name][1]
         for table in one:
             # a replay stamps each alert at the arrival of the fix that raised it, or
@@ -93,8 +93,8 @@ def test_sharing_the_devices_among_processes_stores_what_one_process_does(both_p
 
 def test_in_process_and_over_mqtt_store_the_same_rows(both_paths):
     (fast, fast_rows), (mqtt, mqtt_rows) = both_paths[IN_PROCESS], both_paths[VIA_MQTT]
-    assert [s["path"] for s in fast["shifts"]] == [IN_PROCESS] * 2
-    assert [s["path"] for s in mqtt["shifts"]] == [VIA_MQTT] * 2
+    assert [s.path for s in fast.shifts] == [IN_PROCESS] * 2
+    assert [s.path for s in mqtt.shifts] == [VIA_MQTT] * 2
     assert len(fast_rows["fixes"]) > 10_000
     kinds = {dict(e)["kind"] for e in fast_rows["events"]}
     # the shifts exercise what differs between a replay and a live stream
@@ -108,15 +108,15 @@ def test_a_replay_raises_no_live_service_alarm_about_itself(both_paths):
     """Fixes from June replayed in November are not late: the service judges lateness on
     the replay's clock, so `falling-behind` (or any other alarm) is never raised."""
     mqtt, _ = both_paths[VIA_MQTT]
-    assert [s["ingest_alarms"] for s in mqtt["shifts"]] == [[], []]
-    assert all(s["hops"].startswith("not measured") for s in mqtt["shifts"])
+    assert [s.ingest_alarms for s in mqtt.shifts] == [(), ()]
+    assert all(s.hops.startswith("not measured") for s in mqtt.shifts)
 
 
 def test_a_silence_is_lost_protection_stamped_when_it_lapsed(both_paths):
     """The tunnel: a minute with no fix is a lapse in protection, stamped when protection
     lapsed (the last accepted fix + lost_after_s), whether a tick or the next fix found it."""
     manifest, rows = both_paths[IN_PROCESS]
-    lapse_ms = round(manifest["decisions"]["lost_after_s"] * 1000)
+    lapse_ms = round(manifest.decisions["lost_after_s"] * 1000)
     accepted: dict[str, list[int]] = {}
     for fix in map(dict, rows["fixes"]):
         if fix["accepted"]:

@@ -64,24 +64,25 @@ def _doctor(run: tuple[Path, Path], copy: Path) -> Path:
     def plant(device: str, near_ms: int) -> None:
         # a breach raised by a fix the device really sent and ingest really stored
         seq, fix_ms, site, distance = db.execute(
-            "SELECT seq, fix_ms, site, distance_m FROM fixes WHERE device_id = ? "
-            "AND fix_ms >= ? ORDER BY fix_ms LIMIT 1",
+            "SELECT seq, fix_time, site, distance_m FROM fixes WHERE device_id = ? "
+            "AND fix_time >= ? ORDER BY fix_time LIMIT 1",
             (device, near_ms),
         ).fetchone()
         db.execute(
-            "INSERT INTO events (device_id, kind, event_ms, seq, site, fence, distance_m) "
+            "INSERT INTO events (device_id, kind, event_time, seq, site, fence, distance_m) "
             "VALUES (?, 'breach', ?, ?, ?, NULL, ?)",
             (device, fix_ms, seq, site, distance),
         )
 
     walker = "good/good-1"
     second = db.execute(
-        "SELECT start_ms, end_ms FROM true_excursions WHERE run_id = ? AND device_id = ? "
-        "ORDER BY start_ms LIMIT 1 OFFSET 1",
+        "SELECT start_time, end_time FROM true_excursions WHERE run_id = ? AND device_id = ? "
+        "ORDER BY start_time LIMIT 1 OFFSET 1",
         (first["run_id"], walker),
     ).fetchone()
     deleted = db.execute(
-        "DELETE FROM events WHERE device_id = ? AND kind = 'breach' AND event_ms BETWEEN ? AND ?",
+        "DELETE FROM events WHERE device_id = ? AND kind = 'breach' "
+        "AND event_time BETWEEN ? AND ?",
         (walker, second[0] - 5000, second[1]),
     ).rowcount
     assert deleted == 1
@@ -189,14 +190,14 @@ def _recompute(trial_path: Path, out: Path) -> Recomputed:
 
             # 1. accuracy: every located fix against the truth at its own fix time
             fixes = db.execute(
-                "SELECT fix_ms, lat, lon, fix_type, source_format FROM fixes "
-                "WHERE device_id = ? AND fix_ms BETWEEN ? AND ?",
+                "SELECT fix_time, lat, lon, fix_type, source_format FROM fixes "
+                "WHERE device_id = ? AND fix_time BETWEEN ? AND ?",
                 (device, start - MARGIN_MS, end + MARGIN_MS),
             ).fetchall()
             truth = np.array(
                 db.execute(
-                    "SELECT time_ms, x_m, y_m FROM truth WHERE run_id = ? AND device_id = ? "
-                    "ORDER BY time_ms",
+                    "SELECT time, x_m, y_m FROM truth WHERE run_id = ? AND device_id = ? "
+                    "ORDER BY time",
                     (run_id, device),
                 ).fetchall(),
                 dtype=np.float64,
@@ -226,9 +227,9 @@ def _recompute(trial_path: Path, out: Path) -> Recomputed:
             # 3. breaches on the shift's timeline: the first send of the fix that raised each
             formats = {f[0]: f[4] for f in fixes}
             events = db.execute(
-                "SELECT kind, event_ms FROM events WHERE device_id = ? "
-                "AND event_ms BETWEEN ? AND ? AND kind IN ('breach', 'clear') "
-                "ORDER BY event_ms, seq",
+                "SELECT kind, event_time FROM events WHERE device_id = ? "
+                "AND event_time BETWEEN ? AND ? AND kind IN ('breach', 'clear') "
+                "ORDER BY event_time, seq",
                 (device, start - MARGIN_MS, end + MARGIN_MS),
             ).fetchall()
             here = sent_device == device
@@ -255,8 +256,8 @@ def _recompute(trial_path: Path, out: Path) -> Recomputed:
             crossings = [
                 Crossing(int(s), int(e))
                 for s, e in db.execute(
-                    "SELECT start_ms, end_ms FROM true_excursions WHERE run_id = ? "
-                    "AND device_id = ? ORDER BY start_ms",
+                    "SELECT start_time, end_time FROM true_excursions WHERE run_id = ? "
+                    "AND device_id = ? ORDER BY start_time",
                     (run_id, device),
                 ).fetchall()
             ]

@@ -18,7 +18,15 @@ from typing import TextIO
 
 import numpy as np
 
-from geofence.breach import BreachConfig, DeviceStates, EventKind, State, StepResult, replay
+from geofence.breach import (
+    BreachConfig,
+    DeviceStates,
+    EventKind,
+    StepResult,
+    event_kind,
+    replay,
+    state_of,
+)
 from geofence.frames import DeviceDatum
 from geofence.site import Evaluation, Site
 
@@ -141,11 +149,11 @@ def check_fixes(
     rejects.sort(key=lambda r: r.line)
     _write_rejects(rejects_path, rejects)
     events = result.events
-    breaches = events.kind == EventKind.BREACH
+    breaches = events.kind == EventKind.BREACH.code
     print(
         f"{site.name}: {ok.sum()} fixes decided from {names.size} device(s), "
         f"{len(rejects)} rejected; {int(breaches.sum())} breach alert(s), "
-        f"{int((events.kind == EventKind.LOST).sum())} lost-protection alarm(s)",
+        f"{int((events.kind == EventKind.LOST.code).sum())} lost-protection alarm(s)",
         file=report,
     )
     for d in np.unique(events.device[breaches]):
@@ -175,7 +183,7 @@ def _write_decisions(
     events_by_fix: dict[tuple[int, int, int], list[str]] = {}
     ev = result.events
     for d, k, t, s in zip(ev.device, ev.kind, ev.time_ms, ev.seq, strict=True):
-        events_by_fix.setdefault((int(d), int(t), int(s)), []).append(EventKind(k).name.lower())
+        events_by_fix.setdefault((int(d), int(t), int(s)), []).append(event_kind(k).value)
     with out_path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(
@@ -220,7 +228,7 @@ def _write_decisions(
                     f"{evaluation.distance_m[i]:.3f}",
                     danger_names[danger] if danger >= 0 else "",
                     "yes" if accepted else "no (duplicate or out of order)",
-                    State(result.state_after[j]).name,
+                    state_of(result.state_after[j]).value,
                     ";".join(fired),
                 ]
             )

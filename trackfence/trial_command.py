@@ -12,6 +12,7 @@ from pathlib import Path
 from geofence.errors import GeofenceError
 from store import StoreError, open_store
 from trials.definition import Trial, TrialError, load_trial
+from trials.manifest import Manifest
 
 
 def _progress(label: str, done: int, total: int) -> None:
@@ -36,7 +37,8 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from trials.design import design, design_table, provided_by_plan
+    from trials.design import design, design_table
+    from trials.harness.provision import provided_by_plan
 
     try:
         trial = load_trial(args.trial)
@@ -54,14 +56,15 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def warn_design(trial: Trial) -> None:
     """Say up front which criteria this trial cannot demonstrate, before hours of running."""
-    from trials.design import design, provided_by_plan
+    from trials.design import design
+    from trials.harness.provision import provided_by_plan
 
     for line in design(trial, provided_by_plan(trial)).shortfalls():
         print(f"trackfence trial: warning: cannot be demonstrated: {line}", file=sys.stderr)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from trials.runner import Phases, TrialRunError, run_trial
+    from trials.harness.runner import TrialRunError, run_trial
 
     try:
         trial = load_trial(args.trial)
@@ -78,14 +81,12 @@ def run_command(args: argparse.Namespace) -> int:
             command=["trackfence", *sys.argv[1:]] if sys.argv else None,
             replace=args.replace,
         )
-        phases = Phases(**manifest["phases"])
-        broker = manifest["broker"]
-        how = manifest["path"] if broker is None else f"over MQTT ({broker})"
-        print(f"ran {phases.line(len(manifest['shifts']))}; decided {how}", file=sys.stderr)
-        for s in manifest["shifts"]:
-            if s.get("ingest_alarms"):
-                print(f"trackfence trial: ingest raised {', '.join(s['ingest_alarms'])} on "
-                      f"shift {s['run_id']}", file=sys.stderr)  # fmt: skip
+        how = manifest.path if manifest.broker is None else f"over MQTT ({manifest.broker})"
+        print(f"ran {manifest.phases.line(len(manifest.shifts))}; decided {how}", file=sys.stderr)
+        for s in manifest.shifts:
+            if s.ingest_alarms:
+                print(f"trackfence trial: ingest raised {', '.join(s.ingest_alarms)} on "
+                      f"shift {s.run_id}", file=sys.stderr)  # fmt: skip
         return _score(trial, manifest, args.out, args.db or manifest_db(args.out), formats)
     except (TrialError, TrialRunError, GeofenceError, StoreError, ValueError, OSError) as exc:
         print(f"trackfence trial: {exc}", file=sys.stderr)
@@ -97,7 +98,7 @@ def manifest_db(out: Path) -> str:
 
 
 def score_command(args: argparse.Namespace) -> int:
-    from trials.runner import load_manifest
+    from trials.manifest import load_manifest
 
     try:
         trial = load_trial(args.trial)
@@ -105,7 +106,7 @@ def score_command(args: argparse.Namespace) -> int:
         if trial.is_real:
             return _score_live(trial, args, formats)
         manifest = load_manifest(args.out)
-        db = args.db or manifest["db"]
+        db = args.db or manifest.db
         if "***" in db:
             raise TrialError("the manifest's store URL has a password: give it again with --db")
         return _score(trial, manifest, args.out, db, formats)
@@ -116,10 +117,7 @@ def score_command(args: argparse.Namespace) -> int:
 
 def _score_live(trial: Trial, args: argparse.Namespace, formats: tuple[str, ...]) -> int:
     """A real trial: import the references as truth, then score what ingest stored."""
-    import json
-
-    from trials.live import live_manifest
-    from trials.runner import MANIFEST
+    from trials.harness.live import live_manifest
 
     if not args.db:
         raise TrialError(
@@ -135,21 +133,17 @@ def _score_live(trial: Trial, args: argparse.Namespace, formats: tuple[str, ...]
     finally:
         store.close()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest.write(args.out)
     return _score(trial, manifest, args.out, args.db, formats)
 
 
-def _score(trial: Trial, manifest: dict, out: Path, db: str, formats: tuple[str, ...]) -> int:
+def _score(trial: Trial, manifest: Manifest, out: Path, db: str, formats: tuple[str, ...]) -> int:
     from reporting.write import write_reports
     from trials.collect import collect
-    from trials.runner import input_files, sha256_file
+    from trials.manifest import changed_inputs
     from trials.score import score_trial
 
-    changed = [
-        str(p)
-        for p in input_files(trial)
-        if manifest["inputs"].get(str(p)) not in (None, sha256_file(p))
-    ]
+    changed = changed_inputs(trial, manifest)
     if changed:
         print(
             "trackfence trial: note: changed since the run (the report uses them as they are "

@@ -14,12 +14,16 @@ Statuses: "pass", "fail" (a criterion is broken), "found" (a difference worth a
 reader's attention, with no criterion to break), "not demonstrated" (a check
 judged on a criterion whose bounds reach across its limit), "not assessed" (no
 data: said so, never scored as a pass).
+
+A check is known by its code (FENCE, TIMING, …: "NRA24-05/fence", the key the
+report's JSON carries), never by where it stands in a list: `find_check` finds
+one, and `Check.for_supplier` one supplier's finding in it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,13 +39,22 @@ from trials.verdict import NOT_DEMONSTRATED, outcome
 
 PASS, FAIL, FOUND, NOT_ASSESSED = "pass", "fail", "found", "not assessed"
 
+#: Each check's code: how the report, its JSON and every reader of a check name it.
+FENCE = "NRA24-05/fence"
+TIMING = "NRA24-05/timing"
+FIRMWARE = "NRA24-05/firmware"
+CONFIGURATION = "NRA24-05/configuration"
+BREACH_LOG = "NRA24-05/breach-log"
+AGREEMENT = "NRA24-05/agreement"
+OWN_ALARM = "NRA24-05/own-alarm"
+
 #: A check that judges what a criterion judges: a failure of both is one finding, said
 #: under the criterion (when the trial has that criterion).
 CRITERION_OF_CHECK = {
-    "NRA24-05/fence": "fence_alignment_m",
-    "NRA24-05/timing": "alert_timing_spread_s",
-    "NRA24-05/breach-log": "breach_log_offset_p95_m",
-    "NRA24-05/agreement": "supplier_agreement",
+    FENCE: "fence_alignment_m",
+    TIMING: "alert_timing_spread_s",
+    BREACH_LOG: "breach_log_offset_p95_m",
+    AGREEMENT: "supplier_agreement",
 }
 
 
@@ -70,6 +83,18 @@ class Check:
             if s in statuses:
                 return s
         return NOT_ASSESSED
+
+    def for_supplier(self, supplier: str) -> SupplierFinding:
+        """This check's finding for one supplier (every check has one for each)."""
+        return next(r for r in self.results if r.supplier == supplier)
+
+
+def find_check(checks: Iterable[Check], code: str) -> Check:
+    """The check with this code (FENCE, AGREEMENT, …); KeyError if the trial ran none."""
+    for check in checks:
+        if check.code == code:
+            return check
+    raise KeyError(f"no check {code!r}")
 
 
 def in_frame(geometry: shapely.Geometry, source: Site, target: Site) -> shapely.Geometry:
@@ -120,7 +145,7 @@ def fence_alignment(trial: Trial, load: Callable[[object], Site], sites_used: li
             )
         )
     return Check(
-        "NRA24-05/fence",
+        FENCE,
         "Fence alignment",
         "Does the fence each supplier configured match the surveyed safe-zone boundary?",
         tuple(results),
@@ -185,7 +210,7 @@ def alarm_timing(trial: Trial, rows: Rows, overall: dict[str, Figures]) -> Check
             )
         )
     return Check(
-        "NRA24-05/timing",
+        TIMING,
         "Alarm timing consistency",
         "Is the time to alert consistent for like movements across the trial?",
         tuple(results),
@@ -288,7 +313,7 @@ def firmware_differences(trial: Trial, rows: Rows) -> Check:
             )
         )
     return Check(
-        "NRA24-05/firmware",
+        FIRMWARE,
         "Firmware version differences",
         "Does any firmware version behave differently from another (a test of difference "
         f"at {trial.scoring.confidence:.0%})?",
@@ -347,7 +372,7 @@ def configuration_drift(trial: Trial, rows: Rows, configurations: dict[str, dict
             )
         )
     return Check(
-        "NRA24-05/configuration",
+        CONFIGURATION,
         "Configuration drift",
         "Does every device carry the configuration on its acceptance certificate?",
         tuple(results),
@@ -414,7 +439,7 @@ def breach_log_position(trial: Trial, rows: Rows, overall: dict[str, Figures]) -
             )
         )
     return Check(
-        "NRA24-05/breach-log",
+        BREACH_LOG,
         "Breach log position",
         "Does the breach log show where the wearer truly was, at the alert and at the time "
         "it gives?",
@@ -435,84 +460,104 @@ def supplier_agreement(trial: Trial, rows: Rows) -> Check:
     crossing when another alarmed in time and it did not: that, not being unlike
     the others, is what would leave a worker unwarned.
     """
+    suppliers = [s.key for s in trial.suppliers]
+    tally = _tally_agreement(trial, rows, suppliers)
+    return Check(
+        AGREEMENT,
+        "Suppliers alarming differently",
+        "On the same crossing by the same person, does any supplier's device fail to alarm "
+        "in time where another's did?",
+        tuple(_agreement_finding(trial, tally, s) for s in suppliers),
+        tuple(tally.disagreements),
+    )
+
+
+@dataclass
+class _Agreement:
+    """The crossings every supplier saw, tallied: each pair alike, each supplier at fault,
+    and each crossing they alarmed differently on (in words)."""
+
+    shared: int
+    alike: dict[tuple[str, str], int]
+    at_fault: dict[str, int]
+    disagreements: list[dict]
+
+
+def _tally_agreement(trial: Trial, rows: Rows, suppliers: list[str]) -> _Agreement:
+    """Go through every crossing all the suppliers saw: which pairs alarmed alike on it,
+    and which suppliers failed to alarm in time where another did."""
     ex = rows.excursions
     in_time_limit = trial.criteria["time_to_alert_p95_s"]
     spread_limit = trial.criteria["alert_timing_spread_s"]
-    limit = trial.criteria.get("supplier_agreement")
-    confidence = trial.scoring.confidence
-    suppliers = [s.key for s in trial.suppliers]
     crossings: dict[tuple, dict[str, int]] = {}
     for i, key in enumerate(zip(ex.shift, ex.wearer, ex.start_ms, strict=True)):
         crossings.setdefault(key, {})[ex.supplier[i]] = i
     shared = [m for m in crossings.values() if len(m) == len(suppliers)]
     tta = ex.time_to_alert_s.astype(np.float64)
     in_time = ex.detected.astype(bool) & (np.nan_to_num(tta, nan=np.inf) <= in_time_limit)
-    alike = {(a, b): 0 for i, a in enumerate(suppliers) for b in suppliers[i + 1 :]}
-    at_fault = dict.fromkeys(suppliers, 0)
-    disagreements = []
+    tally = _Agreement(
+        len(shared),
+        {(a, b): 0 for i, a in enumerate(suppliers) for b in suppliers[i + 1 :]},
+        dict.fromkeys(suppliers, 0),
+        [],
+    )
     for m in shared:
-        for a, b in alike:
+        for a, b in tally.alike:
             ia, ib = m[a], m[b]
             both = ex.detected[ia] and ex.detected[ib]
             same = in_time[ia] == in_time[ib] and (
                 not both or abs(tta[ia] - tta[ib]) <= spread_limit
             )
-            alike[(a, b)] += bool(same)
+            tally.alike[(a, b)] += bool(same)
         anyone = any(in_time[i] for i in m.values())
         late = [s for s, i in m.items() if anyone and not in_time[i]]
         for s in late:
-            at_fault[s] += 1
+            tally.at_fault[s] += 1
         if late:
             i0 = next(iter(m.values()))
-            disagreements.append(
+            tally.disagreements.append(
                 {
                     "crossing": f"{ex.repeat_key[i0].rsplit('/', 1)[0]} on {_date(ex, i0)}",
                     "outcomes": {s: _said(ex, tta, i) for s, i in sorted(m.items())},
                     "in_time": {s: bool(in_time[i]) for s, i in m.items()},
                 }
             )
-    n = len(shared)
-    pairwise = {(a, b): k / n for (a, b), k in alike.items()} if n else {}
-    results = []
-    for s in suppliers:
-        if not n:
-            results.append(SupplierFinding(s, NOT_ASSESSED, "no crossing seen by every supplier"))
-            continue
-        good = n - at_fault[s]
-        share = good / n
-        interval = clopper_pearson(good, n, confidence)
-        status = FOUND if at_fault[s] else PASS
-        if limit is not None:
-            status = outcome(share, interval, limit, "min")
-        # named in the figures (the comparative report), not in the words: a supplier's own
-        # report carries the others only as anonymous shares
-        pairs = ", ".join(f"{k / n:.0%}" for (a, b), k in alike.items() if s in (a, b))
-        results.append(
-            SupplierFinding(
-                s,
-                status,
-                f"of {n} crossings every supplier saw, it failed to alarm within "
-                f"{in_time_limit:g} s while another supplier did on {at_fault[s]}; it alarmed "
-                f"alike with each other supplier (both in time or both not, alerts within "
-                f"{spread_limit:g} s) on {pairs} of them",
-                {
-                    "agreement": share,
-                    "agreement_ci": interval,
-                    "at_fault": at_fault[s],
-                    "shared_crossings": n,
-                    "pairwise": {
-                        b if a == s else a: v for (a, b), v in pairwise.items() if s in (a, b)
-                    },
-                },
-            )
-        )
-    return Check(
-        "NRA24-05/agreement",
-        "Suppliers alarming differently",
-        "On the same crossing by the same person, does any supplier's device fail to alarm "
-        "in time where another's did?",
-        tuple(results),
-        tuple(disagreements),
+    return tally
+
+
+def _agreement_finding(trial: Trial, tally: _Agreement, s: str) -> SupplierFinding:
+    """One supplier's agreement with the others: judged on its share of the shared
+    crossings not at fault (on its bound, when the trial has the criterion)."""
+    n = tally.shared
+    if not n:
+        return SupplierFinding(s, NOT_ASSESSED, "no crossing seen by every supplier")
+    limit = trial.criteria.get("supplier_agreement")
+    in_time_limit = trial.criteria["time_to_alert_p95_s"]
+    spread_limit = trial.criteria["alert_timing_spread_s"]
+    pairwise = {(a, b): k / n for (a, b), k in tally.alike.items()}
+    good = n - tally.at_fault[s]
+    share = good / n
+    interval = clopper_pearson(good, n, trial.scoring.confidence)
+    status = FOUND if tally.at_fault[s] else PASS
+    if limit is not None:
+        status = outcome(share, interval, limit, "min")
+    # named in the figures (the comparative report), not in the words: a supplier's own
+    # report carries the others only as anonymous shares
+    pairs = ", ".join(f"{k / n:.0%}" for (a, b), k in tally.alike.items() if s in (a, b))
+    return SupplierFinding(
+        s,
+        status,
+        f"of {n} crossings every supplier saw, it failed to alarm within "
+        f"{in_time_limit:g} s while another supplier did on {tally.at_fault[s]}; it alarmed "
+        f"alike with each other supplier (both in time or both not, alerts within "
+        f"{spread_limit:g} s) on {pairs} of them",
+        {
+            "agreement": share,
+            "agreement_ci": interval,
+            "at_fault": tally.at_fault[s],
+            "shared_crossings": n,
+            "pairwise": {b if a == s else a: v for (a, b), v in pairwise.items() if s in (a, b)},
+        },
     )
 
 
@@ -574,7 +619,7 @@ def own_alarms(trial: Trial, rows: Rows, own: dict[str, OwnAlarmFigures]) -> Che
             )
         )
     return Check(
-        "NRA24-05/own-alarm",
+        OWN_ALARM,
         "Devices' own alarms",
         "Do the alarms each device decides for itself trigger on every crossing, as "
         "trackfence's decision on the same fixes does?",

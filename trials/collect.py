@@ -13,11 +13,11 @@ left out. A device that sent nothing at all is not missing data: it is a silent
 device, and is scored as one (no availability, every crossing missed).
 
 The platform's own hops (receive -> decision -> alert published) are part of
-time to alert only when they were measured at the pace of a live shift. A
-simulated shift is replayed many times faster than real time, and its queues
-would add hundreds of milliseconds no live wearer waits for; there the hops
-are reported on their own (`decide_ms`, `publish_ms`) and left out of the
-alert's time.
+time to alert only when they were measured at the pace of a live shift
+(`ShiftRecord.hops_measured`, trials.manifest). A simulated shift is replayed
+many times faster than real time, and its queues would add hundreds of
+milliseconds no live wearer waits for; there the hops are reported on their own
+(`decide_ms`, `publish_ms`) and left out of the alert's time.
 """
 
 from __future__ import annotations
@@ -32,43 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from devices.sim.publish import TIME_RESOLUTION_MS
 from geofence.site import Site
 from loading.site_files import load_site
 from store import Store
 from trials.definition import Trial
+from trials.manifest import Manifest, ShiftRecord, WornDevice
+from wire.formats import TIME_RESOLUTION_MS
 
 #: Fixes stamped up to this long either side of a shift belong to it (clocks out of step);
 #: shifts of one trial are always further apart than this.
 SHIFT_MARGIN_MS = 3_600_000
-#: A shift published faster than this many times real time is a replay: its measured
-#: hops reflect the replay's queues, not a live deployment, and stay out of time to alert.
-LIVE_PACE_LIMIT = 1.5
-
-
-#: What a run's manifest says of a shift's platform hops (receive -> decision -> alert).
-HOPS_MEASURED = "measured"
-HOPS_NOT_MEASURED = "not measured: replayed faster than real time"
-
-
-def replay_speedup(shift: dict) -> float:
-    """How many times faster than real time a shift's fixes were published."""
-    duration_s = (shift["end_ms"] - shift["start_ms"]) / 1000
-    seconds = float(shift.get("publish_seconds") or 0.0)
-    return duration_s / seconds if seconds > 0 else float("inf")
-
-
-def hops_measured(shift: dict) -> bool:
-    """Whether a shift's platform hops were measured at the pace of a live shift.
-
-    A run says so of each shift (`hops`); a run from before it did is judged by how
-    much faster than real time it was published.
-    """
-    if shift.get("live"):
-        return True
-    if "hops" in shift:
-        return shift["hops"] == HOPS_MEASURED
-    return replay_speedup(shift) <= LIVE_PACE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -128,7 +101,7 @@ class Collected:
 
 def collect(
     trial: Trial,
-    manifest: dict,
+    manifest: Manifest,
     store: Store,
     out: Path,
     *,
@@ -141,20 +114,22 @@ def collect(
     to the same store) they are read by `workers` forked processes side by side
     (default: one per core); the result is the same, in the same order.
     """
-    shifts = manifest["shifts"]
+    shifts = manifest.shifts
     # a supplier whose devices report their own alarms anywhere in the trial reports them
     # on every shift: one with none on a shift raised none (not "did not report")
     reporting = {
         a.device_id.split("/", 1)[0]
         for a in store.device_alarms(
-            since_ms=min((s["start_ms"] for s in shifts), default=0) - SHIFT_MARGIN_MS,
-            until_ms=max((s["end_ms"] for s in shifts), default=0) + SHIFT_MARGIN_MS,
+            since_ms=min((s.start_ms for s in shifts), default=0) - SHIFT_MARGIN_MS,
+            until_ms=max((s.end_ms for s in shifts), default=0) + SHIFT_MARGIN_MS,
         )
     }
     jobs = list(enumerate(shifts))
     workers = min(len(jobs), os.cpu_count() or 1) if workers is None else workers
     global _SHARED
     if reopen is not None and workers > 1 and "fork" in mp.get_all_start_methods():
+        for shift in shifts:  # compiled once here, shared by every forked reader
+            load_site(shift.site_file)
         _SHARED = (trial, reporting, out, reopen)
         try:
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
@@ -184,41 +159,30 @@ def _open_shared() -> None:
     _READER = _SHARED[3]()
 
 
-def _collect_shared(job: tuple[int, dict]) -> Collected:
+def _collect_shared(job: tuple[int, ShiftRecord]) -> Collected:
     assert _SHARED is not None and _READER is not None
     trial, reporting, out, _ = _SHARED
     return _collect_shift(trial, job[0], job[1], _READER, out, reporting)
 
 
-def _collect_shift(trial: Trial, number: int, shift: dict, store: Store, out: Path,
+def _collect_shift(trial: Trial, number: int, shift: ShiftRecord, store: Store, out: Path,
                    reporting: set[str]) -> Collected:  # fmt: skip
     """One shift's device-shifts, or why it cannot be scored."""
     result = Collected()
-    run_id = shift["run_id"]
-    site = load_site(shift["site_file"])
+    run_id = shift.run_id
+    site = load_site(shift.site_file)
     truth = store.truth(run_id)
     if not truth.time_ms:
         result.missing.append(f"{run_id}: no ground truth in the store; shift not scored")
         return result
     sent = None
-    if not shift.get("live"):  # a real shift has no simulator's record of sends
+    if not shift.live:  # a real shift has no simulator's record of sends
         sent_path = out / "sent" / f"{run_id}.npz"
         if not sent_path.is_file():
             result.missing.append(f"{run_id}: {sent_path.name} is missing; shift not scored")
             return result
         sent = dict(np.load(sent_path, allow_pickle=False))
-    window = {"since_ms": shift["start_ms"] - SHIFT_MARGIN_MS,
-              "until_ms": shift["end_ms"] + SHIFT_MARGIN_MS}  # fmt: skip
-    by_device = defaultdict(list)
-    for f in store.fixes(**window):
-        by_device[f.device_id].append(f)
-    breaches = defaultdict(list)
-    for e in store.events(**window):
-        if e.kind in ("breach", "clear"):
-            breaches[e.device_id].append(e)
-    own_by_device = defaultdict(list)
-    for a in store.device_alarms(**window):
-        own_by_device[a.device_id].append(a)
+    stored = _StoredShift.read(store, shift)
     truth_device = np.array(truth.device_id, dtype=object)
     columns = {  # once per shift, not per device
         "time_ms": np.asarray(truth.time_ms, dtype=np.int64),
@@ -227,30 +191,53 @@ def _collect_shift(trial: Trial, number: int, shift: dict, store: Store, out: Pa
         "distance_m": np.asarray(truth.distance_m, dtype=np.float64),
     }
     excursions = store.true_excursions(run_id)
-    for d in shift["devices"]:
-        device_id = d["device_id"]
-        mine = by_device.get(device_id, [])
-        if not mine and sent is not None and bool((sent["device"] == device_id).any()):
-            result.missing.append(f"{run_id}: no fixes stored for {device_id}; not scored")
+    for d in shift.devices:
+        mine = stored.fixes.get(d.device_id, [])
+        if not mine and sent is not None and bool((sent["device"] == d.device_id).any()):
+            result.missing.append(f"{run_id}: no fixes stored for {d.device_id}; not scored")
             continue
         if not mine and sent is None:  # worn, by the log, and silent: scored as silent
             result.missing.append(
-                f"{run_id}: {device_id}, worn by {d['wearer']}, published nothing; scored "
+                f"{run_id}: {d.device_id}, worn by {d.wearer}, published nothing; scored "
                 "as a silent device"
             )
-        supplier = trial.supplier(d["supplier"])
-        profile = supplier.profile(d["firmware"], d["configuration"])
-        worn = _worn(number, shift, d, profile, site, mine, breaches[device_id],
-                     columns, truth_device == device_id,
-                     [x for x in excursions if x.device_id == device_id],
-                     sent, _approved_rate(supplier, profile), hops_measured(shift))  # fmt: skip
-        if d["supplier"] in reporting:
+        supplier = trial.supplier(d.supplier)
+        profile = supplier.profile(d.firmware, d.configuration)
+        worn = _worn(number, shift, d, profile, site, mine, stored.breaches[d.device_id],
+                     columns, truth_device == d.device_id,
+                     [x for x in excursions if x.device_id == d.device_id],
+                     sent, _approved_rate(supplier, profile))  # fmt: skip
+        if d.supplier in reporting:
             worn = replace(
                 worn, own_reported=True,
-                **_own_alarms(own_by_device[device_id], site, int(shift["end_ms"])),
+                **_own_alarms(stored.own_alarms[d.device_id], site, shift.end_ms),
             )  # fmt: skip
         result.worn.append(worn)
     return result
+
+
+@dataclass
+class _StoredShift:
+    """What the store holds of one shift, by device: fixes, breach events, own alarms."""
+
+    fixes: dict[str, list]
+    breaches: dict[str, list]
+    own_alarms: dict[str, list]
+
+    @classmethod
+    def read(cls, store: Store, shift: ShiftRecord) -> _StoredShift:
+        """Everything stamped within the shift's margin (device clocks out of step)."""
+        window = {"since_ms": shift.start_ms - SHIFT_MARGIN_MS,
+                  "until_ms": shift.end_ms + SHIFT_MARGIN_MS}  # fmt: skip
+        stored = cls(defaultdict(list), defaultdict(list), defaultdict(list))
+        for f in store.fixes(**window):
+            stored.fixes[f.device_id].append(f)
+        for e in store.events(**window):
+            if e.kind in ("breach", "clear"):
+                stored.breaches[e.device_id].append(e)
+        for a in store.device_alarms(**window):
+            stored.own_alarms[a.device_id].append(a)
+        return stored
 
 
 def _approved_rate(supplier, profile) -> float:
@@ -282,92 +269,41 @@ def _own_alarms(alarms: list, site: Site, end_ms: int) -> dict[str, np.ndarray]:
     }
 
 
-def _worn(
-    number, shift, d, profile, site, fixes, breaches, truth, t_rows, excursions, sent,
-    approved_rate_hz: float, live: bool,
-) -> Worn:
-    rate_hz = profile.fix_rate_hz
-    resolution_ms = TIME_RESOLUTION_MS[profile.format]
-    located = [f for f in fixes if f.fix_type != "RFID"]
-    fix_ms = np.array([f.fix_ms for f in located], dtype=np.int64)
-    lat = np.array([f.lat for f in located], dtype=np.float64)
-    lon = np.array([f.lon for f in located], dtype=np.float64)
-    x, y = site.locate(lat, lon, "ETRS89", fix_ms) if fix_ms.size else (lat, lon)
-    decide = np.array([f.decided_ms - f.received_ms for f in located], dtype=np.float64)
-    # a breach's alert time on the shift's timeline: when the device sent the fix that
-    # raised it (simulated uplink), plus the measured hops receive -> decide -> publish.
-    # On a real shift nothing records the send: the fix's arrival at the platform stands
-    # in for it, so the alert's time is when it was really published
-    if sent is None:
-        s_seq = np.array([f.seq for f in fixes], dtype=np.int64)
-        s_fix = np.array([f.fix_ms for f in fixes], dtype=np.int64)
-        s_send = np.array([f.received_ms for f in fixes], dtype=np.int64)
-        s_true = s_fix  # the device's own time: its clock error shows in the uplink
-    else:
-        sent_mine = sent["device"] == d["device_id"]
-        s_seq, s_fix = sent["seq"][sent_mine], sent["fix_ms"][sent_mine]
-        s_send = sent["send_ms"][sent_mine]
-        s_true = sent["true_ms"][sent_mine]
-    # the first send of the fix that raised each breach: a format that cuts the fix time
-    # (OwnTracks to the second, NMEA to the centisecond) is matched within its resolution
-    order = np.lexsort((s_send, s_fix))
-    times, first = np.unique(s_fix[order], return_index=True)
-    first_send = s_send[order][first]
-    stored = {f.fix_ms: f for f in fixes}
-    # a breach lasts until the device's next clear, or its next breach (after a lapse
-    # in protection a breach is raised afresh without a clear between), or the shift end
-    ends = np.sort(np.array([e.event_ms for e in breaches if e.kind in ("clear", "breach")],
-                            np.int64))  # fmt: skip
-    breaches = [e for e in breaches if e.kind == "breach"]
-    matched = [(e, stored[e.event_ms]) for e in breaches if e.event_ms in stored]
-    event_ms = np.array([e.event_ms for e, _ in matched], dtype=np.int64)
-    nearest = np.searchsorted(times, event_ms, side="left")
-    timed = nearest < times.size
-    timed[timed] &= times[nearest[timed]] < event_ms[timed] + resolution_ms
-    alert_ms, alert_end, publish, lat_a, lon_a, t_a = [], [], [], [], [], []
-    for (_, f), ok, k in zip(matched, timed, nearest, strict=True):
-        if not ok:
-            continue
-        after = np.searchsorted(ends, f.fix_ms, side="right")
-        alert_end.append(int(ends[after]) if after < ends.size else int(shift["end_ms"]))
-        hops = (f.alert_ms if f.alert_ms is not None else f.decided_ms) - f.received_ms
-        alert_ms.append(int(first_send[k]) + (hops if live else 0))
-        publish.append((f.alert_ms - f.decided_ms) if f.alert_ms is not None else np.nan)
-        lat_a.append(f.lat)
-        lon_a.append(f.lon)
-        t_a.append(f.fix_ms)
-    alert_x, alert_y = (
-        site.locate(
-            np.array(lat_a, dtype=np.float64),
-            np.array(lon_a, dtype=np.float64),
-            "ETRS89",
-            np.array(t_a, dtype=np.int64),
-        )
-        if t_a
-        else (np.zeros(0), np.zeros(0))
+def _worn(number: int, shift: ShiftRecord, d: WornDevice, profile, site: Site, fixes: list,
+          breaches: list, truth: dict[str, np.ndarray], t_rows: np.ndarray, excursions: list,
+          sent: dict | None, approved_rate_hz: float) -> Worn:  # fmt: skip
+    """One device worn on one shift, with everything it is scored on.
+
+    Its located fixes in the reference frame, its truth, its true excursions, and
+    its breach alerts as the breach log and the timeline of the shift give them.
+    """
+    located = _located(fixes, site)
+    sends = _Sends.of(fixes, sent, d.device_id)
+    alerts = _alerts(fixes, breaches, sends, site, TIME_RESOLUTION_MS[profile.format],
+                     shift.end_ms, shift.hops_measured)  # fmt: skip
+    distinct = (
+        np.unique(np.stack([sends.seq, sends.fix_ms], axis=1), axis=0)
+        if sends.seq.size
+        else sends.seq
     )
-    distinct = np.unique(np.stack([s_seq, s_fix], axis=1), axis=0) if s_seq.size else s_seq
     return Worn(
         shift=number,
-        run_id=shift["run_id"],
-        scenario=shift["scenario"],
-        week=int(shift["week"]),
-        date=shift["date"],
-        night=bool(shift["night"]),
-        device_id=d["device_id"],
-        supplier=d["supplier"],
-        wearer=d["wearer"],
-        firmware=d["firmware"],
-        configuration=d["configuration"],
-        configuration_hash=d["configuration_hash"],
-        rate_hz=float(rate_hz),
+        run_id=shift.run_id,
+        scenario=shift.scenario,
+        week=int(shift.week),
+        date=shift.date,
+        night=bool(shift.night),
+        device_id=d.device_id,
+        supplier=d.supplier,
+        wearer=d.wearer,
+        firmware=d.firmware,
+        configuration=d.configuration,
+        configuration_hash=d.configuration_hash,
+        rate_hz=float(profile.fix_rate_hz),
         approved_rate_hz=approved_rate_hz,
-        start_ms=int(shift["start_ms"]),
-        end_ms=int(shift["end_ms"]),
-        fix_ms=fix_ms,
-        x_m=np.asarray(x),
-        y_m=np.asarray(y),
-        decide_ms=decide,
+        start_ms=int(shift.start_ms),
+        end_ms=int(shift.end_ms),
+        **located,
         truth_ms=truth["time_ms"][t_rows],
         truth_x_m=truth["x_m"][t_rows],
         truth_y_m=truth["y_m"][t_rows],
@@ -375,12 +311,102 @@ def _worn(
         excursion_start_ms=np.array([e.start_ms for e in excursions], dtype=np.int64),
         excursion_end_ms=np.array([e.end_ms for e in excursions], dtype=np.int64),
         excursion_depth_m=np.array([e.depth_m for e in excursions], dtype=np.float64),
-        alert_ms=np.array(alert_ms, dtype=np.int64),
-        alert_end_ms=np.array(alert_end, dtype=np.int64),
-        alert_logged_ms=np.array(t_a, dtype=np.int64),
-        alert_x_m=np.array(alert_x, dtype=np.float64),
-        alert_y_m=np.array(alert_y, dtype=np.float64),
-        publish_ms=np.array(publish, dtype=np.float64),
-        uplink_ms=(s_send - s_true).astype(np.float64),
-        sent_fix_ms=distinct[:, 1] if s_seq.size else s_fix,
+        **alerts,
+        uplink_ms=(sends.send_ms - sends.true_ms).astype(np.float64),
+        sent_fix_ms=distinct[:, 1] if sends.seq.size else sends.fix_ms,
     )
+
+
+def _located(fixes: list, site: Site) -> dict[str, np.ndarray]:
+    """The device's located fixes (an RFID read is not a position) in the reference site's
+    frame, and each one's measured decision time."""
+    located = [f for f in fixes if f.fix_type != "RFID"]
+    fix_ms = np.array([f.fix_ms for f in located], dtype=np.int64)
+    lat = np.array([f.lat for f in located], dtype=np.float64)
+    lon = np.array([f.lon for f in located], dtype=np.float64)
+    x, y = site.locate(lat, lon, "ETRS89", fix_ms) if fix_ms.size else (lat, lon)
+    return {
+        "fix_ms": fix_ms,
+        "x_m": np.asarray(x),
+        "y_m": np.asarray(y),
+        "decide_ms": np.array([f.decided_ms - f.received_ms for f in located], dtype=np.float64),
+    }
+
+
+@dataclass(frozen=True)
+class _Sends:
+    """Every fix the device sent: its sequence number, fix time, send time, and the time
+    it was true."""
+
+    seq: np.ndarray
+    fix_ms: np.ndarray
+    send_ms: np.ndarray
+    true_ms: np.ndarray
+
+    @classmethod
+    def of(cls, fixes: list, sent: dict | None, device_id: str) -> _Sends:
+        """From the simulator's record of sends; on a real shift nothing records a send, so
+        the fix's arrival at the platform stands in for it, on the device's own clock (its
+        clock error shows in the uplink)."""
+        if sent is None:
+            fix_ms = np.array([f.fix_ms for f in fixes], dtype=np.int64)
+            return cls(
+                np.array([f.seq for f in fixes], dtype=np.int64),
+                fix_ms,
+                np.array([f.received_ms for f in fixes], dtype=np.int64),
+                fix_ms,
+            )
+        mine = sent["device"] == device_id
+        return cls(sent["seq"][mine], sent["fix_ms"][mine], sent["send_ms"][mine],
+                   sent["true_ms"][mine])  # fmt: skip
+
+
+def _alerts(fixes: list, breaches: list, sends: _Sends, site: Site, resolution_ms: int,
+            end_ms: int, live: bool) -> dict[str, np.ndarray]:  # fmt: skip
+    """The device's breach alerts: when each was raised on the shift's timeline, when it
+    ended, what the breach log gives (time and position), and its measured publish hop.
+
+    A breach's alert time on the shift's timeline is when the device sent the fix that
+    raised it (the simulated uplink), plus the measured hops receive -> decide ->
+    publish when they were `live`; on a real shift the fix's arrival stands in for its
+    send, so the alert's time is when it was really published.
+    """
+    # the first send of the fix that raised each breach: a format that cuts the fix time
+    # (OwnTracks to the second, NMEA to the centisecond) is matched within its resolution
+    order = np.lexsort((sends.send_ms, sends.fix_ms))
+    times, first = np.unique(sends.fix_ms[order], return_index=True)
+    first_send = sends.send_ms[order][first]
+    stored = {f.fix_ms: f for f in fixes}
+    # a breach lasts until the device's next clear, or its next breach (after a lapse
+    # in protection a breach is raised afresh without a clear between), or the shift end
+    ends = np.sort(np.array([e.event_ms for e in breaches if e.kind in ("clear", "breach")],
+                            np.int64))  # fmt: skip
+    matched = [stored[e.event_ms] for e in breaches
+               if e.kind == "breach" and e.event_ms in stored]  # fmt: skip
+    event_ms = np.array([f.fix_ms for f in matched], dtype=np.int64)
+    nearest = np.searchsorted(times, event_ms, side="left")
+    timed = nearest < times.size
+    timed[timed] &= times[nearest[timed]] < event_ms[timed] + resolution_ms
+    raised = [(f, k) for f, ok, k in zip(matched, timed, nearest, strict=True) if ok]
+    alert_ms, alert_end, publish = [], [], []
+    for f, k in raised:
+        after = np.searchsorted(ends, f.fix_ms, side="right")
+        alert_end.append(int(ends[after]) if after < ends.size else int(end_ms))
+        hops = (f.alert_ms if f.alert_ms is not None else f.decided_ms) - f.received_ms
+        alert_ms.append(int(first_send[k]) + (hops if live else 0))
+        publish.append((f.alert_ms - f.decided_ms) if f.alert_ms is not None else np.nan)
+    logged = np.array([f.fix_ms for f, _ in raised], dtype=np.int64)
+    x, y = (
+        site.locate(np.array([f.lat for f, _ in raised], dtype=np.float64),
+                    np.array([f.lon for f, _ in raised], dtype=np.float64), "ETRS89", logged)
+        if raised
+        else (np.zeros(0), np.zeros(0))
+    )  # fmt: skip
+    return {
+        "alert_ms": np.array(alert_ms, dtype=np.int64),
+        "alert_end_ms": np.array(alert_end, dtype=np.int64),
+        "alert_logged_ms": logged,
+        "alert_x_m": np.array(x, dtype=np.float64),
+        "alert_y_m": np.array(y, dtype=np.float64),
+        "publish_ms": np.array(publish, dtype=np.float64),
+    }

@@ -8,9 +8,10 @@ short of it afterwards. For each criterion this module says what it needs (in
 crossings, device-hours, values or device-shifts), what the trial provides per
 supplier, and whether the criterion can be demonstrated even by a perfect device.
 
-The provision comes from the plan before a run (`provided_by_plan`: the true
-paths of every shift, no device simulated) or from the scored rows after one
-(`provided_by_rows`); the table is the same.
+The provision comes from the plan before a run (trials.harness.provision: the
+true paths of every shift, no device simulated, or a real trial's reference
+tracks) or from the scored rows after one (`provided_by_rows`); the table is the
+same.
 
 Pure: the counts in, the table out.
 """
@@ -156,40 +157,7 @@ def provided_by_rows(trial: Trial, rows: Rows) -> dict[str, Provision]:
     return out
 
 
-def provided_by_plan(trial: Trial) -> dict[str, Provision]:
-    """What each supplier will be exposed to, from the true paths of every planned shift.
-
-    Only the people's movements are simulated (no device), so this costs a fraction
-    of a run; it is what `trackfence trial plan` prints and `trial run` checks first.
-    """
-    from devices.sim.generate import true_paths
-    from loading.site_files import load_site
-    from trials.schedule import plan
-
-    sites: dict = {}
-    crossings: dict[str, Counter] = {s.key: Counter() for s in trial.suppliers}
-    hours: Counter = Counter()
-    device_shifts: Counter = Counter()
-    expected: Counter = Counter()
-    if trial.is_real:  # a real trial's crossings are on its wearers' reference tracks
-        return _provided_by_references(trial)
-    for shift in plan(trial):
-        site_file = shift.scenario.site_file
-        if site_file not in sites:
-            sites[site_file] = load_site(site_file)
-        _, excursions = true_paths(shift.scenario, sites[site_file])
-        per_worker = Counter(int(w) for w in excursions.worker)
-        for w, worker in enumerate(shift.scenario.workers):
-            crossings[worker.supplier][shift.scenario_key] += per_worker.get(w, 0)
-        for d in shift.devices:
-            rate = _approved_rate(trial.supplier(d.supplier), d.firmware, d.configuration)
-            hours[d.supplier] += shift.duration_s / 3600
-            device_shifts[d.supplier] += 1
-            expected[d.supplier] += max(1, round(shift.duration_s * rate))
-    return _before_a_run(trial, crossings, hours, device_shifts, expected)
-
-
-def _before_a_run(
+def provision_before_a_run(
     trial: Trial,
     crossings: dict[str, Counter],
     hours: Counter,
@@ -212,47 +180,6 @@ def _before_a_run(
         )
         for s in trial.suppliers
     }
-
-
-def _approved_rate(supplier, firmware: str, configuration: dict) -> float:
-    rate = supplier.approved_configuration.get("fix_rate_hz")
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-        rate = supplier.profile(firmware, configuration).fix_rate_hz
-    return float(rate)
-
-
-def _provided_by_references(trial: Trial) -> dict[str, Provision]:
-    """A real trial's provision: the crossings on each wearer's reference track, counted
-    once for every device the wearer wore (before any fix is scored)."""
-    from devices.sim.generate import label_excursions
-    from loading.site_files import load_site
-    from trials.live import reference_truth
-
-    sites: dict = {}
-    crossings: dict[str, Counter] = {s.key: Counter() for s in trial.suppliers}
-    hours: Counter = Counter()
-    device_shifts: Counter = Counter()
-    expected: Counter = Counter()
-    for shift in trial.shifts:
-        if shift.site_file not in sites:
-            sites[shift.site_file] = load_site(shift.site_file)
-        duration_s = (shift.end_ms - shift.start_ms) / 1000
-        week = (shift.date - trial.start_date).days // 7 + 1
-        for wearer in shift.wearers:
-            *_, truth = reference_truth(
-                wearer.reference, sites[shift.site_file], shift.start_ms, shift.end_ms
-            )
-            found = int(label_excursions(truth).start_ms.size)
-            for device_id in wearer.devices:
-                key, name = device_id.split("/", 1)
-                supplier = trial.supplier(key)
-                device = next(d for d in supplier.devices if d.id == name)
-                crossings[key][shift.scenario] += found
-                hours[key] += duration_s / 3600
-                device_shifts[key] += 1
-                rate = _approved_rate(supplier, *device.on_week(week))
-                expected[key] += max(1, round(duration_s * rate))
-    return _before_a_run(trial, crossings, hours, device_shifts, expected)
 
 
 def design_table(d: Design) -> str:

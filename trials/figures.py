@@ -30,6 +30,7 @@ A slice with nothing to measure gets NaN (shown as "not measured"), never zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -200,149 +201,237 @@ def figures(
     `intervals=False` skips the bounds (tables that print none, and they cost a
     bootstrap each).
     """
-    radial = rows.fix_values("error_m", **keys)
-    ds = rows.device_shifts
-    dmask = ds.where(**keys)
-    sizes = rows.fixes_per_worn[dmask]
+    part = _Slice.of(rows, keys, confidence, intervals)
+    return Figures(
+        **_accuracy(part),
+        **_detection(part),
+        **_false_alarms(part),
+        **_breach_log(part),
+        **_availability(part),
+        **_hops(part),
+    )
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One slice of the trial's rows, gathered once: each group of figures starts here."""
+
+    rows: Rows
+    keys: dict[str, object]
+    dmask: np.ndarray  # its device-shifts
+    emask: np.ndarray  # its true crossings
+    amask: np.ndarray  # its breach alerts
+    confidence: float
+    intervals: bool
+
+    @classmethod
+    def of(cls, rows: Rows, keys: dict[str, object], confidence: float,
+           intervals: bool) -> _Slice:  # fmt: skip
+        return cls(rows, keys, rows.device_shifts.where(**keys), rows.excursions.where(**keys),
+                   rows.alerts.where(**keys), confidence, intervals)  # fmt: skip
+
+    def bounds(self, compute: Callable[[], Interval]) -> Interval:
+        """An interval, or none when the slice's table prints none (it costs a bootstrap)."""
+        return compute() if self.intervals else NAN_INTERVAL
+
+    def shifts(self, column: str) -> np.ndarray:
+        """One device-shift column of the slice, as floats."""
+        return getattr(self.rows.device_shifts, column)[self.dmask].astype(np.float64)
+
+    @property
+    def hours(self) -> float:
+        return float(self.shifts("hours").sum())
+
+
+def _accuracy(part: _Slice) -> dict[str, object]:
+    """Horizontal error against the truth: percentiles on their bounds (bootstrapped over
+    device-shifts), 2DRMS, and ISO 5725 trueness (bias) and precision."""
+    rows, c = part.rows, part.confidence
+    radial = rows.fix_values("error_m", **part.keys)
+    sizes = rows.fixes_per_worn[part.dmask]
     count = int(radial.size)
     mean_square = float(np.dot(radial, radial)) / count if count else math.nan
-    ex = rows.excursions
-    emask = ex.where(**keys)
+    # mean errors from each device-shift's sums: no pass over the fixes
+    sum_e = float(rows.device_shifts.error_east_sum_m[part.dmask].sum())
+    sum_n = float(rows.device_shifts.error_north_sum_m[part.dmask].sum())
+    mean_e = sum_e / count if count else math.nan
+    mean_n = sum_n / count if count else math.nan
+    cep50, r95 = np.percentile(radial, [50, 95]) if radial.size else (math.nan, math.nan)
+    return {
+        "fixes": count,
+        "device_shifts": int(part.dmask.sum()),
+        "cep50_m": float(cep50),
+        "cep50_ci_m": part.bounds(lambda: percentile_bounds(radial, sizes, 50, c)),
+        "r95_m": float(r95),
+        "r95_ci_m": part.bounds(lambda: percentile_bounds(radial, sizes, 95, c)),
+        "max_error_m": float(radial.max()) if radial.size else math.nan,
+        "drms2_m": 2 * math.sqrt(mean_square) if count else math.nan,
+        "bias_east_m": mean_e,
+        "bias_north_m": mean_n,
+        # spread about the mean error: E|e - mean|^2 = E|e|^2 - |mean|^2
+        "precision_m": (
+            math.sqrt(max(0.0, mean_square - mean_e**2 - mean_n**2)) if count else math.nan
+        ),
+    }
+
+
+def _detection(part: _Slice) -> dict[str, object]:
+    """Detection by a fresh alert, on the more cautious of Clopper-Pearson and a bootstrap
+    over device-shifts (misses cluster); time to alert, its spread, overshoot and depth."""
+    ex, c = part.rows.excursions, part.confidence
+    emask = part.emask
     hit = ex.detected[emask].astype(bool)
     saturated = ex.saturated[emask].astype(bool)
     late = ex.late[emask].astype(bool)
-    crossing_cluster = ex.worn[emask].astype(np.int64)
-    tta_all = ex.time_to_alert_s[emask].astype(np.float64)
-    tta, tta_sizes = _clusters(tta_all, ex.worn[emask].astype(np.int64))
+    n_ex = int(emask.sum())
+    tta, tta_sizes = _clusters(
+        ex.time_to_alert_s[emask].astype(np.float64), ex.worn[emask].astype(np.int64)
+    )
     over = ex.overshoot_m[emask][hit].astype(np.float64)
     depth = ex.depth_m[emask].astype(np.float64)
-    al = rows.alerts
-    amask = al.where(**keys)
-    at_alert = al.log_offset_m[amask].astype(np.float64)
-    at_time = al.log_offset_at_logged_time_m[amask].astype(np.float64)
-    alert_cluster = al.worn[amask].astype(np.int64)
-    # mean errors from each device-shift's sums: no pass over the fixes
-    sum_e = float(ds.error_east_sum_m[dmask].sum())
-    sum_n = float(ds.error_north_sum_m[dmask].sum())
-    hours_each = ds.hours[dmask].astype(np.float64)
-    hours = float(hours_each.sum())
-    false_alerts = int(ds.false_alerts[dmask].sum())
-    expected_each = ds.expected[dmask].astype(np.float64)
-    received_each = ds.received[dmask].astype(np.float64)
-    expected, received = int(expected_each.sum()), int(received_each.sum())
-    expected_configured = int(ds.expected_configured[dmask].sum())
-    unprotected_each = ds.unprotected_s[dmask].astype(np.float64)
-    false_each = ds.false_alarm_s[dmask].astype(np.float64)
-    mean_e = sum_e / count if count else math.nan
-    mean_n = sum_n / count if count else math.nan
-    n_ex = int(emask.sum())
-    cep50, r95 = np.percentile(radial, [50, 95]) if radial.size else (math.nan, math.nan)
-    decisions = rows.fix_values("decide_ms", **keys)
-    decisions = decisions[np.isfinite(decisions)]
-    decide = np.percentile(decisions, [50, 95]) if decisions.size else (math.nan, math.nan)
-    seconds = hours * 3600
-    log_p95 = max(_pct(at_alert, 95), _pct(at_time, 95)) if at_alert.size else math.nan
-
-    def bounds(compute) -> Interval:
-        return compute() if intervals else NAN_INTERVAL
-
-    def log_bounds() -> Interval:
-        a_values, a_sizes = _clusters(at_alert, alert_cluster)
-        t_values, t_sizes = _clusters(at_time, alert_cluster)
-        a = percentile_bounds(a_values, a_sizes, 95, confidence)
-        t = percentile_bounds(t_values, t_sizes, 95, confidence)
-        return max(a[0], t[0]), max(a[1], t[1])
 
     def detection_bounds() -> Interval:
-        exact = clopper_pearson(int(hit.sum()), n_ex, confidence)
+        exact = clopper_pearson(int(hit.sum()), n_ex, c)
         if not n_ex:
             return exact
-        _, index = np.unique(crossing_cluster, return_inverse=True)
+        _, index = np.unique(ex.worn[emask].astype(np.int64), return_inverse=True)
         per_shift = np.bincount(index, weights=hit.astype(np.float64))
         crossings = np.bincount(index).astype(np.float64)
-        return _cautious(exact, share_bounds(per_shift, crossings, confidence))
+        return _cautious(exact, share_bounds(per_shift, crossings, c))
+
+    return {
+        "excursions": n_ex,
+        "detected": int(hit.sum()),
+        "saturated": int(saturated.sum()),
+        "late": int(late.sum()),
+        "missed": int((~hit & ~saturated & ~late).sum()),
+        "detection_rate": float(hit.mean()) if n_ex else math.nan,
+        "detection_ci": part.bounds(detection_bounds),
+        "early_alerts": int((tta < 0).sum()),
+        "time_to_alert_p50_s": _pct(tta, 50),
+        "time_to_alert_p95_s": _pct(tta, 95),
+        "time_to_alert_p95_ci_s": part.bounds(lambda: percentile_bounds(tta, tta_sizes, 95, c)),
+        "time_to_alert_max_s": float(tta.max()) if tta.size else math.nan,
+        "alert_timing_spread_s": _pct(tta, 95) - _pct(tta, 5),
+        "alert_timing_spread_ci_s": part.bounds(lambda: spread_bounds(tta, tta_sizes, c)),
+        "overshoot_p50_m": _pct(over, 50),
+        "overshoot_max_m": float(over.max()) if over.size else math.nan,
+        "depth_p50_m": _pct(depth, 50),
+        "depth_max_m": float(depth.max()) if depth.size else math.nan,
+    }
+
+
+def _false_alarms(part: _Slice) -> dict[str, object]:
+    """False alarms by count (per device-hour, the more cautious of exact Poisson and a
+    bootstrap: they come in bursts) and by time (share of device time, bootstrapped)."""
+    c, hours = part.confidence, part.hours
+    hours_each = part.shifts("hours")
+    false_alerts = int(part.rows.device_shifts.false_alerts[part.dmask].sum())
+    false_each = part.shifts("false_alarm_s")
+    seconds = hours * 3600
 
     def false_alert_bounds() -> Interval:
-        exact = poisson_rate(false_alerts, hours, confidence)
+        exact = poisson_rate(false_alerts, hours, c)
         if hours <= 0:
             return exact
-        each = ds.false_alerts[dmask].astype(np.float64)
-        return _cautious(exact, share_bounds(each, hours_each, confidence, ceiling=math.inf))
+        each = part.shifts("false_alerts")
+        return _cautious(exact, share_bounds(each, hours_each, c, ceiling=math.inf))
+
+    return {
+        "false_alerts": false_alerts,
+        "device_hours": hours,
+        "false_alerts_per_device_hour": false_alerts / hours if hours > 0 else math.nan,
+        "false_alerts_per_device_hour_ci": part.bounds(false_alert_bounds),
+        "breach_share": (
+            float(part.rows.device_shifts.breach_s[part.dmask].sum()) / seconds
+            if hours > 0
+            else math.nan
+        ),
+        "false_alarm_share": float(false_each.sum()) / seconds if hours > 0 else math.nan,
+        "false_alarm_share_ci": part.bounds(
+            lambda: share_bounds(false_each, hours_each * 3600, c)
+        ),
+    }
+
+
+def _breach_log(part: _Slice) -> dict[str, object]:
+    """Where the breach log puts the wearer: at the alert, and the worse of the two readings
+    (at the alert, at the time it logs) at the 95th percentile, on its bounds."""
+    al, c = part.rows.alerts, part.confidence
+    at_alert = al.log_offset_m[part.amask].astype(np.float64)
+    at_time = al.log_offset_at_logged_time_m[part.amask].astype(np.float64)
+    cluster = al.worn[part.amask].astype(np.int64)
+
+    def log_bounds() -> Interval:
+        a_values, a_sizes = _clusters(at_alert, cluster)
+        t_values, t_sizes = _clusters(at_time, cluster)
+        a = percentile_bounds(a_values, a_sizes, 95, c)
+        t = percentile_bounds(t_values, t_sizes, 95, c)
+        return max(a[0], t[0]), max(a[1], t[1])
+
+    return {
+        "alerts": int(part.amask.sum()),
+        "breach_log_offset_p50_m": _pct(at_alert, 50),
+        "breach_log_offset_p95_m": (
+            max(_pct(at_alert, 95), _pct(at_time, 95)) if at_alert.size else math.nan
+        ),
+        "breach_log_offset_p95_ci_m": part.bounds(log_bounds) if at_alert.size else NAN_INTERVAL,
+    }
+
+
+def _availability(part: _Slice) -> dict[str, object]:
+    """Fixes received against those the approved configuration promises (Clopper-Pearson
+    and a bootstrap, the more cautious), against the rates set, and time unprotected."""
+    ds, c, hours = part.rows.device_shifts, part.confidence, part.hours
+    expected_each = part.shifts("expected")
+    received_each = part.shifts("received")
+    expected, received = int(expected_each.sum()), int(received_each.sum())
+    expected_configured = int(ds.expected_configured[part.dmask].sum())
+    unprotected_each = part.shifts("unprotected_s")
+    seconds = hours * 3600
 
     def availability_bounds() -> Interval:
         if not expected:
             return NAN_INTERVAL
         return _cautious(
-            clopper_pearson(received, expected, confidence),
-            share_bounds(received_each, expected_each, confidence),
+            clopper_pearson(received, expected, c),
+            share_bounds(received_each, expected_each, c),
         )
 
-    return Figures(
-        fixes=count,
-        device_shifts=int(dmask.sum()),
-        cep50_m=float(cep50),
-        cep50_ci_m=bounds(lambda: percentile_bounds(radial, sizes, 50, confidence)),
-        r95_m=float(r95),
-        r95_ci_m=bounds(lambda: percentile_bounds(radial, sizes, 95, confidence)),
-        max_error_m=float(radial.max()) if radial.size else math.nan,
-        drms2_m=2 * math.sqrt(mean_square) if count else math.nan,
-        bias_east_m=mean_e,
-        bias_north_m=mean_n,
-        # spread about the mean error: E|e - mean|^2 = E|e|^2 - |mean|^2
-        precision_m=math.sqrt(max(0.0, mean_square - mean_e**2 - mean_n**2)) if count else math.nan,
-        excursions=n_ex,
-        detected=int(hit.sum()),
-        saturated=int(saturated.sum()),
-        late=int(late.sum()),
-        missed=int((~hit & ~saturated & ~late).sum()),
-        detection_rate=float(hit.mean()) if n_ex else math.nan,
-        detection_ci=bounds(detection_bounds),
-        early_alerts=int((tta < 0).sum()),
-        time_to_alert_p50_s=_pct(tta, 50),
-        time_to_alert_p95_s=_pct(tta, 95),
-        time_to_alert_p95_ci_s=bounds(lambda: percentile_bounds(tta, tta_sizes, 95, confidence)),
-        time_to_alert_max_s=float(tta.max()) if tta.size else math.nan,
-        alert_timing_spread_s=_pct(tta, 95) - _pct(tta, 5),
-        alert_timing_spread_ci_s=bounds(lambda: spread_bounds(tta, tta_sizes, confidence)),
-        overshoot_p50_m=_pct(over, 50),
-        overshoot_max_m=float(over.max()) if over.size else math.nan,
-        depth_p50_m=_pct(depth, 50),
-        depth_max_m=float(depth.max()) if depth.size else math.nan,
-        false_alerts=false_alerts,
-        device_hours=hours,
-        false_alerts_per_device_hour=false_alerts / hours if hours > 0 else math.nan,
-        false_alerts_per_device_hour_ci=bounds(false_alert_bounds),
-        breach_share=float(ds.breach_s[dmask].sum()) / seconds if hours > 0 else math.nan,
-        false_alarm_share=float(false_each.sum()) / seconds if hours > 0 else math.nan,
-        false_alarm_share_ci=bounds(
-            lambda: share_bounds(false_each, hours_each * 3600, confidence)
-        ),
-        alerts=int(amask.sum()),
-        breach_log_offset_p50_m=_pct(at_alert, 50),
-        breach_log_offset_p95_m=log_p95,
-        breach_log_offset_p95_ci_m=bounds(log_bounds) if at_alert.size else NAN_INTERVAL,
-        expected_fixes=expected,
-        expected_fixes_configured=expected_configured,
-        received_fixes=received,
-        availability=received / expected if expected else math.nan,
-        availability_ci=bounds(availability_bounds),
-        availability_configured=(
+    return {
+        "expected_fixes": expected,
+        "expected_fixes_configured": expected_configured,
+        "received_fixes": received,
+        "availability": received / expected if expected else math.nan,
+        "availability_ci": part.bounds(availability_bounds),
+        "availability_configured": (
             min(received, expected_configured) / expected_configured
             if expected_configured
             else math.nan
         ),
-        gaps=int(ds.gaps[dmask].sum()),
-        unprotected_s=float(unprotected_each.sum()),
-        unprotected_share=float(unprotected_each.sum()) / seconds if hours > 0 else math.nan,
-        unprotected_share_ci=bounds(
-            lambda: share_bounds(unprotected_each, hours_each * 3600, confidence)
+        "gaps": int(ds.gaps[part.dmask].sum()),
+        "unprotected_s": float(unprotected_each.sum()),
+        "unprotected_share": float(unprotected_each.sum()) / seconds if hours > 0 else math.nan,
+        "unprotected_share_ci": part.bounds(
+            lambda: share_bounds(unprotected_each, part.shifts("hours") * 3600, c)
         ),
-        uplink_p50_ms=_pct(ds.uplink_p50_ms[dmask].astype(np.float64), 50),
-        decide_p50_ms=float(decide[0]),
-        decide_p95_ms=float(decide[1]),
-        publish_p50_ms=_pct(al.publish_ms[amask].astype(np.float64), 50),
-        publish_p95_ms=_pct(al.publish_ms[amask].astype(np.float64), 95),
-    )
+    }
+
+
+def _hops(part: _Slice) -> dict[str, float]:
+    """The hops: the device's uplink (simulated), receive -> decision and decision -> alert
+    published (measured)."""
+    decisions = part.rows.fix_values("decide_ms", **part.keys)
+    decisions = decisions[np.isfinite(decisions)]
+    decide = np.percentile(decisions, [50, 95]) if decisions.size else (math.nan, math.nan)
+    publish = part.rows.alerts.publish_ms[part.amask].astype(np.float64)
+    return {
+        "uplink_p50_ms": _pct(part.shifts("uplink_p50_ms"), 50),
+        "decide_p50_ms": float(decide[0]),
+        "decide_p95_ms": float(decide[1]),
+        "publish_p50_ms": _pct(publish, 50),
+        "publish_p95_ms": _pct(publish, 95),
+    }
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Any
 
 from devices.sim.scenario import Scenario, Worker
 from trials.definition import Trial, TrialError, TrialScenario, config_hash
-
-
-@dataclass(frozen=True)
-class WornDevice:
-    """One device on one person for one shift."""
-
-    device_id: str  # supplier/device, as in topics and the store
-    supplier: str
-    wearer: str
-    firmware: str
-    configuration: dict[str, Any]
-    configuration_hash: str
+from trials.manifest import WornDevice
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Scoring: a run's devices against the ground truth of their wearers, and a whole trial.
+"""Scoring a whole trial: every device-shift read back from the store, against its truth.
 
-`decide_offline` takes a run's fixes through the same pure core the live service
-uses (frame conversion, geofence, breach state machine), so a run can be scored
-without a broker; `score_run` accepts alert times from anywhere (offline, or read
-from the store after a live run).
+`score_trial` takes what the store reader collected (trials.collect) and the
+run's manifest (trials.manifest), and computes everything the report says: the
+figures of every slice (supplier, scenario, firmware), each criterion's verdict
+on its bounds, the NRA24-05 checks, the ranking and the readiness. Pure: the
+collected rows in, the result out (it reads the sites' files, nothing else).
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from devices.sim.generate import Simulation
-from geofence.breach import BreachConfig, DeviceStates, EventKind, replay
 from geofence.site import Site
 from trials.checks import (
+    AGREEMENT,
     CRITERION_OF_CHECK,
+    FENCE,
     Check,
     alarm_timing,
     breach_log_position,
     configuration_drift,
     fence_alignment,
+    find_check,
     firmware_differences,
     own_alarms,
     supplier_agreement,
@@ -32,76 +32,9 @@ from trials.definition import Trial
 from trials.design import Design, design, provided_by_rows
 from trials.feedback import Feedback, read_feedback
 from trials.figures import Figures, OwnAlarmFigures, figures, own_alarm_figures
-from trials.metrics import Accuracy, Availability, Detection, accuracy, availability, detection
+from trials.manifest import Manifest
 from trials.rows import Rows, build_rows
 from trials.verdict import SAFETY, Rank, Verdict, judge, rank
-
-
-@dataclass(frozen=True)
-class DeviceScore:
-    worker: str
-    device: str
-    supplier: str
-    firmware: str
-    accuracy: Accuracy
-    detection: Detection
-    availability: Availability
-
-
-def decide_offline(sim: Simulation, site: Site, config: BreachConfig) -> dict[int, np.ndarray]:
-    """Breach alert times (run ms, fix clock) per worker, as the live service would decide."""
-    f = sim.fixes
-    ev = site.evaluate_latlon(f.lat, f.lon)
-    result = replay(
-        DeviceStates.new(len(sim.scenario.workers)),
-        f.worker,
-        f.fix_ms,
-        f.seq,
-        ev.distance_m,
-        ev.fence,
-        f.accuracy_m,
-        config,
-    )
-    breach = result.events.kind == EventKind.BREACH
-    return {
-        w: result.events.time_ms[breach & (result.events.device == w)]
-        for w in range(len(sim.scenario.workers))
-    }
-
-
-def score_run(
-    sim: Simulation, alerts_ms: dict[int, np.ndarray], *, lead_s: float = 5.0
-) -> list[DeviceScore]:
-    """Accuracy, detection and availability of every device of a run."""
-    t, f, ex = sim.truth, sim.fixes, sim.excursions
-    scores = []
-    for w, worker in enumerate(sim.scenario.workers):
-        profile = sim.scenario.profile(worker)
-        mine = f.worker == w
-        located = mine & (f.fix_type != "RFID")  # a read places a tag at its reader: not a fix
-        theirs = ex.worker == w
-        scores.append(
-            DeviceScore(
-                worker=worker.name,
-                device=worker.device,
-                supplier=worker.supplier,
-                firmware=profile.firmware,
-                accuracy=accuracy(
-                    f.fix_ms[located], f.x_m[located], f.y_m[located], t.t_ms, t.x_m[w], t.y_m[w]
-                ),
-                detection=detection(
-                    ex.start_ms[theirs],
-                    ex.end_ms[theirs],
-                    alerts_ms.get(w, np.zeros(0, np.int64)),
-                    lead_s=lead_s,
-                ),
-                availability=availability(f.true_ms[mine], 0, int(t.t_ms[-1]), profile.fix_rate_hz),
-            )
-        )
-    return scores
-
-
-# ------------------------------------------------------------------ a whole trial, from the store
 
 
 @dataclass(frozen=True)
@@ -115,7 +48,7 @@ class TrialResult:
     """Everything the report says about a trial, computed once."""
 
     trial: Trial
-    manifest: dict
+    manifest: Manifest
     rows: Rows
     overall: dict[str, Figures]
     by_scenario: dict[tuple[str, str], Figures]
@@ -131,6 +64,10 @@ class TrialResult:
     readiness: dict[str, Readiness]
     design: Design  # what each criterion needed, and what the run gave each supplier
     own_alarms: dict[str, OwnAlarmFigures]  # the devices' own alarms, where they report them
+
+    def check(self, code: str) -> Check:
+        """The NRA24-05 check with this code (trials.checks: FENCE, AGREEMENT, …)."""
+        return find_check(self.checks, code)
 
     def accepted(self, supplier: str) -> bool:
         """Every criterion demonstrated met, and no NRA24-05 check failed."""
@@ -150,41 +87,101 @@ class TrialResult:
         return "NOT DEMONSTRATED"
 
 
-def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResult:
+def score_trial(trial: Trial, manifest: Manifest, collected: Collected) -> TrialResult:
     """Score a collected trial run: figures per slice, criteria, NRA24-05 checks, readiness."""
-    from loading.site_files import load_site
-
     scoring = trial.scoring
     rows = build_rows(
         collected.worn, lead_s=scoring.alert_lead_s, clear_allowance_s=scoring.clear_allowance_s
     )
-    ds = rows.device_shifts
     suppliers = [s.key for s in trial.suppliers]
-    scenarios = trial.scenario_keys
-    present = {(s, sc) for s, sc in zip(ds.supplier, ds.scenario, strict=True)}
-    missing = list(collected.missing)
-    for s in suppliers:
-        for sc in scenarios:
-            if (s, sc) not in present:
-                missing.append(f"{s} on {sc}: no stored data; not scored")
-    c = scoring.confidence
-    overall = {s: figures(rows, supplier=s, confidence=c) for s in suppliers}
-    by_scenario = {
-        (s, sc): figures(rows, supplier=s, scenario=sc, confidence=c)
+    sliced = _slices(trial, rows)
+    spread = trial.criteria.get("alert_timing_spread_s", 3.0)
+    own = {
+        s: own_alarm_figures(rows, supplier=s, spread_limit_s=spread, confidence=scoring.confidence)
         for s in suppliers
-        for sc in scenarios
-        if (s, sc) in present
     }
+    checks = _checks(trial, manifest, rows, sliced.overall, own)
+    verdicts = {
+        s: judge(sliced.overall[s], trial.criteria, _check_figures(checks, s)) for s in suppliers
+    }
+    return TrialResult(
+        trial=trial,
+        manifest=manifest,
+        rows=rows,
+        overall=sliced.overall,
+        by_scenario=sliced.by_scenario,
+        by_firmware=sliced.by_firmware,
+        by_scenario_firmware=sliced.by_scenario_firmware,
+        verdicts=verdicts,
+        ranking=rank(verdicts, sliced.overall),
+        checks=checks,
+        repeat_consistency={s: repeat_consistency(rows, s) for s in suppliers},
+        weekly={s: weekly(rows, s, trial.weeks) for s in suppliers},
+        feedback=read_feedback(trial.feedback, suppliers),
+        missing=list(collected.missing) + _not_scored(trial, rows),
+        readiness={s: readiness(verdicts[s], checks, s) for s in suppliers},
+        design=design(trial, provided_by_rows(trial, rows)),
+        own_alarms=own,
+    )
+
+
+def _not_scored(trial: Trial, rows: Rows) -> list[str]:
+    """Each supplier x scenario the trial names with nothing stored: missing data, said so
+    (never scored as zero)."""
+    ds = rows.device_shifts
+    present = {(s, sc) for s, sc in zip(ds.supplier, ds.scenario, strict=True)}
+    return [
+        f"{s.key} on {sc}: no stored data; not scored"
+        for s in trial.suppliers
+        for sc in trial.scenario_keys
+        if (s.key, sc) not in present
+    ]
+
+
+@dataclass(frozen=True)
+class _Slices:
+    """The figures of every slice the report prints: overall, by scenario, by firmware, and
+    by both (the last without bounds: that table prints none)."""
+
+    overall: dict[str, Figures]
+    by_scenario: dict[tuple[str, str], Figures]
+    by_firmware: dict[tuple[str, str], Figures]
+    by_scenario_firmware: dict[tuple[str, str, str], Figures]
+
+
+def _slices(trial: Trial, rows: Rows) -> _Slices:
+    """Each supplier's figures, overall and by every scenario and firmware it was worn on
+    (a slice with no device-shift is left out, and named as missing elsewhere)."""
+    ds = rows.device_shifts
+    c = trial.scoring.confidence
+    suppliers = [s.key for s in trial.suppliers]
+    present = {(s, sc) for s, sc in zip(ds.supplier, ds.scenario, strict=True)}
     versions = sorted({(s, f) for s, f in zip(ds.supplier, ds.firmware, strict=True)})
-    by_firmware = {
-        (s, f): figures(rows, supplier=s, firmware=f, confidence=c) for s, f in versions
-    }
     triples = sorted(set(zip(ds.supplier, ds.scenario, ds.firmware, strict=True)))
-    by_scenario_firmware = {
-        (s, sc, f): figures(rows, supplier=s, scenario=sc, firmware=f, intervals=False)
-        for s, sc, f in triples
-    }
-    sites: dict = {}
+    return _Slices(
+        overall={s: figures(rows, supplier=s, confidence=c) for s in suppliers},
+        by_scenario={
+            (s, sc): figures(rows, supplier=s, scenario=sc, confidence=c)
+            for s in suppliers
+            for sc in trial.scenario_keys
+            if (s, sc) in present
+        },
+        by_firmware={
+            (s, f): figures(rows, supplier=s, firmware=f, confidence=c) for s, f in versions
+        },
+        by_scenario_firmware={
+            (s, sc, f): figures(rows, supplier=s, scenario=sc, firmware=f, intervals=False)
+            for s, sc, f in triples
+        },
+    )
+
+
+def _checks(trial: Trial, manifest: Manifest, rows: Rows, overall: dict[str, Figures],
+            own: dict[str, OwnAlarmFigures]) -> list[Check]:  # fmt: skip
+    """The NRA24-05 checks, in the order the report lists them; each is found by its code."""
+    from loading.site_files import load_site
+
+    sites: dict[str, Site] = {}
 
     def load(path) -> Site:
         key = str(path)
@@ -192,63 +189,31 @@ def score_trial(trial: Trial, manifest: dict, collected: Collected) -> TrialResu
             sites[key] = load_site(path)
         return sites[key]
 
-    sites_used = sorted({s["site_file"] for s in manifest["shifts"]})
-    configurations = {
-        d["configuration_hash"]: d["configuration"]
-        for shift in manifest["shifts"]
-        for d in shift["devices"]
-    }
-    fences = fence_alignment(trial, load, sites_used)
-    agreement = supplier_agreement(trial, rows)
-    spread = trial.criteria.get("alert_timing_spread_s", 3.0)
-    own = {
-        s: own_alarm_figures(rows, supplier=s, spread_limit_s=spread, confidence=c)
-        for s in suppliers
-    }
-    checks = [
-        fences,
+    return [
+        fence_alignment(trial, load, manifest.site_files),
         alarm_timing(trial, rows, overall),
         firmware_differences(trial, rows),
-        configuration_drift(trial, rows, configurations),
+        configuration_drift(trial, rows, manifest.configurations),
         breach_log_position(trial, rows, overall),
-        agreement,
+        supplier_agreement(trial, rows),
         own_alarms(trial, rows, own),
     ]
-    extra = {}
-    for s in suppliers:
-        offset = _finding(fences, s).figures.get("worst_offset_m", math.nan)
-        agreed = _finding(agreement, s).figures
-        extra[s] = {
-            "fence_alignment_m": (offset, (offset, offset)),  # geometry: no sampling error
-            "supplier_agreement": (
-                agreed.get("agreement", math.nan),
-                agreed.get("agreement_ci", (math.nan, math.nan)),
-            ),
-        }
-    verdicts = {s: judge(overall[s], trial.criteria, extra[s]) for s in suppliers}
-    return TrialResult(
-        trial=trial,
-        manifest=manifest,
-        rows=rows,
-        overall=overall,
-        by_scenario=by_scenario,
-        by_firmware=by_firmware,
-        by_scenario_firmware=by_scenario_firmware,
-        verdicts=verdicts,
-        ranking=rank(verdicts, overall),
-        checks=checks,
-        repeat_consistency={s: repeat_consistency(rows, s) for s in suppliers},
-        weekly={s: weekly(rows, s, trial.weeks) for s in suppliers},
-        feedback=read_feedback(trial.feedback, suppliers),
-        missing=missing,
-        readiness={s: readiness(verdicts[s], checks, s) for s in suppliers},
-        design=design(trial, provided_by_rows(trial, rows)),
-        own_alarms=own,
-    )
 
 
-def _finding(check: Check, supplier: str):
-    return next(r for r in check.results if r.supplier == supplier)
+def _check_figures(checks: list[Check], supplier: str) -> dict[str, tuple]:
+    """What two criteria are judged on that a check measures: the fence's worst offset
+    (geometry: no sampling error, so its interval is the point) and the share of shared
+    crossings not at fault, with its bounds."""
+    fence = find_check(checks, FENCE).for_supplier(supplier).figures
+    offset = fence.get("worst_offset_m", math.nan)
+    agreed = find_check(checks, AGREEMENT).for_supplier(supplier).figures
+    return {
+        "fence_alignment_m": (offset, (offset, offset)),
+        "supplier_agreement": (
+            agreed.get("agreement", math.nan),
+            agreed.get("agreement_ci", (math.nan, math.nan)),
+        ),
+    }
 
 
 def repeat_consistency(rows: Rows, supplier: str) -> float:
@@ -304,7 +269,8 @@ def readiness(verdicts: list[Verdict], checks: list[Check], supplier: str) -> Re
     check_fails = [
         c.title
         for c in checks
-        if _finding(c, supplier).status == "fail" and CRITERION_OF_CHECK.get(c.code) not in judged
+        if c.for_supplier(supplier).status == "fail"
+        and CRITERION_OF_CHECK.get(c.code) not in judged
     ]  # a check judged as a criterion is said once, under the criterion
     # the safety function: excursions alerted, by alarms that stop when the wearer is safe
     # (a device in breach all shift "detects" nothing and protects no one)

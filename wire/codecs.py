@@ -27,6 +27,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from geofence.vocabulary import EventKind
 from wire import nmea
 from wire.topics import DeviceTopic, valid_name
 
@@ -108,7 +109,8 @@ class Decoded:
 
 
 #: What a device may say its own alarm was.
-ALARM_KINDS = ("breach", "clear", "warning", "lost")
+ALARM_KINDS = tuple(k.value for k in (EventKind.BREACH, EventKind.CLEAR, EventKind.WARNING,
+                                      EventKind.LOST))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devices.sim.generate import Simulation
-from geofence.breach import BreachConfig, DeviceStates, EventKind, replay
+from geofence.breach import BreachConfig, DeviceStates, EventKind, event_kind, replay
 from geofence.site import Site
 
 
@@ -28,7 +28,7 @@ class OwnAlarms:
     """Every own alarm the simulated devices raised, in the order they were raised."""
 
     worker: np.ndarray
-    kind: np.ndarray  # object array: "breach" or "clear"
+    kind: np.ndarray  # object array of EventKind: BREACH or CLEAR
     alarm_ms: np.ndarray  # on the device's clock, from the scenario's start
     send_ms: np.ndarray  # when it was published
     x_m: np.ndarray  # the position the device decided on (the simulation's frame)
@@ -91,15 +91,14 @@ def own_alarms(
             config,
         )
         events = result.events
-        raised = (events.kind == EventKind.BREACH) | (events.kind == EventKind.CLEAR)
+        raised = (events.kind == EventKind.BREACH.code) | (events.kind == EventKind.CLEAR.code)
         at = np.searchsorted(f.fix_ms[mine], events.time_ms[raised])
         at = np.clip(at, 0, mine.size - 1)
         delay = round(profile.own_alarm_delay_ms)
         parts.append(
             {
                 "worker": np.full(int(raised.sum()), w, dtype=np.int64),
-                "kind": np.where(events.kind[raised] == EventKind.BREACH, "breach", "clear")
-                .astype(object),
+                "kind": np.array([event_kind(k) for k in events.kind[raised]], dtype=object),
                 "alarm_ms": events.time_ms[raised].astype(np.int64) + delay,
                 "send_ms": f.send_ms[mine][at] + delay,
                 "x_m": f.x_m[mine][at],

@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.sim.alarms import OwnAlarms
 from devices.sim.generate import Simulation
 from wire import nmea
-from wire.formats import FORMATS, TIME_RESOLUTION_MS  # noqa: F401 (until collect reads wire)
+from wire.formats import FORMATS
 from wire.topics import PREFIX
 
 #: What a device says on its status topic as it connects (its last will says the opposite).

@@ -5,7 +5,7 @@ grade receiver) beside the devices under trial, and its track is exported
 afterwards as GPX or CSV. A simulated shift knows the truth exactly; this module
 writes it as such a reference track (at the receiver's rate, with its own small
 error if asked), and the shift log line for each wearer, so the real-trial path
-(trials.shiftlog, trials.live) can be exercised and tested end to end from a
+(trials.shiftlog, trials.harness.live) can be exercised and tested end to end from a
 simulation.
 """
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from ingest.embedded_broker import EMBEDDED_PROTOCOL, EmbeddedBroker  # noqa: E402
 from trials.definition import load_trial  # noqa: E402
+from trials.harness.wear import wear_live  # noqa: E402
 from trials.schedule import plan  # noqa: E402
-from trials.wear import wear_live  # noqa: E402
 
 
 def main() -> None:

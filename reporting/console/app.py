@@ -38,8 +38,39 @@ def create_app(
     public_docs: bool = False,
 ) -> FastAPI:
     """The console. Its OpenAPI schema (`/openapi.json`) and docs (`/docs`) need a token
-    like every route but `/health`, unless `public_docs` (`trackfence serve --public-docs`)."""
+    like every route but `/health`, unless `public_docs` (`trackfence serve --public-docs`).
+
+    `broker` (with its credentials and CA) is watched for the ingest workers' health;
+    `lost_after_s` is when a silent device shows LOST; `reports_dir` holds the trial
+    reports it serves.
+    """
     health = IngestHealth(broker, mqtt_username, mqtt_password, tls_ca) if broker else None
+    app = FastAPI(
+        title="trackfence console",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=_lifespan(health),
+        # served below, behind a token unless asked otherwise; no ReDoc, no OAuth2 page
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.store = store
+    app.state.ingest_health = health
+    app.state.reports_dir = reports_dir
+    app.state.broker = broker
+    app.state.lost_after_s = lost_after_s
+    _guard(app)
+    for module in (events, devices, site_routes, admin, metrics):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _documents(app, public_docs)
+    return app
+
+
+def _lifespan(health: IngestHealth | None):
+    """Watch the ingest workers' health while the console runs (when there is a broker)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -49,19 +80,11 @@ def create_app(
         if health is not None:
             health.stop()
 
-    app = FastAPI(
-        title="trackfence console",
-        version="1",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        # served below, behind a token unless asked otherwise; no ReDoc, no OAuth2 page
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
-        swagger_ui_oauth2_redirect_url=None,
-    )
-    app.state.store = store
-    app.state.ingest_health = health
+    return lifespan
+
+
+def _guard(app: FastAPI) -> None:
+    """What every request meets first: no NUL in what is asked, and a store outage as 503."""
 
     @app.middleware("http")
     async def refuse_nul(request: Request, call_next):
@@ -77,13 +100,9 @@ def create_app(
         """The database went away mid-request: say so (503), as /health would."""
         return JSONResponse({"detail": "the store is unreachable"}, status_code=503)
 
-    app.state.reports_dir = reports_dir
-    app.state.broker = broker
-    app.state.lost_after_s = lost_after_s
-    for module in (events, devices, site_routes, admin, metrics):
-        app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+def _documents(app: FastAPI, public_docs: bool) -> None:
+    """The schema, its docs and the page: the schema and docs behind a token unless public."""
     docs_access = [] if public_docs else [Depends(get_principal)]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=docs_access)
@@ -105,5 +124,3 @@ def create_app(
     def page() -> FileResponse:
         """The console page (it asks for a token; the data comes from the API)."""
         return FileResponse(STATIC / "index.html")
-
-    return app

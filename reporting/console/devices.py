@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
+from geofence.vocabulary import State
 from reporting.console.auth import Principal, Role
 from reporting.console.deps import Reader, StoreDep
 from reporting.console.models import DeviceOut
@@ -46,7 +47,7 @@ def overview(
                 supplier=d.supplier,
                 firmware=d.firmware,
                 # a device that has gone quiet is itself an alarm: lost protection
-                state="LOST" if silent_s > lost_after_s else d.state,
+                state=State.LOST if silent_s > lost_after_s else d.state,
                 last_fix_ms=d.fix_ms,
                 seconds_since_fix=round(silent_s, 1),
                 lat=d.lat,

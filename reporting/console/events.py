@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from geofence.vocabulary import EventKind
 from reporting.console.auth import Principal, Role
 from reporting.console.deps import Reader, StoreDep
 from reporting.console.models import EventDetail, EventOut, EventPage, FixOut, HopLatencies
@@ -26,17 +27,10 @@ from store import Event, EventQuery, Store
 router = APIRouter(tags=["breach log"])
 
 
-class EventKindName(StrEnum):
-    """What a breach-log event records."""
-
-    ENTER = "enter"
-    EXIT = "exit"
-    WARNING = "warning"
-    SAFE = "safe"
-    BREACH = "breach"
-    CLEAR = "clear"
-    LOST = "lost"
-    RECOVERED = "recovered"
+#: The breach log's kind filter: the core's event kinds (geofence.vocabulary.EventKind),
+#: under the name and description the API's schema has always given them.
+EventKindName = StrEnum("EventKindName", [(k.name, k.value) for k in EventKind])
+EventKindName.__doc__ = "What a breach-log event records."
 
 
 #: An event's detail shows the device's fixes this long either side of it.
@@ -58,7 +52,7 @@ MIN_MS, MAX_MS = 0, 253_402_300_799_999
 MIN_SEQ, MAX_SEQ = -1, 2**63 - 1
 #: A device id is supplier/device, as long as the breach log's device filter allows.
 MAX_DEVICE_ID = 200
-KINDS = frozenset(k.value for k in EventKindName)
+KINDS = frozenset(k.value for k in EventKind)
 #: The breach log's orders: newest first (what the console page shows) or oldest first.
 ORDER_RULE = (
     "newest (newest first, the default) or oldest (oldest first). A cursor is a place in "
@@ -110,7 +104,7 @@ def _decode(text: str, what: str) -> tuple[int, str, str, int]:
     if not _text_ok(device, MAX_DEVICE_ID) or "/" not in device:
         raise _refuse(what, DEVICE_RULE)
     if not isinstance(kind, str) or kind not in KINDS:
-        raise _refuse(what, f"kind must be one of {', '.join(k.value for k in EventKindName)}")
+        raise _refuse(what, f"kind must be one of {', '.join(EventKind)}")
     if not _whole(seq, MIN_SEQ, MAX_SEQ):
         raise _refuse(what, f"seq must be a whole number from {MIN_SEQ} to {MAX_SEQ}")
     return ms, device, kind, seq

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from geofence.vocabulary import EVENT_KINDS
+
 SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 #: Free text we keep: anything but NUL (which PostgreSQL cannot store).
 TEXT = r"^[^\x00]*$"
@@ -15,7 +17,7 @@ class EventOut(BaseModel):
     id: str = Field(description="Opaque id of this event: use it with GET /events/{id}.")
     device_id: str = Field(description="The device, as supplier/device.")
     supplier: str = Field(description="The device's supplier.")
-    kind: str = Field(description="enter, exit, warning, safe, breach, clear, lost or recovered.")
+    kind: str = Field(description=f"{', '.join(EVENT_KINDS[:-1])} or {EVENT_KINDS[-1]}.")
     event_ms: int = Field(description="When it happened: the causing fix's time, UTC ms.")
     seq: int = Field(description="The causing fix's sequence number (-1 if none).")
     site: str | None = Field(description="The site the device was working at.")

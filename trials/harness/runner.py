@@ -3,7 +3,7 @@
 For each shift of the plan: simulate the devices, keep the truth in the store, and
 decide every message the devices send as ingest would for the shift's worksite (each
 supplier on the fence it configured), keeping every fix, event and alert. By default
-the messages go through ingest's pipeline in-process (trials.replay), at the speed of
+the messages go through ingest's pipeline in-process (trials.harness.replay), at the speed of
 the vectorised core; `via_mqtt` (or a broker given) publishes them instead over MQTT
 to a live ingest service, on the replay's clock (ingest.replay_clock). Both decide
 the same messages at the same arrival times with the same code, and a test holds
@@ -13,13 +13,12 @@ distinct fix that was sent: a trial never scores data it silently lost.
 With no broker given, the MQTT path uses an embedded broker on a free loopback port
 (MQTT 3.1.1); with no database, the trial's own SQLite file.
 
-This is the trial's I/O edge; planning (trials.schedule) and scoring
-(trials.score) are pure.
+This is the trial's I/O edge, and writes the run's manifest (trials.manifest);
+planning (trials.schedule) and scoring (trials.score) are pure.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -31,7 +30,6 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import numpy as np
 
@@ -42,18 +40,27 @@ from geofence.site import Site
 from ingest.settings import IngestSettings
 from loading.site_files import load_site, site_geojson, site_id_for
 from store import open_store
-from trials.collect import HOPS_NOT_MEASURED, SHIFT_MARGIN_MS
+from trials.collect import SHIFT_MARGIN_MS
 from trials.definition import Trial, TrialError
-from trials.replay import decide_shift, shift_end_ms
+from trials.harness.replay import decide_shift, shift_end_ms
+from trials.manifest import (
+    HOPS_NOT_MEASURED,
+    MANIFEST,
+    MANIFEST_VERSION,
+    Manifest,
+    Phases,
+    ShiftRecord,
+    input_hashes,
+    redact,
+    software_version,
+)
 from trials.schedule import Shift, plan
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2
-#: How each shift's messages reached ingest: in-process (trials.replay) or over MQTT.
+#: How each shift's messages reached ingest: in-process (trials.harness.replay) or over MQTT.
 IN_PROCESS, VIA_MQTT = "in-process", "mqtt"
 #: The live path's hops as the latency benchmark last measured them (make bench writes it):
 #: a replayed run carries them, labelled, since it measures none of its own.
-LIVE_LATENCY = Path(__file__).resolve().parents[1] / "benchmarks" / "live-latency.json"
+LIVE_LATENCY = Path(__file__).resolve().parents[2] / "benchmarks" / "live-latency.json"
 #: How long to wait for the last fixes of a shift to be stored, beyond a second per 2,000.
 SETTLE_S = 30.0
 #: The broker a shift decided in-process is configured with, and never connects to.
@@ -64,38 +71,6 @@ Progress = Callable[[str, int, int], None]
 
 class TrialRunError(RuntimeError):
     """The trial could not be run as defined (nothing is scored from a partial shift)."""
-
-
-def sha256_file(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def input_files(trial: Trial) -> list[Path]:
-    """Every file the trial's result depends on: the trial, scenarios, sites, fences, survey."""
-    files = [trial.file]
-    for sc in trial.scenarios:
-        files += [sc.file, sc.scenario.site_file]
-    if trial.shift_log is not None:
-        files.append(trial.shift_log)
-    for shift in trial.shifts:  # a real trial's sites and reference tracks
-        files.append(shift.site_file)
-        files += [w.reference for w in shift.wearers]
-    for s in trial.suppliers:
-        files += list(s.configured_sites.values())
-    if trial.feedback is not None:
-        files.append(trial.feedback)
-    return list(dict.fromkeys(files))
-
-
-def redact(url: str) -> str:
-    """A URL without its password, fit for a report."""
-    parsed = urlparse(url)
-    if parsed.password:
-        netloc = f"{parsed.username}:***@{parsed.hostname}" + (
-            f":{parsed.port}" if parsed.port else ""
-        )
-        return urlunparse(parsed._replace(netloc=netloc))
-    return url
 
 
 @contextmanager
@@ -110,7 +85,7 @@ def _broker(url: str | None) -> Iterator[tuple[str, str]]:
         yield broker.url, EMBEDDED_PROTOCOL
 
 
-def _sites_for(trial: Trial, shift: Shift) -> list[tuple[str, list[str]]]:
+def sites_for(trial: Trial, shift: Shift) -> list[tuple[str, list[str]]]:
     """The shift's worksite as ingest sees it: each supplier on the fence it configured."""
     reference = shift.scenario.site_file
     sites = [
@@ -143,34 +118,6 @@ def save_sent(sim: Simulation, shift: Shift, folder: Path) -> Path:
     return path
 
 
-@dataclass
-class Phases:
-    """Where a run's time went, for the progress it prints and its manifest."""
-
-    simulate_s: float = 0.0
-    decide_s: float = 0.0
-    store_s: float = 0.0
-    truth_s: float = 0.0
-    fixes: int = 0
-    workers: int = 1  # processes the in-process path deciding side by side
-
-    def add(self, other: Phases) -> None:
-        for name in ("simulate_s", "decide_s", "store_s", "truth_s", "fixes"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def line(self, shifts: int) -> str:
-        def rate(seconds: float) -> str:
-            return f"{self.fixes / seconds:,.0f} fixes/s" if seconds > 0 else "-"
-
-        side = f" (CPU seconds over {self.workers} processes)" if self.workers > 1 else ""
-        return (
-            f"{shifts} shifts, {self.fixes:,} fixes{side}: simulated in {self.simulate_s:.1f} s "
-            f"({rate(self.simulate_s)}), decided in {self.decide_s:.1f} s "
-            f"({rate(self.decide_s)}), stored in {self.store_s:.1f} s ({rate(self.store_s)}) "
-            f"and the truth in {self.truth_s:.1f} s"
-        )
-
-
 def run_trial(
     trial: Trial,
     out: Path,
@@ -182,7 +129,7 @@ def run_trial(
     progress: Progress | None = None,
     command: list[str] | None = None,
     replace: bool = False,
-) -> dict:
+) -> Manifest:
     """Run every shift of `trial` end to end; returns (and writes) the run's manifest.
 
     In-process unless `via_mqtt` or a `broker` is given; in-process, the devices are
@@ -191,6 +138,51 @@ def run_trial(
     fixes and reports are removed first (an external store keeps its rows; its
     idempotent keys make the same fixes land once).
     """
+    _make_room(trial, out, replace)
+    db = db or f"sqlite:///{(out / 'trial.sqlite').resolve()}"
+    path = VIA_MQTT if (via_mqtt or broker is not None) else IN_PROCESS
+    shifts = plan(trial)
+    began = time.monotonic()
+    admin = open_store(db)
+    try:
+        admin.migrate()
+    finally:
+        admin.close()  # (no connection is open while the deciding processes are forked)
+    if path == IN_PROCESS:
+        records, phases = _run_in_process(trial, shifts, db, out, workers, progress)
+    else:
+        records, phases = _run_via_mqtt(trial, shifts, broker, db, out, progress)
+    manifest = Manifest(
+        manifest_version=MANIFEST_VERSION,
+        trial=trial.name,
+        trial_file=str(trial.file),
+        inputs=input_hashes(trial),
+        software=software_version(),
+        command=shlex.join(command or sys.argv),
+        path=path,
+        broker=_broker_name(path, broker),
+        db=redact(db),
+        decisions=asdict(trial.decisions),
+        seconds=round(time.monotonic() - began, 1),
+        phases=phases.rounded(),
+        live_hops=live_hops(),
+        shifts=tuple(records),
+    )
+    manifest.write(out)
+    return manifest
+
+
+def _broker_name(path: str, broker: str | None) -> str | None:
+    """The broker as the manifest names it: none in-process, else the embedded one or the
+    given one (its password redacted)."""
+    if path == IN_PROCESS:
+        return None
+    return "embedded (amqtt, MQTT 3.1.1)" if broker is None else redact(broker)
+
+
+def _make_room(trial: Trial, out: Path, replace: bool) -> None:
+    """Refuse what cannot be run here (a real trial, a folder holding a run unless
+    `replace`), then make the run's folders, clearing the previous run's."""
     if trial.is_real:
         raise TrialError(
             "a real trial is worn on track, not run here: run ingest during its shifts, "
@@ -205,40 +197,6 @@ def run_trial(
         _clear(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sent").mkdir(exist_ok=True)
-    db = db or f"sqlite:///{(out / 'trial.sqlite').resolve()}"
-    path = VIA_MQTT if (via_mqtt or broker is not None) else IN_PROCESS
-    shifts = plan(trial)
-    began = time.monotonic()
-    admin = open_store(db)
-    try:
-        admin.migrate()
-    finally:
-        admin.close()  # (no connection is open while the deciding processes are forked)
-    if path == IN_PROCESS:
-        records, phases = _run_in_process(trial, shifts, db, out, workers, progress)
-    else:
-        records, phases = _run_via_mqtt(trial, shifts, broker, db, out, progress)
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "trial": trial.name,
-        "trial_file": str(trial.file),
-        "inputs": {str(p): sha256_file(p) for p in input_files(trial)},
-        "software": software_version(),
-        "command": shlex.join(command or sys.argv),
-        "path": path,
-        "broker": (
-            None if path == IN_PROCESS
-            else "embedded (amqtt, MQTT 3.1.1)" if broker is None else redact(broker)
-        ),
-        "db": redact(db),
-        "decisions": asdict(trial.decisions),
-        "seconds": round(time.monotonic() - began, 1),
-        "phases": {k: round(v, 2) for k, v in asdict(phases).items()},
-        "live_hops": live_hops(),
-        "shifts": records,
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
 
 
 @dataclass
@@ -277,7 +235,7 @@ def _prepare(trial: Trial, shift: Shift, db: str, out: Path, broker_url: str = N
         client_id=f"trackfence-trial-{shift.run_id}",
         mqtt_protocol=protocol,
         spool=str(out / "spool"),
-        sites=_sites_for(trial, shift),
+        sites=sites_for(trial, shift),
         decisions=trial.decisions,
         rfid_readers=ingest_readers(sim, site),  # the scenario's surveyed readers
     )
@@ -285,30 +243,30 @@ def _prepare(trial: Trial, shift: Shift, db: str, out: Path, broker_url: str = N
 
 
 def _record(shift: Shift, path: str, messages_sent: int, stored: int, dead_letters: int,
-            seconds: float, ingest_alarms: list[str]) -> dict:  # fmt: skip
+            seconds: float, ingest_alarms: list[str]) -> ShiftRecord:  # fmt: skip
     """A shift as the manifest keeps it."""
-    return {
-        "run_id": shift.run_id,
-        "index": shift.index,
-        "scenario": shift.scenario_key,
-        "scenario_name": shift.scenario_name,
-        "site_file": str(shift.scenario.site_file),
-        "repeat": shift.repeat,
-        "date": shift.date.isoformat(),
-        "week": shift.week,
-        "night": shift.night,
-        "start_ms": shift.start_ms,
-        "end_ms": shift.end_ms,
-        "seed": shift.seed,
-        "devices": [asdict(d) for d in shift.devices],
-        "messages_published": messages_sent,
-        "fixes_stored": stored,
-        "dead_letters": dead_letters,
-        "path": path,
-        "hops": HOPS_NOT_MEASURED,
-        "ingest_alarms": ingest_alarms,
-        "publish_seconds": round(seconds, 2),
-    }
+    return ShiftRecord(
+        run_id=shift.run_id,
+        index=shift.index,
+        scenario=shift.scenario_key,
+        scenario_name=shift.scenario_name,
+        site_file=str(shift.scenario.site_file),
+        repeat=shift.repeat,
+        date=shift.date.isoformat(),
+        week=shift.week,
+        night=shift.night,
+        start_ms=shift.start_ms,
+        end_ms=shift.end_ms,
+        seed=shift.seed,
+        devices=tuple(shift.devices),
+        messages_published=messages_sent,
+        fixes_stored=stored,
+        dead_letters=dead_letters,
+        path=path,
+        hops=HOPS_NOT_MEASURED,
+        ingest_alarms=tuple(ingest_alarms),
+        publish_seconds=round(seconds, 2),
+    )
 
 
 def _check_stored(store, shift: Shift, expected: int, alarms: int) -> int:
@@ -332,11 +290,11 @@ def _check_stored(store, shift: Shift, expected: int, alarms: int) -> int:
 
 # ---------------------------------------------------------------------- in-process
 def _run_in_process(trial: Trial, shifts: list[Shift], db: str, out: Path, workers: int | None,
-                    progress: Progress | None) -> tuple[list[dict], Phases]:  # fmt: skip
+                    progress: Progress | None) -> tuple[list[ShiftRecord], Phases]:  # fmt: skip
     """Every shift decided in-process, the devices shared out among worker processes.
 
     A device's decisions depend on its own messages and on its own last stored fix
-    only (trials.replay), so each process takes a share of the devices through every
+    only (trials.harness.replay), so each process takes a share of the devices through every
     shift in date order, and the store ends up holding what one process would have
     written. The processes are forked; each opens its own connection to the store.
     """
@@ -346,6 +304,9 @@ def _run_in_process(trial: Trial, shifts: list[Shift], db: str, out: Path, worke
         parts = [frozenset().union(*parts)]
     total = len(parts) * len(shifts)
     if forking:
+        for shift in shifts:  # compiled once here, shared by every forked process
+            for file, _ in sites_for(trial, shift):
+                load_site(file)
         context = mp.get_context("fork")
         done = context.Value("q", 0)
         with ProcessPoolExecutor(len(parts), mp_context=context,
@@ -370,7 +331,7 @@ def _run_in_process(trial: Trial, shifts: list[Shift], db: str, out: Path, worke
         for k, shift in enumerate(shifts):
             mine = [p[k] for p in partials]
             for p in mine:
-                phases.add(p["phases"])
+                phases += p["phases"]
             alarms = sum(p["alarms"] for p in mine)
             stored = _check_stored(store, shift, mine[0]["expected"], alarms)
             records.append(_record(
@@ -405,27 +366,30 @@ def _decide_part(trial: Trial, shifts: list[Shift], db: str, out: Path, devices:
     results = []
     try:
         for shift in shifts:
-            phases = Phases()
             began = time.perf_counter()
             ready = _prepare(trial, shift, db, out, devices=devices)
             wire = ready.wire
-            phases.simulate_s += time.perf_counter() - began
+            simulate_s = time.perf_counter() - began
             began = time.perf_counter()
             mine = [w for w, x in enumerate(shift.scenario.workers) if x.device in devices]
             store.write_truth(*truth_records(ready.sim, shift.run_id, shift.start_ms, mine))
-            phases.truth_s += time.perf_counter() - began
+            truth_s = time.perf_counter() - began
             began = time.perf_counter()
             if keeper:
                 save_sent(ready.sim, shift, out / "sent")
                 save_sites(store, ready.settings, trial.name)
-            phases.store_s += time.perf_counter() - began
+            store_s = time.perf_counter() - began
             label = f"shift {shift.index + 1}/{len(shifts)} {shift.run_id}"
             shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
             end = shift_end_ms(ready.sim, shift.start_ms, ready.settings)
             done = decide_shift(ready.settings, store, wire, shown, devices=devices, end_ms=end)
-            phases.decide_s += done.decide_s
-            phases.store_s += done.store_s
-            phases.fixes += sum(1 for m in wire if m.topic.endswith(("/fix", "/rfid")))
+            phases = Phases(
+                simulate_s=simulate_s,
+                decide_s=done.decide_s,
+                store_s=store_s + done.store_s,
+                truth_s=truth_s,
+                fixes=sum(1 for m in wire if m.topic.endswith(("/fix", "/rfid"))),
+            )
             results.append({
                 "phases": phases, "messages": len(wire), "fixes": len(ready.sim.fixes),
                 "expected": _distinct_fixes(ready.sim), "dead_letters": done.dead_letters,
@@ -442,7 +406,7 @@ def _decide_part(trial: Trial, shifts: list[Shift], db: str, out: Path, devices:
 
 # ---------------------------------------------------------------------- over MQTT
 def _run_via_mqtt(trial: Trial, shifts: list[Shift], broker: str | None, db: str, out: Path,
-                  progress: Progress | None) -> tuple[list[dict], Phases]:  # fmt: skip
+                  progress: Progress | None) -> tuple[list[ShiftRecord], Phases]:  # fmt: skip
     """Every shift published over MQTT to a live ingest service, one shift at a time."""
     phases = Phases()
     records = []
@@ -454,20 +418,20 @@ def _run_via_mqtt(trial: Trial, shifts: list[Shift], broker: str | None, db: str
                 shown = (lambda i, n, label=label: progress(label, i, n)) if progress else None
                 began = time.perf_counter()
                 ready = _prepare(trial, shift, db, out, url, protocol)
-                phases.simulate_s += time.perf_counter() - began
+                simulate_s = time.perf_counter() - began
                 began = time.perf_counter()
                 store.write_truth(*truth_records(ready.sim, shift.run_id, shift.start_ms))
-                phases.truth_s += time.perf_counter() - began
+                truth_s = time.perf_counter() - began
                 began = time.perf_counter()
                 save_sent(ready.sim, shift, out / "sent")
                 save_sites(store, ready.settings, trial.name)
-                phases.store_s += time.perf_counter() - began
+                store_s = time.perf_counter() - began
                 dead_before = store.counts()["dead_letters"]
                 raised: list[str] = []
                 began = time.perf_counter()
                 seconds = _via_mqtt(ready, shift, shown, raised)
-                phases.decide_s += time.perf_counter() - began
-                phases.fixes += len(ready.sim.fixes)
+                decide_s = time.perf_counter() - began
+                phases += Phases(simulate_s, decide_s, store_s, truth_s, len(ready.sim.fixes))
                 stored = _check_stored(store, shift, _distinct_fixes(ready.sim), ready.alarms)
                 dead = store.counts()["dead_letters"] - dead_before
                 records.append(_record(shift, VIA_MQTT, len(ready.wire), stored, dead, seconds,
@@ -549,35 +513,3 @@ def _clear(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def software_version() -> str:
-    import subprocess
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        text = f"trackfence {version('trackfence')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        text = "trackfence (source tree)"
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{text}, commit {commit}" if commit else text
-
-
-def load_manifest(out: Path) -> dict:
-    path = out / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except OSError:
-        raise TrialError(f"{path}: no trial run here (run `trackfence trial run` first)") from None
-    except json.JSONDecodeError as exc:
-        raise TrialError(f"{path}: not a trial manifest ({exc})") from None
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise TrialError(f"{path}: manifest version {manifest.get('manifest_version')!r} unknown")
-    return manifest

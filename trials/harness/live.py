@@ -3,11 +3,11 @@
 A real trial is not run by trackfence: the devices were worn on track, ingest
 decided and stored their fixes live, and the wearers' reference tracks were
 exported afterwards. This edge turns the shift log (trials.shiftlog) into the
-same manifest a simulated run writes, after putting each reference into the
-store as the shift's truth, resampled at the truth rate and with its excursions
-labelled by the surveyed fence exactly as a simulated truth is. From there the
-scoring is the simulated trial's own (trials.collect, trials.score): one path,
-every definition identical.
+same manifest a simulated run writes (trials.manifest), after putting each
+reference into the store as the shift's truth, resampled at the truth rate and
+with its excursions labelled by the surveyed fence exactly as a simulated truth
+is. From there the scoring is the simulated trial's own (trials.collect,
+trials.score): one path, every definition identical.
 
 Idempotent: the truth is keyed by run, device and time, so re-scoring writes
 nothing twice.
@@ -29,8 +29,16 @@ from geofence.site import Site
 from loading.site_files import load_site
 from store import Store, TrueExcursion, TruthSamples
 from trials.definition import Trial, config_hash
-from trials.runner import MANIFEST_VERSION, input_files, redact, sha256_file, software_version
-from trials.schedule import WornDevice
+from trials.manifest import (
+    MANIFEST_VERSION,
+    Manifest,
+    ReferenceRecord,
+    ShiftRecord,
+    WornDevice,
+    input_hashes,
+    redact,
+    software_version,
+)
 from trials.shiftlog import RealShift
 
 
@@ -115,7 +123,9 @@ def import_truth(trial: Trial, shift: RealShift, site: Site, store: Store) -> No
             store.write_truth(samples, found)
 
 
-def live_manifest(trial: Trial, store: Store, db: str, command: list[str] | None = None) -> dict:
+def live_manifest(
+    trial: Trial, store: Store, db: str, command: list[str] | None = None
+) -> Manifest:
     """The manifest of a real trial, with every shift's truth imported into the store."""
     sites: dict[Path, Site] = {}
     records = []
@@ -124,49 +134,53 @@ def live_manifest(trial: Trial, store: Store, db: str, command: list[str] | None
         if shift.site_file not in sites:
             sites[shift.site_file] = load_site(shift.site_file)
         import_truth(trial, shift, sites[shift.site_file], store)
-        week = (shift.date - trial.start_date).days // 7 + 1
-        devices = _worn(trial, shift, week)
         repeat = repeats.get(shift.scenario, 0)
         repeats[shift.scenario] = repeat + 1
-        stored = store.fix_count([d.device_id for d in devices], shift.start_ms, shift.end_ms)
-        records.append(
-            {
-                "run_id": shift.run_id,
-                "index": shift.index,
-                "scenario": shift.scenario,
-                "scenario_name": shift.scenario,
-                "site_file": str(shift.site_file),
-                "repeat": repeat,
-                "date": shift.date.isoformat(),
-                "week": week,
-                "night": shift.night,
-                "start_ms": shift.start_ms,
-                "end_ms": shift.end_ms,
-                "seed": None,
-                "devices": [asdict(d) for d in devices],
-                "live": True,
-                "references": {
-                    w.name: {"file": str(w.reference), "accuracy_m": w.reference_accuracy_m}
-                    for w in shift.wearers
-                },
-                "messages_published": None,
-                "fixes_stored": stored,
-                "dead_letters": None,
-                "publish_seconds": None,
-            }
-        )
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "kind": "live",
-        "trial": trial.name,
-        "trial_file": str(trial.file),
-        "inputs": {str(p): sha256_file(p) for p in input_files(trial)},
-        "software": software_version(),
-        "command": shlex.join(command or sys.argv),
-        "broker": "live devices (the store ingest kept during the shifts)",
-        "db": redact(db),
-        "decisions": asdict(trial.decisions),
-        "seconds": 0.0,
-        "scored_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "shifts": records,
-    }
+        records.append(_record(trial, shift, repeat, store))
+    return Manifest(
+        manifest_version=MANIFEST_VERSION,
+        kind="live",
+        trial=trial.name,
+        trial_file=str(trial.file),
+        inputs=input_hashes(trial),
+        software=software_version(),
+        command=shlex.join(command or sys.argv),
+        broker="live devices (the store ingest kept during the shifts)",
+        db=redact(db),
+        decisions=asdict(trial.decisions),
+        seconds=0.0,
+        scored_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        shifts=tuple(records),
+    )
+
+
+def _record(trial: Trial, shift: RealShift, repeat: int, store: Store) -> ShiftRecord:
+    """A real shift as the manifest keeps it: its wearers' references, and what the store
+    holds of its devices (nothing of their sending was recorded)."""
+    week = (shift.date - trial.start_date).days // 7 + 1
+    devices = _worn(trial, shift, week)
+    stored = store.fix_count([d.device_id for d in devices], shift.start_ms, shift.end_ms)
+    return ShiftRecord(
+        run_id=shift.run_id,
+        index=shift.index,
+        scenario=shift.scenario,
+        scenario_name=shift.scenario,
+        site_file=str(shift.site_file),
+        repeat=repeat,
+        date=shift.date.isoformat(),
+        week=week,
+        night=shift.night,
+        start_ms=shift.start_ms,
+        end_ms=shift.end_ms,
+        seed=None,
+        devices=tuple(devices),
+        live=True,
+        references={
+            w.name: ReferenceRecord(str(w.reference), w.reference_accuracy_m)
+            for w in shift.wearers
+        },
+        messages_published=None,
+        fixes_stored=stored,
+        dead_letters=None,
+        publish_seconds=None,
+    )

@@ -31,7 +31,7 @@ from ingest.settings import IngestSettings
 from loading.site_files import load_site
 from store import open_store
 from trials.definition import Trial
-from trials.runner import _sites_for
+from trials.harness.runner import sites_for
 from trials.schedule import Shift
 
 
@@ -77,7 +77,7 @@ def wear_live(
             db=db,
             client_id=client_id,
             spool=str(folder / "spool"),
-            sites=_sites_for(trial, shift),
+            sites=sites_for(trial, shift),
             decisions=trial.decisions,
             mqtt_protocol=mqtt_protocol,
         )

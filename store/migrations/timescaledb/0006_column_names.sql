@@ -1,0 +1,3 @@
+-- trackfence schema 6: nothing to change here. SQLite's schema 6 renames its columns to
+-- these (fix_time, received_at, event_time, ...), so both backends' tables now have the
+-- same columns; this file keeps the two backends' schema versions in step.
