@@ -15,7 +15,7 @@
 # deploy/.env (the database's and every client's password, for docker compose) stays
 # private to whoever ran this script (0600; under sudo, the user who ran sudo).
 # Supplier names become MQTT usernames and topic levels (trackside/v1/SUPPLIER/...):
-# up to 64 letters, digits, '.', '-' and '_' (as ingest/topics.py reads them), and not a
+# up to 64 letters, digits, '.', '-' and '_' (as wire/topics.py reads them), and not a
 # name the platform uses itself (ingest, console).
 # Needs mosquitto_passwd (Debian package mosquitto; scripts/provision-services.sh).
 set -euo pipefail
@@ -38,7 +38,7 @@ for supplier in "$@"; do
         ingest | console)
             echo "'$supplier' is the platform's own broker user, not a supplier name" >&2; exit 2 ;;
     esac
-    if ! [[ "$supplier" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then  # as ingest/topics.py
+    if ! [[ "$supplier" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then  # as wire/topics.py
         echo "'$supplier': a supplier name is up to 64 letters, digits, '.', '-' and '_'" \
             "(it is a topic level)" >&2
         exit 2
