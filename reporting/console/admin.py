@@ -17,7 +17,7 @@ from reporting.console.models import Health, ReportFile, TokenIn, TokenOut
 router = APIRouter()
 
 #: Report files are served by name only: no folders, no "..", and names as a supplier's key
-#: is spelt on the broker (letters, digits, dot, dash, underscore: ingest/topics.py).
+#: is spelt on the broker (letters, digits, dot, dash, underscore: wire/topics.py).
 REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.(html|pdf|json|md|png)$")
 #: How reporting/write.py lays a trial's reports out: REPORT/<name>.html .pdf .json .md,
 #: and REPORT/plots/<name>-<plot>.png, where <name> is "summary" or a supplier's key...
