@@ -438,3 +438,21 @@ def test_the_plan_says_what_each_criterion_needs_before_anything_is_run(trial_fi
     assert "cannot be demonstrated: share of true crossings detected by a fresh alert: " in shown
     assert "needs 299 crossings" in shown and "good 30" in shown
     assert "time to alert, 95th percentile: needs 59 crossings alerted" in shown
+
+
+def test_a_replayed_run_says_its_hops_were_not_measured_and_quotes_the_live_path(embedded_run):
+    """A simulated run decides in-process: it measures no platform hop, counts none in time
+    to alert, and says so, quoting the latency benchmark's figures with their source."""
+    manifest = json.loads((embedded_run / "manifest.json").read_text())
+    hops = {s["hops"] for s in manifest["shifts"]}
+    assert hops == {"not measured: replayed faster than real time"}
+    methodology = _report(embedded_run)["sections"]["methodology"]
+    assert methodology["replayed"] is True
+    note = methodology["live_hops_note"]
+    live = manifest.get("live_hops")
+    if live:  # the benchmark's record, with where it comes from
+        assert live["benchmark"] in note and f"{live['alert_round_trip_p50_ms']:.1f} ms" in note
+    else:
+        assert "No measurement of the live path" in note
+    html = (embedded_run / "report" / "summary.html").read_text()
+    assert "not measured (replay)" in html and "were not measured in this run" in html
