@@ -298,7 +298,7 @@ def _run_in_process(trial: Trial, shifts: list[Shift], db: str, out: Path, worke
     shift in date order, and the store ends up holding what one process would have
     written. The processes are forked; each opens its own connection to the store.
     """
-    parts = _device_parts(trial, workers or os.cpu_count() or 1)
+    parts = _device_parts(shifts, workers or os.cpu_count() or 1)
     forking = len(parts) > 1 and "fork" in mp.get_all_start_methods()
     if not forking:
         parts = [frozenset().union(*parts)]
@@ -343,9 +343,9 @@ def _run_in_process(trial: Trial, shifts: list[Shift], db: str, out: Path, worke
     return records, phases
 
 
-def _device_parts(trial: Trial, workers: int) -> list[frozenset[str]]:
+def _device_parts(shifts: list[Shift], workers: int) -> list[frozenset[str]]:
     """The trial's devices dealt out in turn (suppliers' formats cost differently)."""
-    devices = sorted({d.device_id for s in plan(trial) for d in s.devices})
+    devices = sorted({d.device_id for s in shifts for d in s.devices})
     count = max(1, min(workers, len(devices)))
     return [frozenset(devices[k::count]) for k in range(count)]
 
