@@ -16,7 +16,9 @@ the states and event kinds as integer codes; geofence.vocabulary says what each 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -36,9 +38,12 @@ __all__ = [
     "NO_TIME",
     "STATES",
     "BreachConfig",
+    "DeviceRow",
     "DeviceStates",
     "EventKind",
+    "EventRow",
     "Events",
+    "FixStep",
     "State",
     "StepResult",
     "event_kind",
@@ -46,6 +51,7 @@ __all__ = [
     "replay",
     "state_of",
     "step",
+    "step_fix",
 ]
 
 NO_TIME = np.iinfo(np.int64).min
@@ -109,6 +115,30 @@ class BreachConfig:
             raise ValueError("BreachConfig.lost_after_s must be positive")
 
 
+class DeviceRow(NamedTuple):
+    """One device's state as plain Python numbers: a row of `DeviceStates`."""
+
+    state: int
+    last_fix_ms: int
+    last_heard_ms: int
+    last_seq: int
+    clearing_since_ms: int
+    fence: int
+    distance_m: float
+
+
+#: An event as a row of plain numbers: (device, kind code, time_ms, seq, fence, distance_m).
+EventRow = tuple[int, int, int, int, int, float]
+
+
+class FixStep(NamedTuple):
+    """What `step_fix` made of one fix."""
+
+    row: DeviceRow  # the device's state after it (unchanged if it was not applied)
+    accepted: bool  # False for a duplicate or an out-of-order fix
+    state_after: int  # state code the fix is kept with (as `StepResult.state_after`)
+
+
 @dataclass(frozen=True)
 class DeviceStates:
     """State of every device, by device number (arrays of equal length).
@@ -156,6 +186,30 @@ class DeviceStates:
         """An independent copy (the arrays copied)."""
         return DeviceStates(*(getattr(self, f).copy() for f in self.__dataclass_fields__))
 
+    def row(self, device: int) -> DeviceRow:
+        """Device `device`'s state as plain Python numbers (for `step_fix`).
+
+        >>> DeviceStates.new(1).row(0).state == State.LOST.code
+        True
+        """
+        return DeviceRow(
+            self.state.item(device), self.last_fix_ms.item(device),
+            self.last_heard_ms.item(device), self.last_seq.item(device),
+            self.clearing_since_ms.item(device), self.fence.item(device),
+            self.distance_m.item(device),
+        )  # fmt: skip
+
+    def put(self, device: int, row: DeviceRow) -> None:
+        """Write `row` as device `device`'s state, in place (the one mutation offered:
+        for the owner of these states, once a batch decided on rows is done)."""
+        self.state[device] = row.state
+        self.last_fix_ms[device] = row.last_fix_ms
+        self.last_heard_ms[device] = row.last_heard_ms
+        self.last_seq[device] = row.last_seq
+        self.clearing_since_ms[device] = row.clearing_since_ms
+        self.fence[device] = row.fence
+        self.distance_m[device] = row.distance_m
+
 
 @dataclass(frozen=True)
 class Events:
@@ -193,6 +247,12 @@ class Events:
             return cls.empty()
         return cls(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__)
+        )
+
+    def rows(self) -> list[EventRow]:
+        """The events as rows of plain Python numbers (as `step_fix` appends them)."""
+        return list(
+            zip(*(getattr(self, f).tolist() for f in self.__dataclass_fields__), strict=True)
         )
 
     def records(self) -> list[dict]:
@@ -372,42 +432,124 @@ def _apply_each(
     """`_apply`, one fix at a time in plain Python: the same rules, step for step.
 
     Fixes go in `order` (by device, each in arrival order), so the events come out
-    grouped by device in the order they happened, as `step` returns them. This is the
-    live path when it is quiet (one fix a batch), so the batch's columns are read as
-    Python numbers once, and each step is a plain function of them.
+    grouped by device in the order they happened, as `step` returns them. Each fix is
+    `_apply_one` on its device's row, which `step_fix` also uses for a lone fix.
     """
-    rows: list[tuple[int, int, int, int, int, float]] = []
-    lapse_ms = round(config.lost_after_s * 1000)
-    warn = config.warning_margin_m
-    rules = (config.clearing_margin_m, config.clearing_dwell_s * 1000.0, warn,
-             warn + config.warning_hysteresis_m)  # fmt: skip
-    state, last_fix, last_heard = s.state, s.last_fix_ms, s.last_heard_ms
-    last_seq, clearing, fences, distances = s.last_seq, s.clearing_since_ms, s.fence, s.distance_m
+    rows: list[EventRow] = []
+    rules = _rules(config)
     devices, times, heard, seqs = device.tolist(), time_ms.tolist(), heard_ms.tolist(), seq.tolist()
+    fences, distances, margins = fence.tolist(), distance_m.tolist(), margin.tolist()
     for i in order.tolist():
-        d, t, q, h = devices[i], times[i], seqs[i], heard[i]
-        last, last_q, heard_before = int(last_fix[d]), int(last_seq[d]), int(last_heard[d])
-        if not _newer_one(t, q, last, last_q, lapse_ms):  # not applied; LOST if silent by now
-            state_after[i] = _LOST if _silent_one(h, heard_before, lapse_ms) else state[d]
-            continue
-        accepted[i] = True
-        f, dist = int(fence[i]), float(distance_m[i])
-        prev, prev_fence, prev_distance = int(state[d]), int(fences[d]), float(distances[d])
-        lapsed, recovered = _lapse_one(prev, last, heard_before, t, h, lapse_ms)
-        base = _SAFE if recovered else prev
-        new, since, cleared = _next_state_one(base, float(margin[i]), int(clearing[d]), t, rules)
-        if lapsed:
-            rows.append((d, _LAPSED, last + lapse_ms, NO_SEQ, prev_fence, prev_distance))
-        _happened_one(rows, d, t, q, f, dist, recovered, base, new, cleared, prev_fence)
-        state[d] = new
-        last_fix[d] = t
-        last_heard[d] = h
-        last_seq[d] = q
-        clearing[d] = since if new == _BREACH else NO_TIME
-        fences[d] = f
-        distances[d] = dist
-        state_after[i] = new
+        d = devices[i]
+        done = _apply_one(s.row(d), d, times[i], seqs[i], heard[i], fences[i], distances[i],
+                          margins[i], rules, rows)  # fmt: skip
+        accepted[i] = done.accepted
+        state_after[i] = done.state_after
+        if done.accepted:
+            s.put(d, done.row)
     return _events_of_rows(rows)
+
+
+class _Rules(NamedTuple):
+    """A config's numbers as the fix-by-fix rules use them (worked out once per config)."""
+
+    lapse_ms: int
+    clearing_margin_m: float
+    dwell_ms: float
+    warn_plain_m: float
+    warn_held_m: float
+    accuracy_factor: float
+    assumed_accuracy_m: float
+
+
+@cache
+def _rules(config: BreachConfig) -> _Rules:
+    warn = config.warning_margin_m
+    return _Rules(round(config.lost_after_s * 1000), config.clearing_margin_m,
+                  config.clearing_dwell_s * 1000.0, warn, warn + config.warning_hysteresis_m,
+                  config.accuracy_factor, config.assumed_accuracy_m)  # fmt: skip
+
+
+def _apply_one(
+    row: DeviceRow, d: int, t: int, q: int, h: int, f: int, dist: float, m: float,
+    rules: _Rules, events: list[EventRow],
+) -> FixStep:  # fmt: skip
+    """One fix on its device's row: `_apply`'s rules on plain Python numbers.
+
+    Appends the events it causes to `events` and returns the row after it (the row
+    given, unchanged, when the fix is not applied).
+    """
+    lapse_ms = rules.lapse_ms
+    state, last, heard_before = row.state, row.last_fix_ms, row.last_heard_ms
+    if not _newer_one(t, q, last, row.last_seq, lapse_ms):  # not applied; LOST if silent by now
+        return FixStep(row, False, _LOST if _silent_one(h, heard_before, lapse_ms) else state)
+    lapsed, recovered = _lapse_one(state, last, heard_before, t, h, lapse_ms)
+    base = _SAFE if recovered else state
+    new, since, cleared = _next_state_one(base, m, row.clearing_since_ms, t, rules)
+    if lapsed:
+        events.append((d, _LAPSED, last + lapse_ms, NO_SEQ, row.fence, row.distance_m))
+    _happened_one(events, d, t, q, f, dist, recovered, base, new, cleared, row.fence)
+    after = DeviceRow(new, t, h, q, since if new == _BREACH else NO_TIME, f, dist)
+    return FixStep(after, True, new)
+
+
+def step_fix(
+    row: DeviceRow,
+    device: int,
+    time_ms: int,
+    seq: int,
+    distance_m: float,
+    fence: int,
+    accuracy_m: float | None,
+    config: BreachConfig,
+    heard_ms: int,
+    events: list[EventRow],
+) -> FixStep:
+    """`step` for one evaluated fix of one device, on plain Python numbers.
+
+    A lone fix is the live path when it is quiet, and numpy's per-call cost on arrays
+    of one is then most of the time taken; here the rules run on the device's row
+    alone, with nothing copied. They are `step`'s, the same functions its fix-by-fix
+    path runs (tests/test_breach.py holds the two identical).
+
+    Parameters
+    ----------
+    row : DeviceRow
+        The device's state before the fix (`DeviceStates.row`).
+    device : int
+        Its device number: what the events name.
+    time_ms, seq, distance_m, fence, accuracy_m, heard_ms
+        As `step` takes them, for this one fix (accuracy None or NaN: not reported).
+    config : BreachConfig
+    events : list
+        The events the fix causes are appended here, as rows (device, kind code,
+        time_ms, seq, fence, distance_m) in the order they happened.
+
+    Returns
+    -------
+    FixStep
+        The device's row after the fix (put it back with `DeviceStates.put` once the
+        fix's whole batch is decided), whether it was applied, and its state code.
+
+    >>> events = []
+    >>> done = step_fix(DeviceStates.new(1).row(0), 0, 1000, 1, -0.5, -1, 0.2,
+    ...                 BreachConfig(), 1000, events)
+    >>> state_of(done.state_after).value, [event_kind(e[1]).value for e in events]
+    ('BREACH', ['recovered', 'breach'])
+    """
+    rules = _rules(config)
+    margin = _circle_margin_one(distance_m, accuracy_m, rules)
+    return _apply_one(row, device, time_ms, seq, heard_ms, fence, distance_m, margin, rules,
+                      events)  # fmt: skip
+
+
+def _circle_margin_one(distance_m: float, accuracy_m: float | None, rules: _Rules) -> float:
+    """`_circle_margin` for one fix."""
+    accuracy = accuracy_m
+    if accuracy is None or not (math.isfinite(accuracy) and accuracy >= 0):
+        accuracy = rules.assumed_accuracy_m
+    margin = distance_m - rules.accuracy_factor * accuracy
+    return margin if math.isfinite(margin) else -math.inf
 
 
 def _newer_one(t: int, q: int, last: int, last_q: int, lapse_ms: int) -> bool:
@@ -433,10 +575,11 @@ def _lapse_one(
 
 
 def _next_state_one(
-    base: int, m: float, since: int, t: int, rules: tuple[float, float, float, float]
+    base: int, m: float, since: int, t: int, rules: _Rules
 ) -> tuple[int, int, bool]:
     """`_next_state` for one fix: (new state, clearing since, cleared)."""
-    clearing_margin, dwell_ms, warn_plain, warn_held = rules
+    clearing_margin, dwell_ms = rules.clearing_margin_m, rules.dwell_ms
+    warn_plain, warn_held = rules.warn_plain_m, rules.warn_held_m
     in_breach = base == _BREACH
     clearing_ok = m >= clearing_margin
     since = (t if since == NO_TIME else since) if in_breach and clearing_ok else NO_TIME
@@ -447,7 +590,7 @@ def _next_state_one(
 
 
 def _happened_one(
-    rows: list, d: int, t: int, q: int, f: int, dist: float,
+    rows: list[EventRow], d: int, t: int, q: int, f: int, dist: float,
     recovered: bool, base: int, new: int, cleared: bool, prev_fence: int,
 ) -> None:  # fmt: skip
     """`_happened` for one fix: append a row for each event it caused, in report order."""
@@ -470,7 +613,8 @@ def _happened_one(
             rows.append((d, kind, t, q, f, dist))
 
 
-def _events_of_rows(rows: list[tuple[int, int, int, int, int, float]]) -> Events:
+def _events_of_rows(rows: list[EventRow]) -> Events:
+    """Event rows (as `step_fix` appends them) as `Events` arrays."""
     if not rows:
         return Events.empty()
     d, k, t, q, f, x = zip(*rows, strict=True)

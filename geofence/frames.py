@@ -13,6 +13,7 @@ Three frames meet at a worksite:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -145,10 +146,10 @@ class LocalFrame:
         return cls(float(lat[0]), float(lon[0]))
 
     def _forward(self) -> Transformer:
-        return _transformers(self.proj)[0]
+        return _frame_transformers(self)[0]
 
     def _inverse(self) -> Transformer:
-        return _transformers(self.proj)[1]
+        return _frame_transformers(self)[1]
 
     def from_etrs89(
         self, lat_deg: np.ndarray, lon_deg: np.ndarray
@@ -214,6 +215,33 @@ class LocalFrame:
             return self.from_etrs89(lat, lon)
         return self.from_etrs89(lat_deg, lon_deg)
 
+    def from_device_one(
+        self, lat_deg: float, lon_deg: float, datum: DeviceDatum, time_ms: int | None = None
+    ) -> tuple[float, float]:
+        """`from_device` for one fix, on plain Python numbers.
+
+        A lone fix through `from_device` pays numpy's per-call cost several times
+        over; PROJ takes scalars directly and gives the same bits as it gives in an
+        array (tests/test_coordinates.py holds the two equal).
+
+        Returns (x_m, y_m), NaN for a fix failing `check_latlon`.
+
+        >>> frame = LocalFrame(51.56, -0.11)
+        >>> x, y = frame.from_device_one(51.561, -0.11, DeviceDatum.ETRS89)
+        >>> round(x, 3), round(y, 1)
+        (0.0, 111.3)
+        """
+        lat, lon = float(lat_deg), float(lon_deg)
+        if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+            return math.nan, math.nan
+        if datum is DeviceDatum.WGS84 or datum == DeviceDatum.WGS84:
+            if time_ms is None:
+                raise CoordinateError("WGS84 fixes need their fix times to move them into ETRS89")
+            epoch = 1970.0 + float(time_ms) / (365.2425 * 86_400_000.0)  # epoch_year_from_ms
+            lon, lat, _, _ = _itrf_to_etrf().transform(lon, lat, 0.0, epoch)
+        x, y = self._forward().transform(lon, lat)
+        return float(x), float(y)
+
     def to_etrs89(self, x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """This frame's metres to ETRS89 (lat_deg, lon_deg).
 
@@ -245,6 +273,13 @@ class LocalFrame:
         """
         lat, lon = self.to_etrs89(x_m, y_m)
         return ostn15.etrs89_to_bng(lat, lon)
+
+
+@cache
+def _frame_transformers(frame: LocalFrame) -> tuple[Transformer, Transformer]:
+    """A frame's transformers, found by the frame itself (a lone fix looks them up once,
+    and writing out the frame's PROJ string each time would cost more than the look-up)."""
+    return _transformers(frame.proj)
 
 
 @cache

@@ -11,6 +11,7 @@ a safe zone missing one of its danger zones would be wrong, not partial.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -211,6 +212,46 @@ class Site:
         ([0.0, nan], [False, True])
         """
         return self.frame.from_device(lat_deg, lon_deg, DeviceDatum(datum), time_ms)
+
+    def locate_one(
+        self,
+        lat_deg: float,
+        lon_deg: float,
+        datum: DeviceDatum | str = DeviceDatum.ETRS89,
+        time_ms: int | None = None,
+    ) -> tuple[float, float]:
+        """`locate` for one fix, on plain Python numbers (`LocalFrame.from_device_one`).
+
+        >>> yard = Fence("yard", FenceKind.WORKSITE, shapely.box(0, 0, 20, 10), "drawn")
+        >>> site = build_site("depot", LocalFrame(51.56, -0.11), worksites=[yard])
+        >>> site.locate_one(51.56, -0.11)
+        (0.0, 0.0)
+        """
+        return self.frame.from_device_one(lat_deg, lon_deg, DeviceDatum(datum), time_ms)
+
+    def evaluate_one(self, x_m: float, y_m: float) -> tuple[int, float]:
+        """The safe-zone fence covering one fix and its signed distance, as `evaluate`.
+
+        For the live path's lone fix, where numpy's per-call cost on arrays of one
+        would be most of the time taken (`FenceIndex.evaluate_one`). It answers what
+        the decision needs, (fence, distance_m), without the danger zone.
+
+        Returns
+        -------
+        fence : int
+            The covering fence's number in `fence_names`, or -1.
+        distance_m : float
+            Signed distance to the safe zone's edge, metres (+ inside); NaN, with
+            fence -1, for a non-finite position.
+
+        >>> yard = Fence("yard", FenceKind.WORKSITE, shapely.box(0, 0, 20, 10), "drawn")
+        >>> site = build_site("depot", LocalFrame(51.56, -0.11), worksites=[yard], horizon_m=5.0)
+        >>> site.evaluate_one(19.0, 5.0), site.evaluate_one(float("nan"), 5.0)
+        ((0, 1.0), (-1, nan))
+        """
+        if not (math.isfinite(x_m) and math.isfinite(y_m)):
+            return OUTSIDE, math.nan
+        return self.index.evaluate_one(x_m, y_m)
 
     def evaluate_latlon(
         self,

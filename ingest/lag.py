@@ -13,6 +13,7 @@ fixes arriving late means the delay is ours (or the broker's), not theirs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,23 +38,29 @@ class LagWatch:
     raised: bool = False
     last_median_ms: float | None = None
     _window_start_ms: int | None = None
-    _devices: list[np.ndarray] = field(default_factory=list)
-    _ages_ms: list[np.ndarray] = field(default_factory=list)
+    _devices: list[str] = field(default_factory=list)
+    _ages_ms: list[float] = field(default_factory=list)
     _late_windows: int = 0
 
-    def observe(self, now_ms: int, devices: np.ndarray, ages_ms: np.ndarray) -> bool | None:
-        """Take one batch (or a sample of it); True when the alarm starts, False when it ends."""
+    def observe(
+        self, now_ms: int, devices: Sequence[str], ages_ms: Sequence[float]
+    ) -> bool | None:
+        """Take one batch (or a sample of it); True when the alarm starts, False when it ends.
+
+        Kept as plain lists until the window closes: a batch is often one fix, and
+        arrays made per batch would cost more than the fix's decision.
+        """
         if self._window_start_ms is None:
             self._window_start_ms = now_ms
-        self._devices.append(np.asarray(devices, dtype=object))
-        self._ages_ms.append(np.asarray(ages_ms, dtype=float))
+        self._devices.extend(devices)
+        self._ages_ms.extend(ages_ms)
         if now_ms - self._window_start_ms < self.window_ms:
             return None
         return self._close_window(now_ms)
 
     def _close_window(self, now_ms: int) -> bool | None:
-        devices = np.concatenate(self._devices) if self._devices else np.empty(0, object)
-        ages = np.concatenate(self._ages_ms) if self._ages_ms else np.empty(0)
+        devices = np.array(self._devices, dtype=object)
+        ages = np.array(self._ages_ms, dtype=float)
         self._devices, self._ages_ms = [], []
         self._window_start_ms = now_ms
         names, which = np.unique(devices.astype(str), return_inverse=True)

@@ -16,6 +16,12 @@ select, so this thread alone ever touches the socket.
 
 This thread also reconnects, with a growing delay, and keeps paho's keepalive going.
 
+Writing: paho leaves Nagle's algorithm on, so a small packet (an alert) is held in the
+kernel while an earlier one (an acknowledgement) awaits the broker's TCP acknowledgement,
+which the broker's kernel may delay by tens of milliseconds. `ReadAheadClient` sets
+TCP_NODELAY on its socket; the broker's side is `set_tcp_nodelay` in
+deploy/mosquitto/mosquitto.conf (README "Speed").
+
 Reading: paho reads each packet with several small `recv()` calls (the command byte, the
 length bytes one at a time, then the body). Each is a system call that gives up the
 interpreter lock and must win it back, in the thread that decides. `ReadAheadClient`
@@ -26,6 +32,7 @@ drains every packet already in memory before it selects again.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -50,6 +57,12 @@ class ReadAheadClient(mqtt.Client):
     def reconnect(self) -> mqtt.MQTTErrorCode:
         self._read_ahead.clear()  # nothing of an old connection may reach the new one
         return super().reconnect()
+
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see the module docstring
+        return sock
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not self._read_ahead:

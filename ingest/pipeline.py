@@ -34,7 +34,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from geofence.breach import NO_TIME, BreachConfig, DeviceStates, Events, expire, step
+from geofence.breach import (
+    NO_TIME,
+    BreachConfig,
+    DeviceRow,
+    DeviceStates,
+    EventRow,
+    Events,
+    expire,
+    step,
+    step_fix,
+)
 from geofence.vocabulary import MACHINE_STATES, EventKind, State, event_kind, state_of
 from ingest.deployment import Deployment
 from store import Alert, Batch, DeadLetter, DeviceAlarm, DeviceState, Event, Fix
@@ -135,6 +145,11 @@ STALE_AFTER_RANGE_S = (10.0, 86_400.0)
 DETAIL_MAX = 300
 TOPIC_MAX = 256
 _EMITTED = object()  # marker: this message's effects have been emitted
+#: A batch of up to this many fixes is decided one fix at a time on plain Python numbers
+#: (`Pipeline._decide_each`): below it, numpy's per-call cost on short arrays is more than
+#: the work (a lone fix: about 25 µs so, 270 µs through arrays of one). A busier batch is
+#: decided vectorised (`_decide_fixes`). The two are one rule, held identical by tests.
+ONE_AT_A_TIME_MAX = 8
 #: What stamps a decision: the service's clock, or None in a replay (stamped at receipt).
 Clock = Callable[[], int] | None
 
@@ -157,6 +172,19 @@ class _Placed(NamedTuple):
     y_m: np.ndarray
     distance_m: np.ndarray  # signed distance to the safe-zone edge, m (NaN if unplaced)
     fence: np.ndarray  # int32 safe-zone fence number, -1 outside or unplaced
+
+
+class _PlacedOne(NamedTuple):
+    """One fix placed in its site (as a row of `_Placed`)."""
+
+    site: str | None  # None: the device is at no site
+    x_m: float
+    y_m: float
+    distance_m: float
+    fence: int
+
+
+_UNPLACED = _PlacedOne(None, math.nan, math.nan, math.nan, -1)
 
 
 class Pipeline:
@@ -223,11 +251,15 @@ class Pipeline:
         clock each fix is stamped decided when it was received, a hop of zero that
         reports say was not measured, rather than a time warped by the replay.
         """
-        out = Decided()
         if not self.replicated:
-            for fragment in self._decide_isolated(messages, clock):
+            fragments = self._decide_isolated(messages, clock)
+            if len(fragments) == 1:  # a lone message: its output is the batch's
+                return fragments[0]
+            out = Decided()
+            for fragment in fragments:
                 out.merge(fragment)
             return out
+        out = Decided()
         # each message is applied to the device states once, whichever copy comes first;
         # its effects are emitted when (and only when) the effects copy is here
         new: list[Inbound] = []
@@ -286,12 +318,38 @@ class Pipeline:
         fixes, offline = self._admit(messages, fragments)
         fixes = self._fresh(fixes, messages, fragments)
         states = self.states  # replaced only at the end: a failure leaves them untouched
-        if fixes:
-            states = self._decide_fixes(states, fixes, clock, fragments)
-        if offline:
-            states = self._offline(states, offline, fragments)
+        rows: dict[int, DeviceRow] = {}  # (a few fixes) each device's state after them
+        # a last will is applied where it came: the batch's fixes before it are decided
+        # before it, and those after it (the device back already) after it
+        at = 0
+        for will in [*offline, None]:
+            end = at
+            while end < len(fixes) and (will is None or fixes[end][2] < will[2]):
+                end += 1
+            part, at = fixes[at:end], end
+            if part:
+                states, rows = self._settled(states, rows), {}
+                if len(part) <= ONE_AT_A_TIME_MAX:
+                    states, rows = self._decide_each(states, part, clock, fragments)
+                else:
+                    states = self._decide_fixes(states, part, clock, fragments)
+            if will is not None:
+                states, rows = self._settled(states, rows), {}
+                states = self._offline(states, [will], fragments)
+        for d, row in rows.items():  # the batch is decided: nothing after this can fail
+            states.put(d, row)
         self.states = states
         return fragments
+
+    def _settled(self, states: DeviceStates, rows: dict[int, DeviceRow]) -> DeviceStates:
+        """`states` with `rows` put in, never into the states held (not yet replaced)."""
+        if not rows:
+            return states
+        if states.state is self.states.state:
+            states = states.copy()
+        for d, row in rows.items():
+            states.put(d, row)
+        return states
 
     def _admit(
         self, messages: list[Inbound], fragments: list[Decided]
@@ -453,17 +511,65 @@ class Pipeline:
         caused_by = self._keep_fixes(
             fixes, device, placed, state_after, accepted, decided_ms, fragments
         )
-
-        def cause(d: int, t: int, q: int) -> Decided:
+        rows = result.events.rows()
+        # each event is kept with the message of the fix that caused it; a LOST that a fix
+        # revealed (a lapse, stamped when protection lapsed) with that fix, whose own events
+        # follow it at once (a lapse always recovers)
+        targets: list[Decided] = []
+        for i in range(len(rows) - 1, -1, -1):
+            d, _, t, q, _, _ = rows[i]
             if (d, t, q) in caused_by:
-                return fragments[caused_by[(d, t, q)]]
-            # a LOST found by a gap on the device's own clock is stamped when protection
-            # lapsed; it belongs to the device's first fix after that, which revealed it
-            after = [(ft, m) for (dd, ft, _), m in caused_by.items() if dd == d and ft >= t]
-            return fragments[min(after)[1]]
-
-        self._events(result.events, cause)
+                targets.append(fragments[caused_by[(d, t, q)]])
+            else:
+                targets.append(targets[-1])
+        self._events(rows, targets[::-1])
         return result.states
+
+    def _decide_each(
+        self,
+        states: DeviceStates,
+        fixes: list[tuple[DecodedFix, int, int]],
+        clock: Clock,
+        fragments: list[Decided],
+    ) -> tuple[DeviceStates, dict[int, DeviceRow]]:
+        """Decide a few bounded fixes one at a time, on plain Python numbers.
+
+        The rules are `_decide_fixes`'s: each fix placed in its device's site
+        (`Site.locate_one`, `Site.evaluate_one`), then the state machine on its
+        device's row (`step_fix`), in arrival order. Nothing of `states` is changed:
+        returns the states (grown for new devices) and each device's row after the
+        fixes, which the caller puts in once the whole batch is decided.
+        """
+        devices = [self._device(f.device_id) for f, _, _ in fixes]
+        states = states.grown(len(self.device_ids))
+        rows: dict[int, DeviceRow] = {}
+        decided: list[tuple[_PlacedOne, int, bool, list[EventRow]]] = []
+        for (f, received, _), d in zip(fixes, devices, strict=True):
+            name = self._site_of[d]
+            if name is None:  # a device at no site decides nothing: kept UNASSIGNED
+                decided.append((_UNPLACED, State.UNASSIGNED.code, True, []))
+                continue
+            site = self.deployment.sites[name]
+            datum = self.deployment.datum_of(f.supplier)
+            x, y = site.locate_one(f.lat, f.lon, datum, f.fix_ms)
+            fence, distance = site.evaluate_one(x, y)
+            events: list[EventRow] = []
+            row = rows[d] if d in rows else states.row(d)
+            done = step_fix(row, d, f.fix_ms, f.seq, distance, fence, f.accuracy_m,
+                            self.config, received, events)  # fmt: skip
+            if done.accepted:
+                rows[d] = done.row
+            decided.append((_PlacedOne(name, x, y, distance, fence), done.state_after,
+                            done.accepted, events))  # fmt: skip
+        decided_ms = clock() if clock is not None else None
+        for (f, received, message), (placed, state, accepted, events) in zip(
+            fixes, decided, strict=True
+        ):
+            out = fragments[message]
+            out.batch.fixes.append(self._fix_record(f, received, decided_ms, placed, state,
+                                                    accepted))  # fmt: skip
+            self._events(events, [out] * len(events))
+        return states, rows
 
     def _place(
         self, device: np.ndarray, fixes: list[tuple[DecodedFix, int, int]], time_ms: np.ndarray
@@ -513,37 +619,50 @@ class Pipeline:
         for i, (f, received_ms, message) in enumerate(fixes):
             caused_by.setdefault((int(device[i]), f.fix_ms, f.seq), message)
             site = placed.site_names[i] or None
-            fence = placed.fence[i]
-            fragments[message].batch.fixes.append(
-                Fix(
-                    device_id=f.device_id,
-                    supplier=f.supplier,
-                    seq=f.seq,
-                    fix_ms=f.fix_ms,
-                    received_ms=received_ms,
-                    decided_ms=received_ms if decided_ms is None else decided_ms,
-                    alert_ms=None,
-                    lat=f.lat,
-                    lon=f.lon,
-                    accuracy_m=f.accuracy_m,
-                    fix_type=f.fix_type,
-                    satellites=f.satellites,
-                    hdop=f.hdop,
-                    battery_pct=f.battery_pct,
-                    firmware=f.firmware,
-                    source_format=f.source_format,
-                    site=site,
-                    x_m=_finite(placed.x_m[i]),
-                    y_m=_finite(placed.y_m[i]),
-                    fence=self.deployment.sites[site].fence_names[fence]
-                    if site and fence >= 0
-                    else None,
-                    distance_m=_finite(placed.distance_m[i]),
-                    state=state_of(state_after[i]),
-                    accepted=bool(accepted[i]),
-                )
+            one = _PlacedOne(site, placed.x_m[i], placed.y_m[i], placed.distance_m[i],
+                             int(placed.fence[i]))  # fmt: skip
+            record = self._fix_record(
+                f, received_ms, decided_ms, one, int(state_after[i]), bool(accepted[i])
             )
+            fragments[message].batch.fixes.append(record)
         return caused_by
+
+    def _fix_record(
+        self,
+        f: DecodedFix,
+        received_ms: int,
+        decided_ms: int | None,
+        placed: _PlacedOne,
+        state: int,
+        accepted: bool,
+    ) -> Fix:
+        """The Fix record kept of a decided fix (with no clock, decided when received)."""
+        site, fence = placed.site, placed.fence
+        return Fix(
+            device_id=f.device_id,
+            supplier=f.supplier,
+            seq=f.seq,
+            fix_ms=f.fix_ms,
+            received_ms=received_ms,
+            decided_ms=received_ms if decided_ms is None else decided_ms,
+            alert_ms=None,
+            lat=f.lat,
+            lon=f.lon,
+            accuracy_m=f.accuracy_m,
+            fix_type=f.fix_type,
+            satellites=f.satellites,
+            hdop=f.hdop,
+            battery_pct=f.battery_pct,
+            firmware=f.firmware,
+            source_format=f.source_format,
+            site=site,
+            x_m=_finite(placed.x_m),
+            y_m=_finite(placed.y_m),
+            fence=self._fence_name(site, fence),
+            distance_m=_finite(placed.distance_m),
+            state=state_of(state),
+            accepted=accepted,
+        )
 
     def _offline(
         self, states: DeviceStates, offline: list[tuple[int, int, int]], fragments: list[Decided]
@@ -567,66 +686,51 @@ class Pipeline:
         )
         states = states.copy()
         states.state[devices] = State.LOST.code
-        self._events(events, lambda d, t, q: fragments[message_of[d]])
+        rows = events.rows()
+        self._events(rows, [fragments[message_of[row[0]]] for row in rows])
         return states
 
     def expire(self, now_ms: int) -> Decided:
         """Raise LOST for devices silent for lost_after_s (call it on a clock tick)."""
         out = Decided()
         self.states, events = expire(self.states, now_ms, self.config)
-        self._events(events, lambda d, t, q: out)
+        self._events(events.rows(), [out] * len(events))
         return out
 
-    def _events(self, events: Events, target: Callable[[int, int, int], Decided]) -> None:
-        """Turn state-machine events into records and alerts, each in the output of its cause."""
-        for d, k, t, s, f, dist in zip(
-            events.device,
-            events.kind,
-            events.time_ms,
-            events.seq,
-            events.fence,
-            events.distance_m,
-            strict=True,
-        ):
-            device_id = self.device_ids[int(d)]
-            site_name = self._site_of[int(d)]
-            site = self.deployment.sites[site_name] if site_name else None
-            fence_name = site.fence_names[int(f)] if site is not None and f >= 0 else None
+    def _events(self, rows: list[EventRow], targets: list[Decided]) -> None:
+        """Turn state-machine events (rows of plain numbers) into records and alerts, each
+        in the output of its cause (`targets`, one per row)."""
+        for (d, k, t, s, f, dist), out in zip(rows, targets, strict=True):
+            device_id = self.device_ids[d]
+            site_name = self._site_of[d]
+            fence_name = self._fence_name(site_name, f)
             kind = event_kind(k)
-            out = target(int(d), int(t), int(s))
+            distance_m = _finite(dist)
             out.batch.events.append(
-                Event(
-                    device_id,
-                    kind,
-                    int(t),
-                    int(s),
-                    site_name,
-                    fence_name,
-                    _finite(dist),
-                )
+                Event(device_id, kind, t, s, site_name, fence_name, distance_m)
             )
             if kind in ALERTING:
                 supplier, name = device_id.split("/", 1)
                 payload = {
                     "device": name,
                     "kind": kind,
-                    "event_ms": int(t),
-                    "seq": int(s),
+                    "event_ms": t,
+                    "seq": s,
                     "site": site_name,
                     "fence": fence_name,
-                    "distance_m": _finite(dist),
+                    "distance_m": distance_m,
                     "message": _MESSAGES[kind],
                 }
+                text = json.dumps(payload, separators=(",", ":"))
                 out.alerts.append(
-                    PendingAlert(
-                        device_id,
-                        kind,
-                        int(t),
-                        int(s),
-                        alert_topic(supplier, name),
-                        json.dumps(payload, separators=(",", ":")),
-                    )
+                    PendingAlert(device_id, kind, t, s, alert_topic(supplier, name), text)
                 )
+
+    def _fence_name(self, site_name: str | None, fence: int) -> str | None:
+        """The name of a site's safe-zone fence by number (None: no site, or outside)."""
+        if site_name is None or fence < 0:
+            return None
+        return self.deployment.sites[site_name].fence_names[fence]
 
 
 def _finite(value: float) -> float | None:

@@ -16,11 +16,11 @@ bounds memory when both the database and the spool are unavailable.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import pickle
-import queue
 import sys
 import threading
 import time
@@ -28,13 +28,13 @@ from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from geofence.breach import NO_TIME
+from ingest.hops import HopWatch, now_us
 from ingest.lag import FALLING_BEHIND, LagWatch
 from ingest.network import NetworkLoop, ReadAheadClient
 from ingest.pipeline import Decided, Inbound, Pipeline
@@ -60,13 +60,16 @@ RECEIVE_MAXIMUM = 10_000
 TICK_MS = 250  # how often silent devices are checked and the spool replayed
 SWITCH_INTERVAL_S = 0.0005
 RATE_WINDOW_S = 0.1
-#: The writer gathers batches this long before one transaction... Short, because the
-#: broker's acknowledgements wait for the write, and Mosquitto (2.0.11 here) delivers a
-#: subscriber's next messages later while more of its earlier ones await acknowledgement:
-#: measured at 1,000 fixes/s, 1 ms gave an alert round trip p50 of 1.3 ms, 5 ms 3.1 ms
-#: and 20 ms 7.8 ms. Under load the writer still gathers whatever waited while it wrote.
-WRITE_GATHER_S = 0.001
-WRITE_GATHER_RECORDS = 2000  # ...or until it holds this many records
+#: The writer sleeps this long between transactions, then takes whatever batches wait.
+#: It is not woken for each batch: every wake-up and every transaction is interpreter time
+#: taken from the decider (and a commit's work taken from the machine), so fewer, larger
+#: writes put alerts out sooner. Measured at 1,000 fixes/s (ingest/hops.py): woken per
+#: batch and gathering 1 ms, the alert round trip p50 was 1.14 ms; sleeping 20 ms,
+#: 0.54-0.67 ms. Acknowledgements wait for the write, so a fix stays unacknowledged for
+#: about this plus a commit; with Nagle's algorithm off (ingest/network.py) that no longer
+#: delays the broker's next deliveries.
+WRITE_EVERY_S = 0.02
+WRITE_GATHER_RECORDS = 2000  # at most this many records a transaction; more wait a turn
 #: Each worker publishes its health here (retained) for the console's /metrics: it still
 #: arrives when the database is down, which is when the spool depth matters.
 HEALTH_TOPIC = "trackfence/v1/ingest/{client_id}/status"
@@ -126,13 +129,16 @@ class IngestService:
         self.counters: Counter = Counter()
         self.alarms: set[str] = set()
         self.lag = LagWatch()
+        self.hops = HopWatch()  # where time goes inside the worker (ingest/hops.py)
         self._health_due = False  # an alarm changed: publish the status without waiting
         #: the clock's time at the last look for silent devices (set by the decider)
         self.ticked_ms: int | None = None
-        #: filled by on_message and emptied by the decider: the same thread (see network.py)
-        self._inbox: deque[tuple[Inbound, int, int]] = deque()
+        #: filled by on_message and emptied by the decider: the same thread (see network.py);
+        #: (message, its packet id, QoS, when it arrived in µs on the monotonic clock)
+        self._inbox: deque[tuple[Inbound, int, int, int]] = deque()
         self._held: list[tuple[Batch, list[tuple[int, int]]]] = []  # written nowhere yet
-        self._writes: queue.Queue = queue.Queue()  # (batch, acks) from decider to writer
+        #: (batch, acks, first arrival µs) from the decider to the writer; None: stop
+        self._writes: deque[tuple[Batch, list[tuple[int, int]], int | None] | None] = deque()
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -254,7 +260,7 @@ class IngestService:
         payload = bytes(message.payload)
         received = self.clock_ms() if self.receipt is None else self.receipt(message.topic, payload)
         inbound = Inbound(message.topic, payload, received, effects)
-        self._inbox.append((inbound, message.mid, message.qos))
+        self._inbox.append((inbound, message.mid, message.qos, now_us()))
 
     def _elsewhere(self, message: mqtt.MQTTMessage, effects: bool) -> bool:
         """(Sharded) whether the message is of a device at none of this worker's sites.
@@ -273,7 +279,7 @@ class IngestService:
             self.client.publish(message.topic, bytes(message.payload), qos=1)
             self.counters["redispatched"] += 1
         self.counters["elsewhere"] += 1
-        self._writes.put((Batch(), [(message.mid, message.qos)]))
+        self._writes.append((Batch(), [(message.mid, message.qos)], None))
         return True
 
     # ------------------------------------------------------------------ lifecycle
@@ -283,6 +289,12 @@ class IngestService:
         # its alert. Hand it over more often (a small cost in throughput).
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._prepare_store(restore=True)
+        # What was made to start (sites, fence indexes, restored states, imported code) is
+        # kept for good: the collector no longer walks it at every full collection, which
+        # otherwise stalls every thread for milliseconds at a time (ingest/hops.py, gc_us).
+        gc.collect()
+        gc.freeze()
+        self.hops.watch_gc()
         host, port = self.settings.broker_host_port
         if self.client.protocol == mqtt.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
@@ -335,6 +347,7 @@ class IngestService:
         self.client.disconnect()
         self.network.flush()
         self.store.close()
+        self.hops.unwatch_gc()
 
     @property
     def waiting(self) -> int:
@@ -349,10 +362,13 @@ class IngestService:
     def _run(self) -> None:
         """The decider: micro-batch, decide, alert; storage happens on the writer thread.
 
-        A batch is whatever is waiting. Under load it may also wait for more, up to
-        batch_max_wait_ms, but only while that wait would at least double it: at 1,000
-        fixes/s a lone fix goes at once; at 10,000/s a batch gathers ~5-10, which
-        amortises the per-batch cost without adding latency when it is quiet.
+        A batch is whatever is waiting: a lone fix goes at once, and under load whatever
+        arrived while the last batch was decided goes together. It may also wait for
+        more, up to batch_max_wait_ms (default 0: never), and only while that wait would
+        at least double it. A lone fix is decided in tens of microseconds
+        (`Pipeline._decide_each`), so waiting only adds latency until the rate nears
+        what one core can decide; set it for a worker that must trade latency for
+        throughput.
         """
         next_tick = self.clock_ms() + TICK_MS
         next_health = self.clock_ms()
@@ -363,7 +379,7 @@ class IngestService:
         while not self._stop.is_set():
             try:
                 self.network.poll(0 if inbox else 0.05)
-                if inbox:
+                if inbox and max_wait_s > 0:
                     started = time.monotonic()
                     while len(inbox) < self.settings.batch_max_fixes:
                         remaining = started + max_wait_s - time.monotonic()
@@ -375,6 +391,7 @@ class IngestService:
                 log.exception("the network loop failed; carrying on")
                 self.counters["network_failures"] += 1
                 time.sleep(0.05)
+            turn_us = now_us()
             taken = [inbox.popleft() for _ in range(min(len(inbox), self.settings.batch_max_fixes))]
             # the rate is measured over a window, not between two batches: two fixes
             # read back to back are not a rate of thousands a second
@@ -385,14 +402,7 @@ class IngestService:
                 window_start, window_count = now_s, 0
             try:
                 if taken:
-                    self.counters["batches"] += 1
-                    # a replay measures no hop: each fix is decided when it was received
-                    clock = self.clock_ms if self.receipt is None else None
-                    if self._resuming:
-                        self._resume([t[0] for t in taken])
-                    decided = self.pipeline.decide([t[0] for t in taken], clock)
-                    self._finish(decided, [(mid, qos) for _, mid, qos in taken])
-                    self._watch_lag(decided.batch.fixes)
+                    self._decide(taken, turn_us)
                 now = self.clock_ms()
                 if now >= next_tick:
                     next_tick = now + TICK_MS
@@ -409,7 +419,27 @@ class IngestService:
                     "a batch failed; its messages stay unacknowledged and will come again"
                 )
                 self.counters["batch_failures"] += 1
-        self._writes.put(None)  # let the writer finish what it has, then stop
+            if taken:
+                self.hops.record("loop_us", now_us() - turn_us)
+        self._writes.append(None)  # let the writer finish what it has, then stop
+
+    def _decide(self, taken: list[tuple[Inbound, int, int, int]], started_us: int) -> None:
+        """Decide a batch taken from the inbox, publish its alerts, hand it to the writer."""
+        self.counters["batches"] += 1
+        arrived_us = taken[0][3]
+        self.hops.record("inbox_us", started_us - arrived_us)
+        # a replay measures no hop: each fix is decided when it was received
+        clock = self.clock_ms if self.receipt is None else None
+        messages = [t[0] for t in taken]
+        if self._resuming:
+            self._resume(messages)
+        decided = self.pipeline.decide(messages, clock)
+        took_us = now_us() - started_us
+        self.hops.record("decide_us", took_us)
+        if len(taken) == 1:
+            self.hops.record("lone_us", took_us)
+        self._finish(decided, [(mid, qos) for _, mid, qos, _ in taken], arrived_us)
+        self._watch_lag(decided.batch.fixes)
 
     def _resume(self, messages: list[Inbound]) -> None:
         """(Replicated) resume each device, at the first message this worker gets for it,
@@ -477,34 +507,42 @@ class IngestService:
         """The time up to which silence can be judged: now, or just before the oldest
         message still waiting to be decided. A message from a device may be waiting in
         our own backlog; the device is not silent for that, and is not said LOST."""
-        waiting = [inbound.received_ms for inbound, _, _ in self._inbox]
+        waiting = [inbound.received_ms for inbound, _, _, _ in self._inbox]
         return min(now_ms, min(waiting) - 1) if waiting else now_ms
 
-    def _finish(self, decided: Decided, acks: list[tuple[int, int]]) -> None:
-        """Publish the alerts now (safety does not wait for storage), then hand on to the writer."""
+    def _finish(
+        self, decided: Decided, acks: list[tuple[int, int]], arrived_us: int | None = None
+    ) -> None:
+        """Publish the alerts now (safety does not wait for storage), then hand on to the writer.
+
+        `arrived_us`: when the batch's first message arrived (monotonic µs), for `ack_us`.
+        """
         batch = decided.batch
-        self.counters.update({f"dead_letter:{r}": n for r, n in decided.reasons.items()})
+        if decided.reasons:
+            self.counters.update({f"dead_letter:{r}": n for r, n in decided.reasons.items()})
         self.counters["fixes"] += len(batch.fixes)
         if decided.alerts:
+            started_us = now_us()
             published = []
             for pending in decided.alerts:
                 self.client.publish(pending.topic, pending.payload, qos=1)
                 published.append(self.clock_ms())
+            self.network.flush()  # out of the socket now, before anything else is done
+            self.hops.record("alert_us", now_us() - started_us)
             decided.record_alerts(published)
             self.counters["alerts"] += len(decided.alerts)
-            self.network.flush()  # out of the socket now, before anything else is done
         for message in decided.dead_letter_messages:
             self.client.publish(decided.dead_letter_topic, message, qos=1)
         if len(batch) or acks:
-            self._writes.put((batch, acks))
+            self._writes.append((batch, acks, arrived_us))
 
     def _watch_lag(self, fixes: list[Fix]) -> None:
         """Feed the falling-behind watch a bounded sample of the batch: its cost stays flat."""
         sample = fixes[:: max(1, -(-len(fixes) // LAG_SAMPLE))]
         change = self.lag.observe(
             self.clock_ms(),
-            np.array([f.device_id for f in sample], dtype=object),
-            np.array([f.received_ms - f.fix_ms for f in sample], dtype=float),
+            [f.device_id for f in sample],
+            [f.received_ms - f.fix_ms for f in sample],
         )
         if change is True:
             self._alarm(FALLING_BEHIND, self.lag.detail())
@@ -526,40 +564,36 @@ class IngestService:
 
     def _publish_health(self, now_ms: int) -> None:
         if self.connected.is_set():
-            self.client.publish(self.health_topic, json.dumps(self.health(now_ms)), qos=1,
-                                retain=True)  # fmt: skip
+            status = self.health(now_ms)
+            # µs per hop since the last status: p50, p99, max, count (ingest/hops.py)
+            status["hops"] = self.hops.summary()
+            self.client.publish(self.health_topic, json.dumps(status), qos=1, retain=True)
+
 
     # ------------------------------------------------------------------ keeping
     def _write_loop(self) -> None:
-        """The writer: coalesce waiting batches, make them durable, then acknowledge them."""
+        """The writer: every WRITE_EVERY_S, make the batches waiting durable in one
+        transaction, then acknowledge them; when none wait, retry the spool now and then."""
+        last_catch_up = time.monotonic()
         while True:
-            try:
-                first = self._writes.get(timeout=TICK_MS / 1000)
-            except queue.Empty:
-                self._guard(self._catch_up)
-                continue
-            # gather for a moment (see WRITE_GATHER_S): fewer transactions free the
-            # interpreter for the decider, but acknowledgements wait for the write
-            items = [first]
-            deadline = time.monotonic() + WRITE_GATHER_S
-            while first is not None and sum(len(i[0]) for i in items if i) < WRITE_GATHER_RECORDS:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._writes.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                items.append(item)
+            if len(self._writes) < 2 or self._writes[0] is None:
+                time.sleep(WRITE_EVERY_S)  # (a backlog beyond one transaction goes at once)
+            merged, acks, arrived, stopping = Batch(), [], [], False
+            while self._writes and len(merged) < WRITE_GATHER_RECORDS:
+                item = self._writes.popleft()
                 if item is None:
+                    stopping = True
                     break
-            stopping = None in items
-            merged, acks = Batch(), []
-            for item in items:
-                if item is not None:
-                    merged.extend(item[0])
-                    acks.extend(item[1])
-            self._guard(lambda: self._store_and_ack(merged, acks))  # noqa: B023
+                merged.extend(item[0])
+                acks.extend(item[1])
+                if item[2] is not None:
+                    arrived.append(item[2])
+            if len(merged) or acks:
+                first_us = min(arrived) if arrived else None
+                self._guard(lambda: self._store_and_ack(merged, acks, first_us))  # noqa: B023
+            elif time.monotonic() - last_catch_up >= TICK_MS / 1000:
+                last_catch_up = time.monotonic()
+                self._guard(self._catch_up)
             if stopping:
                 return
 
@@ -570,12 +604,19 @@ class IngestService:
             log.exception("storage step failed; unacknowledged messages will come again")
             self.counters["batch_failures"] += 1
 
-    def _store_and_ack(self, batch: Batch, acks: list[tuple[int, int]]) -> None:
+    def _store_and_ack(
+        self, batch: Batch, acks: list[tuple[int, int]], arrived_us: int | None = None
+    ) -> None:
+        started_us = now_us()
         if self._held or not self._keep(batch):
             self._held.append((batch, acks))
             self._catch_up()
             return
+        done_us = now_us()
+        self.hops.record("write_us", done_us - started_us)
         self._ack(acks)
+        if arrived_us is not None:
+            self.hops.record("ack_us", done_us - arrived_us)
         self.counters["writes"] += 1
 
     def _keep(self, batch: Batch) -> bool:

@@ -17,7 +17,7 @@ session_expiry_s = 604800                # how long the broker keeps a worker's 
 tls_ca = "/etc/trackfence/ca.crt"        # TRACKFENCE_TLS_CA, with broker = "mqtts://…:8883"
 username = "ingest"                      # TRACKFENCE_MQTT_USERNAME / _PASSWORD
 batch_max_fixes = 500                    # a micro-batch closes at this many messages...
-batch_max_wait_ms = 1                    # ...or this long after its first (it waits
+batch_max_wait_ms = 0                    # ...or this long after its first (0: never; it waits
                                          # only while that would double the batch)
 spool = "/var/lib/trackfence/spool"     # TRACKFENCE_SPOOL
 spool_max_mb = 512
@@ -86,7 +86,7 @@ class IngestSettings:
     username: str | None = None
     password: str | None = None
     batch_max_fixes: int = 500
-    batch_max_wait_ms: float = 1.0
+    batch_max_wait_ms: float = 0.0
     spool: str = "spool"
     spool_max_mb: float = 512.0
     #: a fix more than this older than its device's newest fix and its own receipt is
@@ -205,7 +205,27 @@ def load_settings(
     except ValueError as exc:
         raise SettingsError(f"[ingest].{exc}") from None
     _check_shard_and_session(settings)
+    _check_batching(settings)
     return settings
+
+
+#: What the micro-batch settings may be: a batch of at least one message and at most what
+#: the broker may have in flight to us; a wait no longer than a second.
+BATCH_MAX_FIXES_RANGE = (1, 10_000)
+BATCH_MAX_WAIT_MS_RANGE = (0.0, 1000.0)
+
+
+def _check_batching(settings: IngestSettings) -> None:
+    """The micro-batch settings, checked at load: a worker refuses to start on nonsense."""
+    fixes, wait = settings.batch_max_fixes, settings.batch_max_wait_ms
+    lo, hi = BATCH_MAX_FIXES_RANGE
+    if isinstance(fixes, bool) or not isinstance(fixes, int) or not lo <= fixes <= hi:
+        raise SettingsError(f"[ingest].batch_max_fixes: a whole number, {lo} to {hi:,}: {fixes!r}")
+    lo_ms, hi_ms = BATCH_MAX_WAIT_MS_RANGE
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not lo_ms <= wait <= hi_ms:
+        raise SettingsError(
+            f"[ingest].batch_max_wait_ms: milliseconds, {lo_ms:g} to {hi_ms:g}: {wait!r}"
+        )
 
 
 def _check_shard_and_session(settings: IngestSettings) -> None:

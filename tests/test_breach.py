@@ -11,12 +11,14 @@ from geofence.breach import (
     BreachConfig,
     DeviceStates,
     EventKind,
+    Events,
     State,
     event_kind,
     expire,
     replay,
     state_of,
     step,
+    step_fix,
 )
 
 CONFIG = BreachConfig(
@@ -231,6 +233,36 @@ def test_fix_by_fix_and_vectorised_decide_alike(fixes, seed):
     assert start.state.tolist() == [State.LOST.code] * 4  # the states given are never changed
     one = _one_at_a_time(stream, scalar=True)
     assert sorted(one[1], key=_key) == sorted(fast.events.records(), key=_key)
+
+
+@settings(max_examples=80, deadline=None)
+@given(FIXES, st.integers(0, 10**6))
+def test_a_lone_fix_on_its_row_decides_as_step(fixes, seed):
+    """`step_fix` (the live path's lone fix: one device's row, plain numbers, nothing
+    copied) gives the events, accepted flags, states kept and final states of `step`."""
+    device, time_ms, seq, distance, fence, accuracy, heard = _stream(fixes, seed)
+    unusable = np.random.default_rng(seed + 2).random(device.size) < 0.05
+    distance[unusable] = np.nan  # a position that could not be measured: the worst case
+    states, rows, accepted, after = DeviceStates.new(4), [], [], []
+    for i in range(device.size):
+        d = int(device[i])
+        done = step_fix(states.row(d), d, int(time_ms[i]), int(seq[i]), float(distance[i]),
+                        int(fence[i]), float(accuracy[i]), CONFIG, int(heard[i]), rows)  # fmt: skip
+        if done.accepted:
+            states.put(d, done.row)
+        accepted.append(done.accepted)
+        after.append(done.state_after)
+    wide = step(DeviceStates.new(4), device, time_ms, seq, distance, fence, accuracy, CONFIG,
+                heard_ms=heard, scalar=False)  # fmt: skip
+    for field in DeviceStates.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(states, field), getattr(wide.states, field))
+    assert accepted == wide.accepted.tolist()
+    assert after == wide.state_after.tolist()
+    by_device = sorted(rows, key=lambda r: r[0])  # step groups events by device, in order
+    columns = list(zip(*by_device, strict=True)) if by_device else [()] * 6
+    for got, field in zip(columns, Events.__dataclass_fields__, strict=True):
+        np.testing.assert_array_equal(np.array(got, dtype=float),
+                                      getattr(wide.events, field).astype(float))  # fmt: skip
 
 
 def test_a_device_with_a_slow_clock_is_not_lost_while_it_keeps_reporting():

@@ -83,3 +83,26 @@ def test_bad_device_coordinates_become_nan_not_an_exception():
     frame = LocalFrame(51.55, -0.11)
     x, y = frame.from_etrs89(np.array([51.55, np.nan, 95.0]), np.array([-0.11, 0.0, 0.0]))
     assert np.isfinite(x[0]) and np.isnan(x[1:]).all() and np.isnan(y[1:]).all()
+
+
+@pytest.mark.parametrize("datum", [DeviceDatum.ETRS89, DeviceDatum.WGS84])
+def test_a_lone_fix_lands_on_the_same_bits_as_in_an_array(datum):
+    """The live path places a lone fix with scalars (`from_device_one`); it must land
+    exactly where the array path puts it, or the two paths could decide a fix on the
+    edge differently. Unusable positions are NaN on both."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    lat = 51.5577 + rng.normal(0, 0.02, n)
+    lon = -0.1088 + rng.normal(0, 0.02, n)
+    lat[:4] = [np.nan, 91.0, 51.5, -90.0]
+    lon[:4] = [-0.1, 0.0, np.inf, 180.0]
+    time_ms = 1_780_000_000_000 + rng.integers(0, 400 * 86_400_000, n)
+    frame = LocalFrame(51.5577, -0.1088)
+    x, y = frame.from_device(lat, lon, datum, time_ms)
+    one = np.array(
+        [frame.from_device_one(float(a), float(o), datum, int(t)) for a, o, t in
+         zip(lat, lon, time_ms, strict=True)]
+    )  # fmt: skip
+    np.testing.assert_array_equal(one[:, 0], x)
+    np.testing.assert_array_equal(one[:, 1], y)
+    assert np.isnan(one[:3]).all() and np.isfinite(one[3:]).all()

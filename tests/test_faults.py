@@ -157,8 +157,8 @@ def _verdict(shift: Shift, store: TimescaleStore, alerts: Listener, label: str) 
         ]
         assert got, f"{label}: {walker}'s excursion was never alerted"
         delays.append(min(got) - shift.crossed_at[walker])
-    print(f"{label}: {len(keys):,} fixes once each; {len(delays)} breaches alerted, "
-          f"worst {max(delays):.2f} s after the crossing fix was sent")  # fmt: skip
+    worst = f"worst {max(delays):.2f} s after the crossing fix was sent" if delays else "none"
+    print(f"{label}: {len(keys):,} fixes once each; {len(delays)} breaches alerted, {worst}")
 
 
 def test_a_worker_killed_again_and_again_loses_and_doubles_nothing(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geofence.breach import BreachConfig
 from ingest.deployment import Deployment
@@ -188,14 +190,18 @@ def test_a_fault_of_ours_on_one_message_does_not_take_its_batch_with_it(example_
     pipeline = _pipeline(example_site)
     good = _walk(example_site, "good", 20, crossing=15)
     buggy = _walk(example_site, "buggy", 3, crossing=99)
-    real = Pipeline._decide_fixes
 
-    def failing(self, states, fixes, clock, fragments):
-        if any(f.device == "buggy" for f, _, _ in fixes):
-            raise RuntimeError("a bug")
-        return real(self, states, fixes, clock, fragments)
+    def failing(real):
+        def decide(self, states, fixes, clock, fragments):
+            if any(f.device == "buggy" for f, _, _ in fixes):
+                raise RuntimeError("a bug")
+            return real(self, states, fixes, clock, fragments)
 
-    monkeypatch.setattr(Pipeline, "_decide_fixes", failing)
+        return decide
+
+    # the bug is in the decision, whichever path a batch takes (vectorised, or one at a time)
+    monkeypatch.setattr(Pipeline, "_decide_fixes", failing(Pipeline._decide_fixes))
+    monkeypatch.setattr(Pipeline, "_decide_each", failing(Pipeline._decide_each))
     decided = pipeline.decide(good[:10] + buggy + good[10:], lambda: NOW + 3000)
     assert [d.reason for d in decided.batch.dead_letters] == ["internal"] * 3
     assert pipeline.isolated_failures == 3
@@ -216,6 +222,23 @@ def test_stale_after_s_is_a_bounded_setting(example_site, tmp_path):
         load_settings(config, env={})
     config.write_text("[ingest]\nstale_after_s = 120\n")
     assert load_settings(config, env={}).stale_after_s == 120.0
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["batch_max_fixes = 0", "batch_max_fixes = 1e9", 'batch_max_fixes = "500"',
+     "batch_max_fixes = true", "batch_max_wait_ms = -1", "batch_max_wait_ms = nan",
+     "batch_max_wait_ms = 86400000", 'batch_max_wait_ms = "1"'],
+)  # fmt: skip
+def test_micro_batch_settings_are_bounded(tmp_path, line):
+    """A worker refuses to start on a batch size or wait it could not run with, naming it."""
+    config = tmp_path / "ingest.toml"
+    config.write_text(f"[ingest]\n{line}\n")
+    with pytest.raises(SettingsError, match=line.split(" =")[0]):
+        load_settings(config, env={})
+    config.write_text("[ingest]\nbatch_max_fixes = 200\nbatch_max_wait_ms = 2.5\n")
+    loaded = load_settings(config, env={})
+    assert (loaded.batch_max_fixes, loaded.batch_max_wait_ms) == (200, 2.5)
 
 
 def test_the_words_kept_and_sent_are_the_cores_vocabulary(example_site):
@@ -244,3 +267,104 @@ def test_the_words_kept_and_sent_are_the_cores_vocabulary(example_site):
     again.restore([DeviceState("other/u1", NOW, 1, "UNASSIGNED", None, None, NOW + 40),
                    DeviceState("acme/w1", NOW, 19, "BREACH", None, -1.0, NOW + 40)])  # fmt: skip
     assert [state_of(s) for s in again.states.state] == [State.LOST, State.BREACH]
+
+
+# ------------------------------------------------------------ a lone fix, on plain numbers
+
+_DEVICES = ("acme/a1", "acme/a2", "bolt/b1", "elsewhere/e1")  # bolt reports WGS84; e1 no site
+
+
+def _stream(site, steps) -> list[Inbound]:
+    """Messages from random walks about the safe zone's edge: late, repeated and silent
+    fixes, a device at no site, a WGS84 supplier, a missing accuracy, a last will."""
+    messages, seq, clock = [], dict.fromkeys(_DEVICES, 0), NOW
+    for who, lateral_m, accuracy_m, gap_ms, kind in steps:
+        device = _DEVICES[who]
+        supplier, name = device.split("/")
+        clock += gap_ms
+        seq[device] += 1
+        lat, lon = site_latlon(site, 410.0 + 0.01 * seq[device], lateral_m)
+        if kind == "will":
+            body = json.dumps({"_type": "lwt", "tst": clock // 1000}).encode()
+            messages.append(Inbound(f"trackside/v1/{supplier}/{name}/fix", body, clock))
+            continue
+        fix_ms, number = clock - 50, seq[device]
+        if kind == "late" and number > 2:
+            fix_ms, number = fix_ms - 1500, number - 2  # an earlier fix, delivered late
+        body = json.loads(native(name, number, fix_ms, lat, lon, accuracy_m))
+        if kind == "no-accuracy":
+            del body["accuracy_m"]
+        topic = f"trackside/v1/{supplier}/{name}/fix"
+        messages.append(Inbound(topic, json.dumps(body).encode(), clock))
+        if kind == "again":
+            messages.append(Inbound(topic, json.dumps(body).encode(), clock + 5))
+    return messages
+
+
+def _decided(site, messages, cuts, one_at_a_time_max, ticks=True) -> list[Decided]:
+    import ingest.pipeline as pipeline_module
+
+    deployment = Deployment({site.name: site}, [("acme/*", site.name), ("bolt/*", site.name)],
+                            supplier_datum={"bolt": "WGS84"})  # fmt: skip
+    # quick to clear and to warn, so that a short stream goes through every state
+    config = BreachConfig(lost_after_s=3.0, clearing_margin_m=0.2, clearing_dwell_s=0.5,
+                          warning_margin_m=0.5, warning_hysteresis_m=0.1)  # fmt: skip
+    pipeline = Pipeline(deployment, config)
+    out, at = [], 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline_module, "ONE_AT_A_TIME_MAX", one_at_a_time_max)
+        for end in [*(c for c in cuts if c < len(messages)), len(messages)]:
+            if end > at:
+                out.append(pipeline.decide(messages[at:end], lambda: 7))
+                if ticks:  # the clock's look for silent devices, after each batch
+                    out.append(pipeline.expire(messages[end - 1].received_ms + 100))
+                at = end
+        out.append(pipeline.expire(messages[-1].received_ms + 100))
+    return out
+
+
+def _kept(decided: list[Decided]) -> tuple:
+    batch = Decided()
+    for d in decided:
+        batch.merge(d)
+    b = batch.batch
+    return b.fixes, b.events, [(a.topic, a.payload) for a in batch.alerts], b.dead_letters
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.integers(0, 3),
+        st.floats(-6.0, 1.5),  # metres left of the line: the safe zone is from -4.5 to 0.6
+        st.sampled_from([0.02, 0.1, 0.3]),
+        st.sampled_from([0, 20, 200, 1000, 1000, 4000]),
+        st.sampled_from(["fix"] * 6 + ["late", "again", "no-accuracy", "will"]),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(STEPS, st.lists(st.integers(0, 60), max_size=6))
+def test_a_lone_fix_on_plain_numbers_decides_as_the_vectorised_batch(example_site, steps, cuts):
+    """A few fixes are decided one at a time on plain Python numbers (the live path when
+    quiet), a busier batch on arrays: every fix, event, alert and dead letter kept is the
+    same either way, and however the stream is cut into batches."""
+    messages = _stream(example_site, steps)
+    each = [k + 1 for k in range(len(messages))]
+    scalar = _kept(_decided(example_site, messages, each, 8))
+    vectorised = _kept(_decided(example_site, messages, each, 0))
+    assert scalar == vectorised
+    assert len(scalar[0]) == sum(b'"lwt"' not in m.payload for m in messages)
+    assert not scalar[3]  # no dead letters: every message was decided
+    # cut otherwise, a LOST that a fix revealed is kept in that fix's batch rather than
+    # the clock tick's: the same event, kept in another order. (Without ticks between:
+    # a last will says LOST when it arrives, so a tick that looked first stamps it sooner.)
+    cut = sorted(set(cuts))
+    alone = _kept(_decided(example_site, messages, each, 8, ticks=False))
+    for one_at_a_time_max in (8, 0):
+        batched = _kept(_decided(example_site, messages, cut, one_at_a_time_max, ticks=False))
+        assert batched[0] == alone[0]
+        assert sorted(batched[1], key=repr) == sorted(alone[1], key=repr)
+        assert sorted(batched[2]) == sorted(alone[2])
+        assert batched[3] == alone[3] == []
