@@ -8,6 +8,7 @@ python -m benchmarks.mqtt_peers publish PORT FIRST N DEVICES RATE
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 import time
@@ -16,8 +17,22 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 
+class Client(mqtt.Client):
+    """A plain paho client with Nagle's algorithm off, as the worker's is (ingest/network.py).
+
+    paho leaves it on, and then a small packet can wait tens of milliseconds for a delayed
+    TCP acknowledgement: the floor the worker is measured against, and the devices and
+    listener that measure it, must not carry that timer either.
+    """
+
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
 def echo(port: int) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-echo", protocol=mqtt.MQTTv5)
+    client = Client(CallbackAPIVersion.VERSION2, client_id="bench-echo", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
 
     def on_message(c, u, m):
@@ -44,7 +59,7 @@ def count(port: int, expected: int) -> None:
         if seen >= expected:
             done.set()
 
-    client = mqtt.Client(
+    client = Client(
         CallbackAPIVersion.VERSION2, client_id="bench-count", protocol=mqtt.MQTTv5, manual_ack=True
     )
     client.on_message = on_message
@@ -72,7 +87,7 @@ def publish(
     """A load generator: native fixes on the ECM1 example site, stamped now, QoS 1."""
     import json
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)  # larger windows slow paho's own bookkeeping
     # MQTT packet ids are 16-bit, so at most 65,535 messages can await their PUBACK; past
     # a smaller window the generator waits (the broker's back-pressure lowers the offered

@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.conftest import NOTES
-from benchmarks.mqtt_peers import SAFE_POSITION
+from benchmarks.mqtt_peers import SAFE_POSITION, Client
 from store import StoreError
 from store.timescale import TimescaleStore
 from tests.conftest import ROOT
@@ -77,7 +77,7 @@ def stored(store: TimescaleStore) -> int:
 
 def warm_up(port: int, store: TimescaleStore) -> None:
     """Send one fix until the worker has stored it (before its first session, nothing queues)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     client.connect("127.0.0.1", port)
     client.loop_start()
     lat, lon = SAFE_POSITION
@@ -129,7 +129,7 @@ class HopListener:
 
     def __init__(self, port: int) -> None:
         self.statuses: list[dict] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+        self.client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("trackfence/v1/ingest/+/status", qos=1)
@@ -175,7 +175,7 @@ def hop_text(hops: dict[str, dict[str, float]]) -> str:
 class AlertListener:
     def __init__(self, port: int) -> None:
         self.received: dict[tuple[str, int], int] = {}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+        self.client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("trackside/v1/bench/+/alert", qos=1)

@@ -65,8 +65,8 @@ def test_lone_fix_decision(benchmark, lone_fixes, path, monkeypatch):
     TIMES[path] = benchmark.stats.stats.median / len(part) * 1e6
     if len(TIMES) == 2:
         ours, peer = TIMES["ours: one at a time"], TIMES["peer: vectorised, arrays of one"]
-        NOTES["lone"] = (
+        NOTES["lone_decision"] = (
             f"a lone fix decided (Pipeline.decide, alerted): ours {ours:.1f} µs, through arrays "
             f"of one {peer:.1f} µs: {peer / ours:.1f}x"
         )
-        assert ours <= 50, NOTES["lone"]
+        assert ours <= 50, NOTES["lone_decision"]

@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.conftest import NOTES
-from benchmarks.mqtt_peers import SAFE_POSITION
+from benchmarks.mqtt_peers import SAFE_POSITION, Client
 from store import StoreError
 from store.timescale import TimescaleStore
 from tests.conftest import ROOT
@@ -103,7 +103,7 @@ class Run:
 
 def _publish(port: int, topics: list[tuple[str, str]], rounds: range, rate: float) -> None:
     """Every device's fixes for `rounds`, device by device, at `rate` fixes/s, QoS 1."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -127,7 +127,7 @@ def _publish(port: int, topics: list[tuple[str, str]], rounds: range, rate: floa
 def _ready(run: Run, port: int) -> None:
     """Until every worker has said it is subscribed (its status, published at once)."""
     seen: dict[str, float] = {}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+    client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
 
     def on_message(c, u, m):
         body = json.loads(m.payload)

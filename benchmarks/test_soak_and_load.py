@@ -29,7 +29,7 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.conftest import NOTES
-from benchmarks.mqtt_peers import MAX_UNACKNOWLEDGED
+from benchmarks.mqtt_peers import MAX_UNACKNOWLEDGED, Client
 from benchmarks.test_ingest_speed import (
     DEVICES,
     ENV,
@@ -158,7 +158,7 @@ class HealthWatch:
         self.alarms: set[str] = set()
         self.spool_depth_max = 0
         self.fix_age_max_ms = 0.0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+        self.client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("trackfence/v1/ingest/+/status", qos=1)
