@@ -575,9 +575,10 @@ class IngestService:
         """The writer: every WRITE_EVERY_S, make the batches waiting durable in one
         transaction, then acknowledge them; when none wait, retry the spool now and then."""
         last_catch_up = time.monotonic()
+        full = False  # the last transaction was as large as one may be, and more waited
         while True:
-            if len(self._writes) < 2 or self._writes[0] is None:
-                time.sleep(WRITE_EVERY_S)  # (a backlog beyond one transaction goes at once)
+            if not full:
+                time.sleep(WRITE_EVERY_S)
             merged, acks, arrived, stopping = Batch(), [], [], False
             while self._writes and len(merged) < WRITE_GATHER_RECORDS:
                 item = self._writes.popleft()
@@ -588,6 +589,7 @@ class IngestService:
                 acks.extend(item[1])
                 if item[2] is not None:
                     arrived.append(item[2])
+            full = len(merged) >= WRITE_GATHER_RECORDS and bool(self._writes)
             if len(merged) or acks:
                 first_us = min(arrived) if arrived else None
                 self._guard(lambda: self._store_and_ack(merged, acks, first_us))  # noqa: B023
