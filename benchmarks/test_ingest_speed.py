@@ -124,19 +124,34 @@ def load(port: int, first_seq: int, n: int, rate: float, alternate: bool = False
     return done
 
 
-class HopListener:
-    """The worker's hop figures, as its retained health status publishes them (ingest/hops.py)."""
+class StatusListener:
+    """Every status the workers publish (retained, every 5 s), as an operator sees them."""
 
     def __init__(self, port: int) -> None:
-        self.statuses: list[dict] = []
         self.client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
+        self.client.on_message = lambda client, userdata, message: self.status(
+            json.loads(message.payload)
+        )
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("trackfence/v1/ingest/+/status", qos=1)
         self.client.loop_start()
 
-    def _on_message(self, client, userdata, message) -> None:
-        status = json.loads(message.payload)
+    def status(self, status: dict) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class HopListener(StatusListener):
+    """The worker's hop figures, as its status publishes them (ingest/hops.py)."""
+
+    def __init__(self, port: int) -> None:
+        self.statuses: list[dict] = []
+        super().__init__(port)
+
+    def status(self, status: dict) -> None:
         if status.get("hops"):
             self.statuses.append(status["hops"])
 
@@ -158,10 +173,6 @@ class HopListener:
                 "count": int(counts.sum()),
             }
         return out
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def hop_text(hops: dict[str, dict[str, float]]) -> str:

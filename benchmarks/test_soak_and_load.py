@@ -16,7 +16,6 @@ The last results are written to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import subprocess
@@ -24,18 +23,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import psutil
-from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.conftest import NOTES
-from benchmarks.mqtt_peers import MAX_UNACKNOWLEDGED, Client
+from benchmarks.mqtt_peers import MAX_UNACKNOWLEDGED
 from benchmarks.test_ingest_speed import (
     DEVICES,
     ENV,
     PY,
     ROOT,
     HopListener,
+    StatusListener,
     fresh_database,
     round_trip,
     start_ingest,
@@ -151,21 +149,16 @@ def _hop_cell(hops: dict, hop: str) -> str:
     return f"{_hop(hops, hop):,.0f}" if hop in hops else "–"
 
 
-class HealthWatch:
+class HealthWatch(StatusListener):
     """Every alarm the worker's own retained health status showed, as an operator sees it."""
 
     def __init__(self, port: int) -> None:
         self.alarms: set[str] = set()
         self.spool_depth_max = 0
         self.fix_age_max_ms = 0.0
-        self.client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("trackfence/v1/ingest/+/status", qos=1)
-        self.client.loop_start()
+        super().__init__(port)
 
-    def _on_message(self, client, userdata, message) -> None:
-        status = json.loads(message.payload)
+    def status(self, status: dict) -> None:
         self.alarms.update(status.get("alarms", []))
         self.spool_depth_max = max(self.spool_depth_max, status.get("spool_depth", 0))
         self.fix_age_max_ms = max(self.fix_age_max_ms, status.get("fix_age_median_ms") or 0.0)
@@ -174,10 +167,6 @@ class HealthWatch:
         seen, depth, age = sorted(self.alarms), self.spool_depth_max, self.fix_age_max_ms
         self.alarms, self.spool_depth_max, self.fix_age_max_ms = set(), 0, 0.0
         return seen, depth, age
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def offer(port: int, first_seq: int, n: int, rate: float) -> float:
