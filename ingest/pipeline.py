@@ -11,9 +11,12 @@ decides live, in replays and in tests. A batch goes through three stages:
 2. **Time sanity, per message, in arrival order.** A fix more than `stale_after_s`
    older than its device's newest fix and than its own receipt is dead-lettered
    (`time:stale`): it never reaches the state machine.
-3. **The decision, vectorised over the batch:** one frame conversion and one
-   geofence evaluation per site, one state-machine step for all devices. Its
-   inputs are bounded arrays, so no one row can fail it; the device states are
+3. **The decision:** up to ONE_AT_A_TIME_MAX fixes one at a time on plain Python
+   numbers (the live path when it is quiet); a busier batch vectorised, one frame
+   conversion and one geofence evaluation per site, one state-machine step for all
+   devices. The two are one rule, held identical by property tests. A last will is
+   applied where it came in the batch. Its inputs are bounded, so no one row can
+   fail it; the device states are
    replaced only once the whole batch has been decided.
 
 So one message's fate never touches another's: a payload that cannot be decided
