@@ -27,12 +27,22 @@ length bytes one at a time, then the body). Each is a system call that gives up 
 interpreter lock and must win it back, in the thread that decides. `ReadAheadClient`
 reads up to 64 KiB at once and hands paho its small reads from memory, and the loop
 drains every packet already in memory before it selects again.
+
+Writing, the same the other way: paho sends each queued packet with a `send()` of its
+own, so a turn of the loop that publishes an alert and acknowledges a stored batch made
+one system call (and one interpreter-lock hand-over, and one TCP segment for the broker
+to wake for) per packet. `ReadAheadClient` keeps what paho writes in memory and sends it
+in one call when paho's write is done (`loop_write`), so a turn's packets leave together,
+in the order paho wrote them. What the kernel will not take yet stays for the next
+write; past WRITE_BEHIND_MAX_BYTES paho is told the socket would block and keeps its
+packets queued, as it would with a full socket.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -41,22 +51,74 @@ import paho.mqtt.client as mqtt
 log = logging.getLogger("trackfence.ingest")
 
 READ_AHEAD_BYTES = 65_536
+#: Bytes written by paho and not yet taken by the kernel, past which paho is held back.
+WRITE_BEHIND_MAX_BYTES = 4 * 1024 * 1024
 
 
 class ReadAheadClient(mqtt.Client):
-    """A paho client whose socket reads are buffered (see the module docstring)."""
+    """A paho client whose socket reads and writes are buffered (see the module docstring).
+
+    Drive it from one thread (`NetworkLoop`): only `loop_write` sends what was written.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         self._read_ahead = bytearray()
+        self._write_behind = bytearray()
         super().__init__(*args, **kwargs)
 
     def read_ahead_bytes(self) -> int:
         """Bytes read from the socket that paho has not yet taken."""
         return len(self._read_ahead)
 
+    def write_behind_bytes(self) -> int:
+        """Bytes paho has written that the kernel has not yet taken."""
+        return len(self._write_behind)
+
     def reconnect(self) -> mqtt.MQTTErrorCode:
-        self._read_ahead.clear()  # nothing of an old connection may reach the new one
+        # nothing of an old connection may reach the new one, either way
+        self._read_ahead.clear()
+        self._write_behind.clear()
         return super().reconnect()
+
+    def want_write(self) -> bool:
+        return bool(self._write_behind) or super().want_write()
+
+    def loop_write(self) -> mqtt.MQTTErrorCode:
+        """paho writes its queued packets into memory, then they are sent in one call."""
+        rc = super().loop_write()
+        if rc != mqtt.MQTT_ERR_SUCCESS or self._sock is None:
+            return rc
+        return self._send_behind()
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if len(self._write_behind) >= WRITE_BEHIND_MAX_BYTES:
+            raise BlockingIOError  # paho keeps the packet queued, as on a full socket
+        self._write_behind += buf
+        return len(buf)
+
+    def _send_behind(self) -> mqtt.MQTTErrorCode:
+        """Send what paho has written, as far as the kernel takes it now."""
+        while self._write_behind:
+            try:
+                sent = self._sock.send(self._write_behind)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return mqtt.MQTT_ERR_SUCCESS  # the rest when the socket can take it
+            except OSError as exc:
+                log.warning("cannot write to the broker: %s", exc)
+                return mqtt.MQTT_ERR_CONN_LOST
+            del self._write_behind[:sent]
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def _sock_close(self) -> None:
+        """Send what is written (a DISCONNECT paho has just written closes at once), then close."""
+        if self._sock is not None and self._write_behind:
+            try:
+                self._sock.settimeout(1.0)
+                self._sock.sendall(self._write_behind)
+            except OSError:
+                pass  # the connection is going anyway; what was not acknowledged comes again
+        self._write_behind.clear()
+        super()._sock_close()
 
     def _create_socket_connection(self) -> socket.socket:
         sock = super()._create_socket_connection()
