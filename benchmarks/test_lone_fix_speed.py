@@ -10,6 +10,10 @@ one is decided, changes state and is alerted. Target: ≤ 50 µs (median).
 from __future__ import annotations
 
 import json
+import select
+import socket
+import statistics
+import time
 
 import pytest
 
@@ -70,3 +74,61 @@ def test_lone_fix_decision(benchmark, lone_fixes, path, monkeypatch):
             f"of one {peer:.1f} µs: {peer / ours:.1f}x"
         )
         assert ours <= 50, NOTES["lone_decision"]
+
+
+#: The live worker blocks on its socket between fixes: at 1,000 fixes/s about 1 ms.
+IDLE_GAP_S = 0.001
+
+
+def _per_call_us(work, items, gap_s: float) -> float:
+    """Median µs of `work(item)`, each call timed alone, after blocking `gap_s` on a socket
+    that never becomes readable (as the worker's select does between fixes)."""
+    quiet, _other = socket.socketpair()
+    times = []
+    try:
+        for item in items:
+            if gap_s:
+                select.select([quiet], [], [], gap_s)
+            began = time.perf_counter_ns()
+            work(item)
+            times.append(time.perf_counter_ns() - began)
+    finally:
+        quiet.close()
+        _other.close()
+    return statistics.median(times) / 1000
+
+
+def test_a_lone_fix_after_an_idle_gap(lone_fixes):
+    """What the same decision costs when the core has been idle for a millisecond before it.
+
+    Inside the live worker the median lone fix costs two to three times what it does here
+    in a loop. This measures why, with nothing else running: the same `Pipeline.decide`,
+    each call timed alone, back to back and after a 1 ms wait on a socket. The control
+    is `json.loads` of the same payloads (C code, no state of ours), timed the same two
+    ways: if it slows by the same factor, the cost is the machine waking (caches, the
+    virtual CPU's halt and resume), not a cache-hungry path of ours.
+    """
+    site, messages, config = lone_fixes
+    clock = lambda: T0  # noqa: E731
+    figures = {}
+    for gap_s in (0.0, IDLE_GAP_S):
+        pipeline = Pipeline(Deployment({site.name: site}, [("*", site.name)]), config)
+        for message in messages[:DEVICES]:  # each device's first fix: alerts nothing
+            pipeline.decide([message], clock)
+        part = messages[DEVICES : DEVICES + 4000]
+        alerts: list[int] = []
+        decided = _per_call_us(
+            lambda m: alerts.append(len(pipeline.decide([m], clock).alerts)),  # noqa: B023
+            part,
+            gap_s,
+        )
+        assert sum(alerts) == len(part)  # each one decided, changed state and was alerted
+        parsed = _per_call_us(lambda m: json.loads(m.payload), part, gap_s)
+        figures[gap_s] = (decided, parsed)
+    (hot, hot_control), (idle, idle_control) = figures[0.0], figures[IDLE_GAP_S]
+    NOTES["lone_after_idle"] = (
+        f"a lone fix, each call timed alone: back to back {hot:.1f} µs, after {IDLE_GAP_S * 1e3:g} "
+        f"ms idle {idle:.1f} µs ({idle / hot:.1f}x); control json.loads of the payload: "
+        f"{hot_control:.2f} µs, after idle {idle_control:.2f} µs "
+        f"({idle_control / hot_control:.1f}x)"
+    )
