@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.conftest import NOTES
-from benchmarks.mqtt_peers import SAFE_POSITION, Client
+from benchmarks.mqtt_peers import SAFE_POSITION, Client, HarnessClient
 from store import StoreError
 from store.timescale import TimescaleStore
 from tests.conftest import ROOT
@@ -186,7 +186,7 @@ def hop_text(hops: dict[str, dict[str, float]]) -> str:
 class AlertListener:
     def __init__(self, port: int) -> None:
         self.received: dict[tuple[str, int], int] = {}
-        self.client = Client(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
+        self.client = HarnessClient(CallbackAPIVersion.VERSION2, client_id="", protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("trackside/v1/bench/+/alert", qos=1)

@@ -48,6 +48,8 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from ingest.v5_decoding import LeanV5Decoding
+
 log = logging.getLogger("trackfence.ingest")
 
 READ_AHEAD_BYTES = 65_536
@@ -55,8 +57,9 @@ READ_AHEAD_BYTES = 65_536
 WRITE_BEHIND_MAX_BYTES = 4 * 1024 * 1024
 
 
-class ReadAheadClient(mqtt.Client):
-    """A paho client whose socket reads and writes are buffered (see the module docstring).
+class ReadAheadClient(LeanV5Decoding, mqtt.Client):
+    """A paho client whose socket reads and writes are buffered (see the module docstring),
+    and which reads plain MQTT 5 packets without rebuilding paho's tables (v5_decoding).
 
     Drive it from one thread (`NetworkLoop`): only `loop_write` sends what was written.
     """

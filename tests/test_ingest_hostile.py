@@ -181,8 +181,12 @@ def test_a_poison_redelivered_after_a_crash_fails_nothing_again(tmp_path, mosqui
 
 # ------------------------------------------------------------------------- reproduction 2
 def _oversized_numbers(device: str, t: int) -> list[tuple[str, bytes]]:
-    gga = nmea.sentence("GNGGA,101420.00,5133.46426,N,00006.52747,W,4,99999999999,0.6,21,M,45,M,,")
-    rmc = nmea.sentence("GNRMC,101420.00,A,5133.46426,N,00006.52747,W,0.0,,181126,,,R")
+    """Five bad messages; each call's differ from another's (`t`), as a repeat sent later
+    would: the stores keep one dead letter per topic, payload and millisecond of receipt,
+    and a backlog is read back within a millisecond or two."""
+    hhmmss = f"1014{t % 60:02d}.00"
+    gga = nmea.sentence(f"GNGGA,{hhmmss},5133.46426,N,00006.52747,W,4,99999999999,0.6,21,M,45,M,,")
+    rmc = nmea.sentence(f"GNRMC,{hhmmss},A,5133.46426,N,00006.52747,W,0.0,,181126,,,R")
     big = '{"seq":%d,"time_ms":%d,"lat":51.5627,"lon":-0.1068,%s}'
     return [
         ("trackside/v1/probe/evil/fix", (big % (1, t, '"satellites": 1e30')).encode()),
@@ -190,7 +194,7 @@ def _oversized_numbers(device: str, t: int) -> list[tuple[str, bytes]]:
         ("trackside/v1/probe/evil/fix", (big % (3, t, '"firmware": "1\\u0000"')).encode()),
         ("trackside/v1/probe/nmea/fix", f"{gga}\r\n{rmc}\r\n".encode()),
         # another device's own dead letter, co-batched: it must be written all the same
-        (f"trackside/v1/acme/{device}-other/fix", b'{"seq": 1, "lat": 51.5'),
+        (f"trackside/v1/acme/{device}-other/fix", b'{"seq": %d, "lat": 51.5' % t),
     ]
 
 
