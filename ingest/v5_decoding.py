@@ -10,12 +10,12 @@ and each `ReasonCode()` copies its table of ~45 codes. Measured on this machine 
 one PUBLISH (the fix) and one PUBACK (for its alert) per fix: about 24 µs of its
 CPU per fix went on tables, about half of what deciding the fix costs.
 
-`LeanV5Decoding` reads those two packets, when they carry no properties and no reason
-code, into the same objects paho would hand over (an `MQTTMessage` whose `properties`
-is an empty `Properties` of the packet's type; a success `ReasonCode`), whose tables
-are shared rather than rebuilt. Everything else (a packet with properties, MQTT 3.1.1,
-QoS 2, PUBCOMP) is left to paho's own code. Neither table is changed by paho once
-built, so sharing them changes no answer; `tests/test_v5_decoding.py` holds the objects
+`LeanV5Decoding` reads those two packets, when they carry no properties, into the
+same objects paho would hand over (an `MQTTMessage` whose `properties` is an empty
+`Properties` of the packet's type; the PUBACK's `ReasonCode`), with their tables shared
+rather than rebuilt. Everything else (a packet with properties, MQTT 3.1.1, QoS 2,
+PUBCOMP) is left to paho's own code. paho never changes either table once built, so
+sharing them changes no answer; `tests/test_v5_decoding.py` holds the objects
 equal to paho's, packet by packet.
 
 This reaches into paho's packet handlers (`_handle_publish`, `_handle_pubackcomp`), as
@@ -34,6 +34,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 _MID = struct.Struct("!H")
 _TEMPLATE = Properties(PacketTypes.PUBLISH)  # paho's tables, built once
+#: the reason codes a PUBACK may carry
+_PUBACK_REASONS = frozenset(
+    code for code, names in ReasonCode.names.items()
+    if any(PacketTypes.PUBACK in packets for packets in names.values())
+)  # fmt: skip
 
 
 class _SharedTableProperties(Properties):
@@ -47,12 +52,12 @@ class _SharedTableProperties(Properties):
 
 
 class _SharedTableReasonCode(ReasonCode):
-    """paho's `ReasonCode` 0 (success) of a packet type, its table of names shared."""
+    """paho's `ReasonCode` of a packet type, its table of names shared."""
 
-    def __init__(self, packet_type: int) -> None:
+    def __init__(self, packet_type: int, value: int = 0) -> None:
         self.names = ReasonCode.names  # a read-only mapping: nothing can change it
         self.packetType = packet_type
-        self.value = 0
+        self.value = value
 
 
 def empty_properties(packet_type: int) -> Properties:
@@ -104,8 +109,13 @@ class LeanV5Decoding(mqtt.Client):
 
     def _handle_pubackcomp(self, cmd) -> mqtt.MQTTErrorCode:
         packet = self._in_packet["packet"]
-        if self._protocol != mqtt.MQTTv5 or cmd != "PUBACK" or len(packet) != 2:
+        # two bytes: success; three: a reason code (0x10, no matching subscribers, is
+        # usual for an alert to a device not listening); more: properties, for paho
+        if self._protocol != mqtt.MQTTv5 or cmd != "PUBACK" or len(packet) not in (2, 3):
             return super()._handle_pubackcomp(cmd)
+        value = packet[2] if len(packet) == 3 else 0
+        if value not in _PUBACK_REASONS:
+            return super()._handle_pubackcomp(cmd)  # paho says what is wrong with it
         mid = _MID.unpack_from(packet)[0]
         if self._logger is not None or self.on_log is not None:
             self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received PUBACK (Mid: %d)", mid)
@@ -113,7 +123,7 @@ class LeanV5Decoding(mqtt.Client):
             if mid in self._out_messages:
                 return self._do_on_publish(
                     mid,
-                    _SharedTableReasonCode(PacketTypes.PUBACK),
+                    _SharedTableReasonCode(PacketTypes.PUBACK, value),
                     _SharedTableProperties(PacketTypes.PUBACK),
                 )
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS

@@ -111,7 +111,10 @@ def test_a_malformed_publish_fails_as_it_does_in_paho(body):
     "body",
     [
         b"\x00\x01",  # success, no reason code: Mosquitto's usual PUBACK
-        b"\x00\x01\x10",  # "No matching subscribers": read by paho
+        b"\x00\x01\x10",  # "No matching subscribers"
+        b"\x00\x01\x87",  # "Not authorized"
+        b"\x00\x01\x9b",  # "Quota exceeded"
+        b"\x00\x01\x02",  # not a PUBACK's reason code: paho says so
         b"\x00\x01\x00\x00",  # a reason code and empty properties
         b"\x00\x02",  # a mid that is not awaited: no callback
     ],
