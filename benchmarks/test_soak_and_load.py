@@ -90,8 +90,10 @@ def test_soak_two_thousand_fixes_a_second(servers, tmp_path):
             chunk = min(60, SOAK_S - int(time.monotonic() - began))
             if chunk < 5:
                 break
+            machine_before = psutil.cpu_times()
             result = round_trip(broker.port, seq, SOAK_RATE, chunk)
             seq += int(SOAK_RATE * chunk)
+            machine = _machine_minute(machine_before, psutil.cpu_times())
             minutes.append(
                 {
                     "minute": len(minutes) + 1,
@@ -101,6 +103,7 @@ def test_soak_two_thousand_fixes_a_second(servers, tmp_path):
                     "sent": result["sent"],
                     "rss_mib": process.memory_info().rss / 2**20,
                     "hops": hops.take(),  # the worker's statuses of this minute
+                    **machine,
                 }
             )
         expected = sum(m["sent"] for m in minutes) + 1  # and the warm-up fix
@@ -116,6 +119,7 @@ def test_soak_two_thousand_fixes_a_second(servers, tmp_path):
     rss = [m["rss_mib"] for m in minutes]
     table = "\n".join(
         f"| {m['minute']} | {m['p50_ms']:.1f} | {m['p99_ms']:.1f} | {m['rss_mib']:.0f} | "
+        f"{m['busy_pct']:.0f} | {m['steal_ms']:,.0f} | {m['iowait_ms']:,.0f} | "
         + " | ".join(_hop_cell(m["hops"], hop) for hop in SOAK_HOPS)
         + " |"
         for m in minutes
@@ -134,9 +138,12 @@ def test_soak_two_thousand_fixes_a_second(servers, tmp_path):
         "Inside the worker (ingest/hops.py; the worst 5-second status of each minute, "
         "p99 in µs, and the longest garbage-collector pause): "
         + ", ".join(f"{hop} up to {v:,.0f}" for hop, v in worst.items())
-        + ".\n\n| minute | p50 ms | p99 ms | worker RSS MiB | "
+        + ".\n\nThe machine each minute (all its CPUs, from /proc/stat): how busy they were, "
+        "the time the hypervisor ran something else on them (steal), and the time they "
+        "sat idle waiting for the disk (iowait).\n\n"
+        "| minute | p50 ms | p99 ms | worker RSS MiB | CPU busy % | steal ms | iowait ms | "
         + " | ".join(f"{hop} µs" for hop in SOAK_HOPS)
-        + " |\n|---|---|---|---|"
+        + " |\n|---|---|---|---|---|---|---|"
         + "---|" * len(SOAK_HOPS)
         + "\n"
         + table,
@@ -154,6 +161,21 @@ def test_soak_two_thousand_fixes_a_second(servers, tmp_path):
 SOAK_HOPS = (
     "inbox_us", "decide_us", "lone_us", "alert_us", "loop_us", "write_us", "ack_us", "gc_us"
 )  # fmt: skip
+
+
+def _machine_minute(before, after) -> dict[str, float]:
+    """The machine's CPU time over a minute (psutil.cpu_times, all CPUs): busy share,
+    steal and iowait. A minute whose tail is the machine's shows here, not in the hops."""
+    # (guest time is counted in user time already)
+    names = [n for n in after._fields if n not in ("guest", "guest_nice")]
+    spent = {name: getattr(after, name) - getattr(before, name) for name in names}
+    total = sum(spent.values()) or 1.0
+    idle = spent["idle"] + spent.get("iowait", 0.0)
+    return {
+        "busy_pct": 100 * (total - idle) / total,
+        "steal_ms": 1000 * spent.get("steal", 0.0),
+        "iowait_ms": 1000 * spent.get("iowait", 0.0),
+    }
 
 
 def _hop(hops: dict, hop: str) -> float:
