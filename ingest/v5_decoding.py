@@ -59,6 +59,10 @@ class _SharedTableReasonCode(ReasonCode):
         self.packetType = packet_type
         self.value = value
 
+    def __reduce__(self):
+        """Pickled and copied as paho's own (a read-only mapping cannot be pickled)."""
+        return ReasonCode, (self.packetType, "Success", self.value)
+
 
 def empty_properties(packet_type: int) -> Properties:
     """An empty `Properties` of `packet_type`, as paho builds for a packet with none."""
@@ -78,7 +82,7 @@ class LeanV5Decoding(mqtt.Client):
         header = self._in_packet["command"]
         packet = self._in_packet["packet"]
         qos = (header & 0x06) >> 1
-        if self._protocol != mqtt.MQTTv5 or qos == 2 or len(packet) < 2:
+        if self._protocol != mqtt.MQTTv5 or qos >= 2 or len(packet) < 2:  # (3: malformed)
             return super()._handle_publish()
         topic_end = 2 + _MID.unpack_from(packet)[0]
         mid_end = topic_end + (2 if qos else 0)
@@ -95,11 +99,15 @@ class LeanV5Decoding(mqtt.Client):
         message.properties = _SharedTableProperties(PacketTypes.PUBLISH)
         message.payload = bytes(packet[mid_end + 1 :])
         if self._logger is not None or self.on_log is not None:
+            try:
+                print_topic = message._topic.decode("utf-8")
+            except UnicodeDecodeError:  # as paho logs it
+                print_topic = f"TOPIC WITH INVALID UTF-8: {message._topic!r}"
             self._easy_log(
                 mqtt.MQTT_LOG_DEBUG,
-                "Received PUBLISH (d%d, q%d, r%d, m%d), '%s', properties=[], ...  (%d bytes)",
-                message.dup, message.qos, message.retain, message.mid,
-                message._topic.decode("utf-8", "replace"), len(message.payload),
+                "Received PUBLISH (d%d, q%d, r%d, m%d), '%s', properties=%s, ...  (%d bytes)",
+                message.dup, message.qos, message.retain, message.mid, print_topic,
+                message.properties, len(message.payload),
             )  # fmt: skip
         message.timestamp = mqtt.time_func()
         self._handle_on_message(message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import struct
 
 import paho.mqtt.client as mqtt
@@ -68,6 +70,7 @@ PUBLISHES = [
     (0x32, _publish_body(b"trackside/v1/a/d1/fix", b'{"seq":2}', 1, 7, b"\x00")),
     (0x3B, _publish_body(b"t", b"", 1, 65535, b"\x00")),
     (0x32, _publish_body(b"t/\xc3\xa9", b"\x00" * 70_000, 1, 1, b"\x00")),
+    (0x32, _publish_body(b"t/\xff", b"p", 1, 2, b"\x00")),  # a topic that is not UTF-8
     # with properties: left to paho's own reading
     (0x32, _publish_body(b"t", b"p", 1, 3, _properties(SubscriptionIdentifier=5))),
     (0x32, _publish_body(b"t", b"p", 1, 4, _properties(UserProperty=[("k", "v")]))),
@@ -86,6 +89,26 @@ def test_a_publish_is_handed_over_as_paho_would(header, body, manual_ack):
     _same_message(ours[1][0], paho[1][0])
 
 
+@pytest.mark.parametrize("header,body", PUBLISHES)
+def test_a_publish_is_logged_as_paho_logs_it(header, body):
+    logged: dict[type, list[str]] = {Lean: [], mqtt.Client: []}
+    for client_class, logs in logged.items():
+        client = client_class(CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5,
+                              manual_ack=True)  # fmt: skip
+        client.on_log = lambda c, u, level, text, logs=logs: logs.append(text)
+        client._in_packet = {"command": header, "packet": body}
+        client._packet_handle()
+    assert logged[Lean] == logged[mqtt.Client] != []
+
+
+def test_a_reason_code_handed_over_pickles_and_copies_as_paho_s():
+    _, seen, _ = _read(Lean, mqtt.MQTTv5, 0x40, b"\x00\x01\x10", True)
+    reason = seen[0][1]
+    for copied in (pickle.loads(pickle.dumps(reason)), copy.deepcopy(reason), copy.copy(reason)):
+        assert copied == reason and copied.getName() == "No matching subscribers"
+        assert copied.packetType == PacketTypes.PUBACK
+
+
 def test_properties_a_publish_carries_still_reach_the_callback():
     body = _publish_body(b"t", b"p", 1, 3, _properties(SubscriptionIdentifier=5))
     _, seen, _ = _read(Lean, mqtt.MQTTv5, 0x32, body, True)
@@ -93,16 +116,17 @@ def test_properties_a_publish_carries_still_reach_the_callback():
 
 
 @pytest.mark.parametrize(
-    "body",
+    "header,body",
     [
-        b"\x00",  # shorter than a topic length
-        b"\x00\x09abc",  # a topic longer than the packet
-        b"\x00\x01t\x00",  # QoS 1 with no room for its properties
+        (0x32, b"\x00"),  # shorter than a topic length
+        (0x32, b"\x00\x09abc"),  # a topic longer than the packet
+        (0x32, b"\x00\x01t\x00"),  # QoS 1 with no room for its properties
+        (0x36, _publish_body(b"t", b"p", 1, 5, b"\x00")),  # QoS 3: a protocol error
     ],
 )
-def test_a_malformed_publish_fails_as_it_does_in_paho(body):
-    ours = _read(Lean, mqtt.MQTTv5, 0x32, body, True)
-    paho = _read(mqtt.Client, mqtt.MQTTv5, 0x32, body, True)
+def test_a_malformed_publish_fails_as_it_does_in_paho(header, body):
+    ours = _read(Lean, mqtt.MQTTv5, header, body, True)
+    paho = _read(mqtt.Client, mqtt.MQTTv5, header, body, True)
     assert ours[0] == paho[0] != mqtt.MQTT_ERR_SUCCESS
     assert ours[1] == paho[1] == []
 
