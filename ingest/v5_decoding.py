@@ -13,10 +13,11 @@ CPU per fix went on tables, about half of what deciding the fix costs.
 `LeanV5Decoding` reads those two packets, when they carry no properties, into the
 same objects paho would hand over (an `MQTTMessage` whose `properties` is an empty
 `Properties` of the packet's type; the PUBACK's `ReasonCode`), with their tables shared
-rather than rebuilt. Everything else (a packet with properties, MQTT 3.1.1, QoS 2,
-PUBCOMP) is left to paho's own code. paho never changes either table once built, so
-sharing them changes no answer; `tests/test_v5_decoding.py` holds the objects
-equal to paho's, packet by packet.
+rather than rebuilt. Everything else (a packet with properties, MQTT 3.1.1, QoS 2 or
+the malformed 3, PUBCOMP) is left to paho's own code. paho never changes either table
+once built, so sharing them changes no answer; `tests/test_v5_decoding.py` holds the
+objects equal to paho's, packet by packet, and a differential fuzz against paho found
+no difference left.
 
 This reaches into paho's packet handlers (`_handle_publish`, `_handle_pubackcomp`), as
 `ReadAheadClient` reaches into its socket calls; it is written against paho 2.x, and a
@@ -62,16 +63,6 @@ class _SharedTableReasonCode(ReasonCode):
     def __reduce__(self):
         """Pickled and copied as paho's own (a read-only mapping cannot be pickled)."""
         return ReasonCode, (self.packetType, "Success", self.value)
-
-
-def empty_properties(packet_type: int) -> Properties:
-    """An empty `Properties` of `packet_type`, as paho builds for a packet with none."""
-    return _SharedTableProperties(packet_type)
-
-
-def success_reason(packet_type: int) -> ReasonCode:
-    """A `ReasonCode` 0 of `packet_type`, as paho builds for a packet with none."""
-    return _SharedTableReasonCode(packet_type)
 
 
 class LeanV5Decoding(mqtt.Client):
